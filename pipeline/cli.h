@@ -1,0 +1,27 @@
+/* cli.h: the livegen subcommands. Each returns the process exit status (0 ok, 1 runtime
+ * error, 2 usage error) and prints its own errors; only main() exits.
+ * Every command file owns its own argument parsing. Main thread. */
+#ifndef LG_CLI_H
+#define LG_CLI_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int lg_cmd_config(int argc, char **argv);       /* cmd_config.c: config --print */
+int lg_cmd_inspect(int argc, char **argv);      /* cmd_model.c */
+int lg_cmd_convert(int argc, char **argv);      /* cmd_model.c */
+int lg_cmd_init_model(int argc, char **argv);   /* cmd_model.c */
+int lg_cmd_probe_dit(int argc, char **argv);    /* cmd_probe_dit.c: probe dit */
+int lg_cmd_probe_stream(int argc, char **argv); /* cmd_probe_dit.c: probe stream */
+int lg_cmd_generate(int argc, char **argv);     /* cmd_generate.c */
+int lg_cmd_probe_vae(int argc,
+                     char **argv); /* cmd_probe_vae.c: probe vae-encode|vae-decode|taehv-decode
+                                      (argv[0] names which) */
+int lg_cmd_bench(int argc, char **argv); /* cmd_bench.c: bench dit|vae|pipeline */
+int lg_cmd_serve(int argc, char **argv); /* cmd_serve.c (LG_HAVE_STREAMING) */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,22 @@
+/* cmd_model.c: placeholder until this command is written; says so and fails. */
+#include "cli.h"
+
+#include <stdio.h>
+
+int lg_cmd_inspect(int argc, char **argv) {
+  (void)argc;
+  fprintf(stderr, "livegen %s: not implemented in this build\n", argv[0]);
+  return 1;
+}
+
+int lg_cmd_convert(int argc, char **argv) {
+  (void)argc;
+  fprintf(stderr, "livegen %s: not implemented in this build\n", argv[0]);
+  return 1;
+}
+
+int lg_cmd_init_model(int argc, char **argv) {
+  (void)argc;
+  fprintf(stderr, "livegen %s: not implemented in this build\n", argv[0]);
+  return 1;
+}

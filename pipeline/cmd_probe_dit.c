@@ -1,0 +1,16 @@
+/* cmd_probe_dit.c: placeholder until this command is written; says so and fails. */
+#include "cli.h"
+
+#include <stdio.h>
+
+int lg_cmd_probe_dit(int argc, char **argv) {
+  (void)argc;
+  fprintf(stderr, "livegen %s: not implemented in this build\n", argv[0]);
+  return 1;
+}
+
+int lg_cmd_probe_stream(int argc, char **argv) {
+  (void)argc;
+  fprintf(stderr, "livegen %s: not implemented in this build\n", argv[0]);
+  return 1;
+}
