@@ -1,0 +1,65 @@
+/* engine.h: the streaming video diffusion engine as the service sees it: RGB frames in,
+ * RGB frames out, parameters changed between chunks. Owns the backend, the models (DiT, VAE
+ * or TAEHV, text encoder), the stream batch and the rolling KV caches.
+ * Threads: every call except lg_engine_set_params / lg_engine_get_params / lg_engine_stats
+ * is made from the one GPU worker thread that created it; those three are thread-safe
+ * (a mutex guards the pending parameters; they take effect at the next chunk boundary). */
+#ifndef LG_ENGINE_H
+#define LG_ENGINE_H
+
+#include "config.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lg_engine_params {
+  char prompt[LG_PROMPT_MAX];
+  double noise_scale; /* "strength": s0 in MODELS.md 3, 0..1 */
+  int steps;          /* 1..4 */
+  unsigned long long seed;
+  double blend_s; /* seconds to blend to a new prompt */
+  bool paused;
+} lg_engine_params;
+
+typedef struct lg_engine_stats {
+  uint64_t chunks, frames_in, frames_out;
+  double ms_encode, ms_dit, ms_decode, ms_total; /* last chunk */
+  double ttff_s;                                 /* time to first output frame */
+  size_t mem_peak_bytes;
+  char device[128];
+} lg_engine_stats;
+
+typedef struct lg_engine lg_engine;
+
+/* Loads models per cfg (generating the tiny random ones into the cache dir on first use).
+ * NULL with a message in err. */
+lg_engine *lg_engine_new(const lg_config *cfg, char *err, size_t errn);
+void lg_engine_free(lg_engine **e);
+
+/* Frames the next lg_engine_push call consumes (v2v: 5 for the first chunk, then 4;
+ * t2v: 0, input ignored). */
+int lg_engine_frames_needed(const lg_engine *e);
+/* Output frame size (the config's width x height). */
+void lg_engine_frame_size(const lg_engine *e, int *width, int *height);
+
+/* Runs one chunk. in: n_in RGB24 frames of width*height*3 bytes (v2v), NULL for t2v.
+ * out: up to max_out caller buffers of width*height*3 bytes. Returns the number of frames
+ * written (0 while the stream batch fills: output lags by `steps` chunks) or LG_E*. */
+int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *const *out,
+                   int max_out);
+
+/* Parameter changes: validated now (LG_EINVAL + message), applied at the next chunk. */
+int lg_engine_set_params(lg_engine *e, const lg_engine_params *p, char *err, size_t errn);
+void lg_engine_get_params(lg_engine *e, lg_engine_params *p);
+/* Drops caches and the stream batch; the next push is a first chunk again. */
+int lg_engine_reset(lg_engine *e);
+void lg_engine_get_stats(lg_engine *e, lg_engine_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
