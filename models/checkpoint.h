@@ -42,6 +42,15 @@ lg_tensor lg_ckpt_host_tensor(const lg_ckpt_tensor *t);
 int lg_safetensors_write(const char *path, const char *const *names, const lg_tensor *tensors,
                          int n, const char *const *meta_kv, int n_meta);
 
+/* Streaming variant for files too large to hold in memory (init-model): a tensor whose data is
+ * NULL is produced by fill(user, i, buf, nbytes), which writes tensor i's contiguous bytes into
+ * buf; it is called once per such tensor, in name order. Returns 0 or LG_E* (fill's error is
+ * passed on). */
+typedef int (*lg_st_fill_fn)(void *user, int i, void *buf, size_t nbytes);
+int lg_safetensors_write_fill(const char *path, const char *const *names, const lg_tensor *tensors,
+                              int n, const char *const *meta_kv, int n_meta, lg_st_fill_fn fill,
+                              void *user);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,447 @@
+/* test_checkpoint.c: the checkpoint readers and writer on files the test writes itself:
+ * safetensors roundtrip (dtypes, name order, alignment, streaming writer), sharded index,
+ * name mapping (MODELS.md 1), malformed files (truncated, corrupted, huge lengths, offsets
+ * past EOF) and PyTorch zip pickles assembled byte by byte. Main thread. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char g_dir[256];
+
+static void path_in(char *out, size_t n, const char *name) {
+  snprintf(out, n, "%s/%s", g_dir, name);
+}
+
+static int setup_dir(void **state) {
+  (void)state;
+  snprintf(g_dir, sizeof g_dir, "/tmp/lg_test_ckpt_XXXXXX");
+  return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state) {
+  (void)state;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static uint8_t *read_file(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long sz = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *p = malloc(sz > 0 ? (size_t)sz : 1);
+  if (p && fread(p, 1, (size_t)sz, f) != (size_t)sz) {
+    free(p);
+    p = NULL;
+  }
+  fclose(f);
+  *n = (size_t)sz;
+  return p;
+}
+
+static void write_file(const char *path, const void *p, size_t n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(p, 1, n, f), n);
+  assert_int_equal(fclose(f), 0);
+}
+
+/* Opens path expecting failure; returns the message. */
+static void expect_open_fails(const char *path, const char *needle) {
+  char err[512] = "";
+  lg_ckpt *c = lg_ckpt_open(path, err, sizeof err);
+  if (c) {
+    lg_ckpt_free(&c);
+    fail_msg("%s opened but should have failed (%s)", path, needle ? needle : "");
+  }
+  assert_true(err[0] != '\0');
+  if (needle && !strstr(err, needle)) fail_msg("message '%s' lacks '%s'", err, needle);
+}
+
+/* ---- safetensors ---- */
+
+static float g_a[6] = {1, -2, 3.5f, 4, 5, 6};
+static uint16_t g_b[4];
+static uint16_t g_h[3];
+static float g_s = 42.0f;
+
+static void write_sample(const char *path) {
+  for (int i = 0; i < 4; i++)
+    g_b[i] = lg_f32_to_bf16((float)i - 1.5f);
+  for (int i = 0; i < 3; i++)
+    g_h[i] = lg_f32_to_f16((float)i * 0.25f);
+  int64_t sa[2] = {2, 3}, sb[1] = {4}, sh[3] = {1, 3, 1}, se[2] = {0, 7};
+  lg_tensor t[5] = {
+      lg_tensor_make(NULL, g_a, LG_F32, 2, sa), lg_tensor_make(NULL, g_b, LG_BF16, 1, sb),
+      lg_tensor_make(NULL, g_h, LG_F16, 3, sh), lg_tensor_make(NULL, &g_s, LG_F32, 0, NULL),
+      lg_tensor_make(NULL, g_a, LG_F32, 2, se),
+  };
+  const char *names[5] = {"zeta.weight", "alpha.b", "mid.h", "scalar", "empty"};
+  const char *meta[2] = {"format", "pt"};
+  assert_int_equal(lg_safetensors_write(path, names, t, 5, meta, 1), 0);
+}
+
+static void test_st_roundtrip(void **state) {
+  (void)state;
+  char path[300];
+  path_in(path, sizeof path, "rt.safetensors");
+  write_sample(path);
+
+  /* layout: header length multiple of 8, names in order, metadata present */
+  size_t n;
+  uint8_t *raw = read_file(path, &n);
+  assert_non_null(raw);
+  uint64_t hl = 0;
+  for (int i = 7; i >= 0; i--)
+    hl = (hl << 8) | raw[i];
+  assert_int_equal(hl % 8, 0);
+  assert_true(8 + hl + 24 + 8 + 6 + 4 <= n);
+  char *hdr = strndup((char *)raw + 8, hl);
+  const char *pa = strstr(hdr, "\"alpha.b\""), *pe = strstr(hdr, "\"empty\""),
+             *pm = strstr(hdr, "\"mid.h\""), *ps = strstr(hdr, "\"scalar\""),
+             *pz = strstr(hdr, "\"zeta.weight\"");
+  assert_true(pa && pe && pm && ps && pz);
+  assert_true(pa < pe && pe < pm && pm < ps && ps < pz);
+  assert_non_null(strstr(hdr, "__metadata__"));
+  free(hdr);
+  free(raw);
+
+  char err[256];
+  lg_ckpt *c = lg_ckpt_open(path, err, sizeof err);
+  if (!c) fail_msg("open: %s", err);
+  assert_string_equal(lg_ckpt_format(c), "safetensors");
+  assert_int_equal(lg_ckpt_count(c), 5);
+  const lg_ckpt_tensor *a = lg_ckpt_find(c, "zeta.weight");
+  assert_non_null(a);
+  assert_int_equal(a->dtype, LG_F32);
+  assert_int_equal(a->ndim, 2);
+  assert_int_equal(a->shape[0], 2);
+  assert_int_equal(a->shape[1], 3);
+  assert_int_equal(a->nbytes, 24);
+  assert_memory_equal(a->data, g_a, 24);
+  assert_int_equal((uintptr_t)a->data % 4, 0);
+  const lg_ckpt_tensor *b = lg_ckpt_find(c, "alpha.b");
+  assert_non_null(b);
+  assert_int_equal(b->dtype, LG_BF16);
+  assert_memory_equal(b->data, g_b, 8);
+  assert_true(lg_bf16_to_f32(((const uint16_t *)b->data)[0]) == -1.5f);
+  const lg_ckpt_tensor *h = lg_ckpt_find(c, "mid.h");
+  assert_non_null(h);
+  assert_int_equal(h->dtype, LG_F16);
+  assert_int_equal(h->ndim, 3);
+  assert_true(lg_f16_to_f32(((const uint16_t *)h->data)[2]) == 0.5f);
+  const lg_ckpt_tensor *s = lg_ckpt_find(c, "scalar");
+  assert_non_null(s);
+  assert_int_equal(s->ndim, 0);
+  assert_true(*(const float *)s->data == 42.0f);
+  const lg_ckpt_tensor *e = lg_ckpt_find(c, "empty");
+  assert_non_null(e);
+  assert_int_equal(e->nbytes, 0);
+  assert_int_equal(e->shape[1], 7);
+  assert_null(lg_ckpt_find(c, "nope"));
+  lg_tensor ht = lg_ckpt_host_tensor(a);
+  assert_int_equal(lg_tensor_numel(&ht), 6);
+  assert_ptr_equal(ht.data, a->data);
+  lg_ckpt_free(&c);
+  assert_null(c);
+}
+
+typedef struct fill_ctx {
+  int calls;
+  int last;
+} fill_ctx;
+
+static int fill_ramp(void *user, int i, void *buf, size_t nbytes) {
+  fill_ctx *fc = user;
+  fc->calls++;
+  fc->last = i;
+  float *f = buf;
+  for (size_t k = 0; k < nbytes / 4; k++)
+    f[k] = (float)(i * 1000 + (int)k);
+  return 0;
+}
+
+static int fill_fail(void *user, int i, void *buf, size_t nbytes) {
+  (void)user, (void)i, (void)buf, (void)nbytes;
+  return LG_EIO;
+}
+
+static void test_st_write_fill(void **state) {
+  (void)state;
+  char path[300];
+  path_in(path, sizeof path, "fill.safetensors");
+  int64_t s0[1] = {5}, s1[2] = {3, 3};
+  lg_tensor t[2] = {lg_tensor_make(NULL, NULL, LG_F32, 1, s0),
+                    lg_tensor_make(NULL, NULL, LG_F32, 2, s1)};
+  const char *names[2] = {"b", "a"};
+  fill_ctx fc = {0, -1};
+  assert_int_equal(lg_safetensors_write_fill(path, names, t, 2, NULL, 0, fill_ramp, &fc), 0);
+  assert_int_equal(fc.calls, 2);
+  assert_int_equal(fc.last, 0); /* "b" (index 0) comes last in name order */
+  char err[256];
+  lg_ckpt *c = lg_ckpt_open(path, err, sizeof err);
+  if (!c) fail_msg("open: %s", err);
+  const lg_ckpt_tensor *b = lg_ckpt_find(c, "b");
+  const lg_ckpt_tensor *a = lg_ckpt_find(c, "a");
+  assert_true(a && b);
+  assert_true(((const float *)b->data)[4] == 4.0f);
+  assert_true(((const float *)a->data)[8] == 1008.0f);
+  lg_ckpt_free(&c);
+
+  /* a failing fill leaves no file behind and reports the error */
+  char p2[300];
+  path_in(p2, sizeof p2, "fillfail.safetensors");
+  assert_int_equal(lg_safetensors_write_fill(p2, names, t, 2, NULL, 0, fill_fail, NULL), LG_EIO);
+  assert_int_equal(access(p2, F_OK), -1);
+  /* duplicate names are refused */
+  const char *dup[2] = {"a", "a"};
+  assert_int_equal(lg_safetensors_write_fill(p2, dup, t, 2, NULL, 0, fill_ramp, &fc), LG_EINVAL);
+}
+
+/* Writes a safetensors file with a literal header and data section. */
+static void write_raw_st(const char *path, const char *json, const void *data, size_t dn,
+                         uint64_t forced_len) {
+  size_t jl = strlen(json);
+  uint64_t hl = forced_len ? forced_len : jl;
+  uint8_t *buf = malloc(8 + jl + dn + 1);
+  for (int i = 0; i < 8; i++)
+    buf[i] = (uint8_t)(hl >> (8 * i));
+  memcpy(buf + 8, json, jl);
+  if (dn) memcpy(buf + 8 + jl, data, dn);
+  write_file(path, buf, 8 + jl + dn);
+  free(buf);
+}
+
+static void test_st_malformed(void **state) {
+  (void)state;
+  char path[300];
+  path_in(path, sizeof path, "bad.safetensors");
+  float d[4] = {1, 2, 3, 4};
+  const char *ok = "{\"x\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}";
+  write_raw_st(path, ok, d, 16, 0);
+  char err[256];
+  lg_ckpt *c = lg_ckpt_open(path, err, sizeof err);
+  if (!c) fail_msg("the well-formed control file failed: %s", err);
+  lg_ckpt_free(&c);
+
+  write_raw_st(path, ok, d, 16, 1ull << 62);
+  expect_open_fails(path, "header length");
+  write_raw_st(path, ok, d, 16, 0xffffffffffffffffull);
+  expect_open_fails(path, "header length");
+  write_raw_st(path, ok, d, 12, 0); /* data truncated: offsets past EOF */
+  expect_open_fails(path, "data_offsets");
+  write_raw_st(path, "{\"x\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", d, 16,
+               0);
+  expect_open_fails(path, "shape x dtype");
+  write_raw_st(path, "{\"x\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[8,4]}}", d, 16,
+               0);
+  expect_open_fails(path, "data_offsets");
+  write_raw_st(path,
+               "{\"x\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+               "\"data_offsets\":[0,16]}}",
+               d, 16, 0);
+  expect_open_fails(path, "shape");
+  write_raw_st(path, "{\"x\":{\"dtype\":\"F32\",\"shape\":[-1,2],\"data_offsets\":[0,16]}}", d, 16,
+               0);
+  expect_open_fails(path, "shape");
+  write_raw_st(path, "{\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", d, 16,
+               0);
+  expect_open_fails(path, "'ids' has dtype I64");
+  write_raw_st(path, "{\"x\":{\"dtype\":\"F32\",\"shape\":[2,2]}}", d, 16, 0);
+  expect_open_fails(path, "data_offsets");
+  write_raw_st(path, "{\"x\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}", d, 16,
+               0);
+  expect_open_fails(path, "JSON");
+  write_raw_st(path, "[1,2]   ", d, 0, 0);
+  expect_open_fails(path, NULL);
+  write_raw_st(path,
+               "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+               "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+               d, 16, 0);
+  expect_open_fails(path, NULL);
+  write_file(path, "", 0);
+  expect_open_fails(path, "unknown checkpoint format");
+  path_in(path, sizeof path, "does-not-exist.safetensors");
+  expect_open_fails(path, "does-not-exist");
+
+  /* every prefix of a valid file, and every single-byte corruption of its header, either
+   * opens with in-bounds tensors or fails cleanly */
+  char good[300];
+  path_in(good, sizeof good, "good.safetensors");
+  write_sample(good);
+  size_t n;
+  uint8_t *raw = read_file(good, &n);
+  assert_non_null(raw);
+  path_in(path, sizeof path, "cut.safetensors");
+  for (size_t cut = 0; cut < n; cut++) {
+    write_file(path, raw, cut);
+    expect_open_fails(path, NULL);
+  }
+  uint64_t hl = 0;
+  for (int i = 7; i >= 0; i--)
+    hl = (hl << 8) | raw[i];
+  for (size_t pos = 0; pos < 8 + hl; pos += 3) {
+    uint8_t old = raw[pos];
+    raw[pos] ^= (uint8_t)(0x5a + pos);
+    write_file(path, raw, n);
+    c = lg_ckpt_open(path, err, sizeof err);
+    if (c) {
+      for (int i = 0; i < lg_ckpt_count(c); i++) {
+        const lg_ckpt_tensor *t = lg_ckpt_at(c, i);
+        volatile uint8_t sink = 0;
+        for (size_t k = 0; k < t->nbytes; k++)
+          sink ^= ((const uint8_t *)t->data)[k];
+        (void)sink;
+      }
+      lg_ckpt_free(&c);
+    } else {
+      assert_true(err[0] != '\0');
+    }
+    raw[pos] = old;
+  }
+  free(raw);
+}
+
+static void test_st_sharded(void **state) {
+  (void)state;
+  char p1[300], p2[300], idx[300];
+  path_in(p1, sizeof p1, "m-00001-of-00002.safetensors");
+  path_in(p2, sizeof p2, "m-00002-of-00002.safetensors");
+  path_in(idx, sizeof idx, "m.safetensors.index.json");
+  float a[2] = {1, 2}, b[3] = {3, 4, 5};
+  int64_t sa[1] = {2}, sb[1] = {3};
+  lg_tensor ta = lg_tensor_make(NULL, a, LG_F32, 1, sa);
+  lg_tensor tb = lg_tensor_make(NULL, b, LG_F32, 1, sb);
+  const char *na[1] = {"blocks.0.ffn.0.weight"}, *nb[1] = {"blocks.1.ffn.0.weight"};
+  assert_int_equal(lg_safetensors_write(p1, na, &ta, 1, NULL, 0), 0);
+  assert_int_equal(lg_safetensors_write(p2, nb, &tb, 1, NULL, 0), 0);
+  const char *index = "{\"metadata\":{\"total_size\":20},\"weight_map\":{"
+                      "\"blocks.0.ffn.0.weight\":\"m-00001-of-00002.safetensors\","
+                      "\"blocks.1.ffn.0.weight\":\"m-00002-of-00002.safetensors\"}}";
+  write_file(idx, index, strlen(index));
+  char err[256];
+  lg_ckpt *c = lg_ckpt_open(idx, err, sizeof err);
+  if (!c) fail_msg("open index: %s", err);
+  assert_string_equal(lg_ckpt_format(c), "safetensors-sharded");
+  assert_int_equal(lg_ckpt_count(c), 2);
+  const lg_ckpt_tensor *t = lg_ckpt_find(c, "blocks.1.ffn.0.weight");
+  assert_non_null(t);
+  assert_true(((const float *)t->data)[2] == 5.0f);
+  lg_ckpt_free(&c);
+
+  const char *missing = "{\"weight_map\":{\"x\":\"m-00003-of-00002.safetensors\"}}";
+  write_file(idx, missing, strlen(missing));
+  expect_open_fails(idx, "m-00003-of-00002.safetensors");
+  const char *escape = "{\"weight_map\":{\"x\":\"../etc/passwd\"}}";
+  write_file(idx, escape, strlen(escape));
+  expect_open_fails(idx, "shard");
+  const char *absent = "{\"weight_map\":{\"nothere\":\"m-00001-of-00002.safetensors\"}}";
+  write_file(idx, absent, strlen(absent));
+  expect_open_fails(idx, "nothere");
+}
+
+/* ---- name mapping ---- */
+
+static void open_names(const char *const *names, int n, lg_ckpt **out) {
+  char path[300];
+  path_in(path, sizeof path, "names.safetensors");
+  static float v[1] = {0};
+  int64_t s[1] = {1};
+  lg_tensor *t = calloc((size_t)n, sizeof *t);
+  for (int i = 0; i < n; i++)
+    t[i] = lg_tensor_make(NULL, v, LG_F32, 1, s);
+  assert_int_equal(lg_safetensors_write(path, names, t, n, NULL, 0), 0);
+  free(t);
+  char err[256];
+  *out = lg_ckpt_open(path, err, sizeof err);
+  if (!*out) fail_msg("open: %s", err);
+}
+
+static void test_name_strip(void **state) {
+  (void)state;
+  const char *names[] = {
+      "model._fsdp_wrapped_module.blocks.0.self_attn.q.weight",
+      "model.head.head.bias",
+      "_fsdp_wrapped_module.patch_embedding.weight",
+      "blocks.1._fsdp_wrapped_module.norm3.weight",
+      "blocks.2.norm2.weight", /* not diffusers: norm2 stays */
+  };
+  lg_ckpt *c;
+  open_names(names, 5, &c);
+  assert_non_null(lg_ckpt_find(c, "blocks.0.self_attn.q.weight"));
+  assert_non_null(lg_ckpt_find(c, "head.head.bias"));
+  assert_non_null(lg_ckpt_find(c, "patch_embedding.weight"));
+  assert_non_null(lg_ckpt_find(c, "blocks.1.norm3.weight"));
+  assert_non_null(lg_ckpt_find(c, "blocks.2.norm2.weight"));
+  lg_ckpt_free(&c);
+
+  /* two names that collide after mapping are an error */
+  const char *dup[] = {"model.x.weight", "x.weight"};
+  char path[300];
+  path_in(path, sizeof path, "dup.safetensors");
+  float v[1] = {0};
+  int64_t s[1] = {1};
+  lg_tensor t[2] = {lg_tensor_make(NULL, v, LG_F32, 1, s), lg_tensor_make(NULL, v, LG_F32, 1, s)};
+  assert_int_equal(lg_safetensors_write(path, dup, t, 2, NULL, 0), 0);
+  expect_open_fails(path, "duplicate");
+}
+
+static void test_name_diffusers(void **state) {
+  (void)state;
+  static const char *pairs[][2] = {
+      {"condition_embedder.time_embedder.linear_1.weight", "time_embedding.0.weight"},
+      {"condition_embedder.time_embedder.linear_2.bias", "time_embedding.2.bias"},
+      {"condition_embedder.time_proj.weight", "time_projection.1.weight"},
+      {"condition_embedder.text_embedder.linear_1.weight", "text_embedding.0.weight"},
+      {"condition_embedder.text_embedder.linear_2.bias", "text_embedding.2.bias"},
+      {"blocks.3.attn1.to_q.weight", "blocks.3.self_attn.q.weight"},
+      {"blocks.3.attn1.to_k.bias", "blocks.3.self_attn.k.bias"},
+      {"blocks.3.attn1.to_v.weight", "blocks.3.self_attn.v.weight"},
+      {"blocks.3.attn1.to_out.0.weight", "blocks.3.self_attn.o.weight"},
+      {"blocks.3.attn1.norm_q.weight", "blocks.3.self_attn.norm_q.weight"},
+      {"blocks.3.attn1.norm_k.weight", "blocks.3.self_attn.norm_k.weight"},
+      {"blocks.12.attn2.to_q.weight", "blocks.12.cross_attn.q.weight"},
+      {"blocks.12.attn2.to_out.0.bias", "blocks.12.cross_attn.o.bias"},
+      {"blocks.12.attn2.norm_k.weight", "blocks.12.cross_attn.norm_k.weight"},
+      {"blocks.0.ffn.net.0.proj.weight", "blocks.0.ffn.0.weight"},
+      {"blocks.0.ffn.net.2.bias", "blocks.0.ffn.2.bias"},
+      {"blocks.0.scale_shift_table", "blocks.0.modulation"},
+      {"blocks.0.norm2.weight", "blocks.0.norm3.weight"},
+      {"blocks.0.norm2.bias", "blocks.0.norm3.bias"},
+      {"scale_shift_table", "head.modulation"},
+      {"proj_out.weight", "head.head.weight"},
+      {"model.patch_embedding.bias", "patch_embedding.bias"},
+  };
+  int n = (int)(sizeof pairs / sizeof pairs[0]);
+  const char *names[32];
+  for (int i = 0; i < n; i++)
+    names[i] = pairs[i][0];
+  lg_ckpt *c;
+  open_names(names, n, &c);
+  assert_int_equal(lg_ckpt_count(c), n);
+  for (int i = 0; i < n; i++)
+    if (!lg_ckpt_find(c, pairs[i][1]))
+      fail_msg("%s was not mapped to %s", pairs[i][0], pairs[i][1]);
+  lg_ckpt_free(&c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_st_roundtrip), cmocka_unit_test(test_st_write_fill),
+      cmocka_unit_test(test_st_malformed), cmocka_unit_test(test_st_sharded),
+      cmocka_unit_test(test_name_strip),   cmocka_unit_test(test_name_diffusers),
+  };
+  return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}
