@@ -92,6 +92,11 @@ int lg_config_load_string(lg_config *c, const char *yaml, const char *name, char
 int lg_config_set(lg_config *c, const char *assignment, char *err, size_t n);
 /* Checks ranges and combinations; 0 or LG_EINVAL with the reason in err. */
 int lg_config_validate(const lg_config *c, char *err, size_t n);
+/* Command-line helper for every command that takes a config: starts from the defaults, then
+ * consumes `--config FILE` and `--set key=value` (each may repeat; files apply in order, sets
+ * after files), removes them from argv (argc updated; argv[0] kept), and validates.
+ * 0 or LG_E* with the reason in err. */
+int lg_config_from_args(lg_config *c, int *argc, char **argv, char *err, size_t n);
 /* Writes the effective config as YAML that lg_config_load accepts. */
 int lg_config_print(const lg_config *c, FILE *f);
 
