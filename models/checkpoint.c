@@ -1,10 +1,14 @@
 /* checkpoint.c: the lg_ckpt API: format detection (from content, not the suffix), the tensor
  * table, owned mappings/buffers, sharded safetensors through *.index.json, and the name mapping
  * of MODELS.md 1 (strip "model." / "_fsdp_wrapped_module.", diffusers -> official names).
- * The format readers live in safetensors.c and (zip + pickle) pt_reader in this file's
- * sibling files. Threads: opened on one thread; read-only afterwards from any thread. */
+ * The safetensors reader is safetensors.c; the PyTorch path (lg_pt_read, end of this file)
+ * indexes the zip (zip.c), runs data.pkl through the restricted pickle VM (pickle.c) and turns
+ * the selected dict's tensors into views on the stored blobs. Threads: opened on one thread;
+ * read-only afterwards from any thread. */
 #include "checkpoint.h"
 #include "ckpt_internal.h"
+#include "pickle.h"
+#include "zip.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -440,16 +444,186 @@ lg_ckpt *lg_ckpt_open(const char *path, char *err, size_t errn) {
   if (rc) goto fail;
   return c;
 fail:
-  if (err && errn && !err[0]) lg_ckpt_fail(err, errn, rc, "%s: %s", path, lg_strerror(rc));
+  if (err && errn) {
+    size_t pl = strlen(path);
+    if (!err[0]) {
+      lg_ckpt_fail(err, errn, rc, "%s: %s", path, lg_strerror(rc));
+    } else if (strncmp(err, path, pl) != 0 && pl + 3 < errn) {
+      char *msg = strdup(err);
+      if (msg) lg_ckpt_fail(err, errn, rc, "%s: %s", path, msg);
+      free(msg);
+    }
+  }
   lg_ckpt_free(&c);
   return NULL;
 }
 
-/* ---- PyTorch zip pickle: reader pending (zip.c, pickle.c) ---- */
+/* ---- PyTorch zip pickle ---- */
+
+typedef struct pt_ctx {
+  lg_ckpt *c;
+  lg_zip zip;
+  char prefix[128]; /* "archive/" */
+  char *err;
+  size_t errn;
+} pt_ctx;
+
+static int pt_dtype(const lg_pk_value *st, lg_dtype *out) {
+  switch (st->st) {
+  case LG_PK_ST_F32: *out = LG_F32; return 0;
+  case LG_PK_ST_F16: *out = LG_F16; return 0;
+  case LG_PK_ST_BF16: *out = LG_BF16; return 0;
+  default: return -1;
+  }
+}
+
+/* Pushes tensor t named name: a view into the storage blob when contiguous and aligned, a
+ * materialised contiguous copy otherwise. */
+static int pt_push_tensor(pt_ctx *x, const char *name, const lg_pk_value *t) {
+  const lg_pk_value *st = t->storage;
+  lg_dtype dt;
+  if (pt_dtype(st, &dt))
+    return lg_ckpt_fail(x->err, x->errn, LG_ENOTSUP,
+                        "tensor '%s' has dtype %s; only float32, float16 and bfloat16 are "
+                        "supported",
+                        name, lg_pk_storage_name(st->st));
+  char ename[256];
+  snprintf(ename, sizeof ename, "%sdata/%s", x->prefix, st->s);
+  const lg_zip_entry *e = lg_zip_find(&x->zip, ename);
+  if (!e)
+    return lg_ckpt_fail(x->err, x->errn, LG_EFORMAT, "tensor '%s': storage blob '%s' missing", name,
+                        ename);
+  const uint8_t *blob;
+  size_t blob_n;
+  int rc = lg_zip_data(&x->zip, e, &blob, &blob_n, x->err, x->errn);
+  if (rc) return rc;
+  size_t es = lg_dtype_size(dt), need;
+  if (lg_mul_size((size_t)st->numel, es, &need) || need > blob_n)
+    return lg_ckpt_fail(x->err, x->errn, LG_EFORMAT,
+                        "tensor '%s': storage '%s' claims %llu elements but its blob has %zu bytes",
+                        name, st->s, (unsigned long long)st->numel, blob_n);
+  /* the pickle VM checked offset + extent < storage numel */
+  size_t numel = 1;
+  for (int d = 0; d < t->ndim; d++)
+    if (lg_mul_size(numel, (size_t)t->shape[d], &numel))
+      return lg_ckpt_fail(x->err, x->errn, LG_ERANGE, "tensor '%s' too large", name);
+  size_t nbytes = numel * es; /* <= need (checked by the VM's extent test when numel > 0) */
+  bool contig = true;
+  int64_t expect = 1;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    if (t->shape[d] != 1 && t->stride[d] != expect) contig = false;
+    expect *= t->shape[d];
+  }
+  const uint8_t *src = blob + (size_t)t->offset * es;
+  const void *data = src;
+  if (numel == 0) {
+    data = blob;
+  } else if (!contig || ((uintptr_t)src % es) != 0) {
+    uint8_t *cp = malloc(nbytes);
+    if (!cp || lg_ckpt_keep(x->c, cp))
+      return lg_ckpt_fail(x->err, x->errn, LG_ENOMEM, "out of memory copying tensor '%s'", name);
+    int64_t idx[LG_PK_MAX_DIMS] = {0};
+    for (size_t k = 0; k < numel; k++) {
+      int64_t off = t->offset;
+      for (int d = 0; d < t->ndim; d++)
+        off += idx[d] * t->stride[d];
+      memcpy(cp + k * es, blob + (size_t)off * es, es);
+      for (int d = t->ndim - 1; d >= 0; d--) {
+        if (++idx[d] < t->shape[d]) break;
+        idx[d] = 0;
+      }
+    }
+    data = cp;
+  }
+  rc = lg_ckpt_push(x->c, name, strlen(name), dt, t->ndim, t->shape, data, nbytes);
+  if (rc) return lg_ckpt_fail(x->err, x->errn, rc, "tensor '%s': %s", name, lg_strerror(rc));
+  return 0;
+}
+
+/* Pushes every tensor of dict d (string keys; nested dicts joined with '.'; other values
+ * ignored). depth bounds recursion (and cycles made through the memo). */
+static int pt_walk(pt_ctx *x, const lg_pk_value *d, const char *prefix, int depth) {
+  if (depth > 8) return lg_ckpt_fail(x->err, x->errn, LG_EFORMAT, "dicts nested too deeply");
+  for (size_t i = 0; i + 1 < d->n; i += 2) {
+    const lg_pk_value *k = d->items[i], *v = d->items[i + 1];
+    if (k->type != LG_PK_STR) continue;
+    if (v->type != LG_PK_TENSOR && v->type != LG_PK_DICT) continue;
+    if (strlen(k->s) != k->slen || k->slen == 0)
+      return lg_ckpt_fail(x->err, x->errn, LG_EFORMAT, "empty or NUL-containing key");
+    size_t pl = strlen(prefix);
+    char *name = malloc(pl + k->slen + 2);
+    if (!name) return lg_ckpt_fail(x->err, x->errn, LG_ENOMEM, "out of memory");
+    memcpy(name, prefix, pl);
+    memcpy(name + pl, k->s, k->slen + 1);
+    int rc;
+    if (v->type == LG_PK_TENSOR) {
+      rc = pt_push_tensor(x, name, v);
+    } else {
+      strcat(name, ".");
+      rc = pt_walk(x, v, name, depth + 1);
+    }
+    free(name);
+    if (rc) return rc;
+  }
+  return 0;
+}
 
 int lg_pt_read(lg_ckpt *c, const uint8_t *p, size_t n, char *err, size_t errn) {
-  (void)c;
-  (void)p;
-  (void)n;
-  return lg_ckpt_fail(err, errn, LG_ENOTSUP, "PyTorch zip checkpoints are not supported yet");
+  pt_ctx x = {.c = c, .err = err, .errn = errn};
+  lg_pickle pk = {0};
+  int rc = lg_zip_open(&x.zip, p, n, err, errn);
+  if (rc) return rc;
+  const lg_zip_entry *pkl = NULL;
+  for (size_t i = 0; i < x.zip.ne; i++) {
+    const char *nm = x.zip.e[i].name;
+    const char *sl = strchr(nm, '/');
+    if (sl && strcmp(sl, "/data.pkl") == 0 && (size_t)(sl - nm) < sizeof x.prefix - 1) {
+      if (pkl) {
+        rc = lg_ckpt_fail(err, errn, LG_EFORMAT, "archive holds more than one */data.pkl");
+        goto done;
+      }
+      pkl = &x.zip.e[i];
+      memcpy(x.prefix, nm, (size_t)(sl - nm) + 1);
+      x.prefix[sl - nm + 1] = '\0';
+    }
+  }
+  if (!pkl) {
+    rc = lg_ckpt_fail(err, errn, LG_EFORMAT,
+                      "zip archive without <name>/data.pkl: not a torch.save checkpoint");
+    goto done;
+  }
+  char bo_name[160];
+  snprintf(bo_name, sizeof bo_name, "%sbyteorder", x.prefix);
+  const lg_zip_entry *bo = lg_zip_find(&x.zip, bo_name);
+  if (bo) {
+    const uint8_t *bd;
+    size_t bn;
+    if ((rc = lg_zip_data(&x.zip, bo, &bd, &bn, err, errn))) goto done;
+    if (!(bn == 6 && memcmp(bd, "little", 6) == 0)) {
+      rc = lg_ckpt_fail(err, errn, LG_ENOTSUP, "big-endian checkpoint not supported");
+      goto done;
+    }
+  }
+  const uint8_t *pd;
+  size_t pn;
+  if ((rc = lg_zip_data(&x.zip, pkl, &pd, &pn, err, errn))) goto done;
+  if ((rc = lg_pickle_load(&pk, pd, pn, err, errn))) goto done;
+  const lg_pk_value *root = pk.root;
+  if (root->type != LG_PK_DICT) {
+    rc = lg_ckpt_fail(err, errn, LG_EFORMAT, "data.pkl does not hold a dict (state dict)");
+    goto done;
+  }
+  static const char *const k_pick[] = {"generator_ema", "generator", "state_dict"};
+  for (size_t i = 0; i < sizeof k_pick / sizeof k_pick[0]; i++) {
+    const lg_pk_value *v = lg_pk_dict_get(root, k_pick[i]);
+    if (v && v->type == LG_PK_DICT) {
+      root = v;
+      break;
+    }
+  }
+  rc = pt_walk(&x, root, "", 0);
+done:
+  lg_pickle_free(&pk);
+  lg_zip_free(&x.zip);
+  return rc;
 }

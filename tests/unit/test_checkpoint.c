@@ -437,11 +437,490 @@ static void test_name_diffusers(void **state) {
   lg_ckpt_free(&c);
 }
 
+/* ---- PyTorch zip pickles, assembled byte by byte ---- */
+
+typedef struct buf {
+  uint8_t *p;
+  size_t n, cap;
+} buf;
+
+static void b_put(buf *b, const void *p, size_t n) {
+  if (!n) return;
+  if (b->n + n > b->cap) {
+    b->cap = (b->n + n) * 2 + 64;
+    b->p = realloc(b->p, b->cap);
+    assert_non_null(b->p);
+  }
+  memcpy(b->p + b->n, p, n);
+  b->n += n;
+}
+static void b_u8(buf *b, unsigned v) {
+  uint8_t x = (uint8_t)v;
+  b_put(b, &x, 1);
+}
+static void b_le(buf *b, uint64_t v, int k) {
+  for (int i = 0; i < k; i++)
+    b_u8(b, (unsigned)(v >> (8 * i)) & 0xff);
+}
+static void b_str(buf *b, const char *s) {
+  b_put(b, s, strlen(s));
+}
+
+/* pickle emitters (protocol 2, as torch.save writes) */
+static void pk_unicode(buf *b, const char *s) {
+  b_u8(b, 'X');
+  b_le(b, strlen(s), 4);
+  b_str(b, s);
+}
+static void pk_int(buf *b, int v) {
+  if (v >= 0 && v < 256) {
+    b_u8(b, 'K');
+    b_u8(b, (unsigned)v);
+  } else {
+    b_u8(b, 'J');
+    b_le(b, (uint32_t)v, 4);
+  }
+}
+static void pk_global(buf *b, const char *mod, const char *name) {
+  b_u8(b, 'c');
+  b_str(b, mod);
+  b_u8(b, '\n');
+  b_str(b, name);
+  b_u8(b, '\n');
+}
+static void pk_ordered_dict(buf *b) {
+  pk_global(b, "collections", "OrderedDict");
+  b_u8(b, ')');
+  b_u8(b, 'R');
+}
+static void pk_tuple_ints(buf *b, int n, const int *v) {
+  b_u8(b, '(');
+  for (int i = 0; i < n; i++)
+    pk_int(b, v[i]);
+  b_u8(b, 't');
+}
+/* _rebuild_tensor_v2(storage(key, cls, numel), offset, size, stride, False, OrderedDict());
+ * a storage key seen before is fetched from memo slot 100+key. */
+static void pk_tensor(buf *b, const char *cls, int key, int numel, int offset, int ndim,
+                      const int *size, const int *stride, bool *seen) {
+  pk_global(b, "torch._utils", "_rebuild_tensor_v2");
+  b_u8(b, '(');
+  if (seen && seen[key]) {
+    b_u8(b, 'h');
+    b_u8(b, (unsigned)(100 + key));
+  } else {
+    char k[16];
+    snprintf(k, sizeof k, "%d", key);
+    b_u8(b, '(');
+    pk_unicode(b, "storage");
+    pk_global(b, "torch", cls);
+    pk_unicode(b, k);
+    pk_unicode(b, "cpu");
+    pk_int(b, numel);
+    b_u8(b, 't');
+    b_u8(b, 'Q');
+    b_u8(b, 'q');
+    b_u8(b, (unsigned)(100 + key));
+    if (seen) seen[key] = true;
+  }
+  pk_int(b, offset);
+  pk_tuple_ints(b, ndim, size);
+  pk_tuple_ints(b, ndim, stride);
+  b_u8(b, 0x89);
+  pk_ordered_dict(b);
+  b_u8(b, 't');
+  b_u8(b, 'R');
+}
+
+typedef struct zentry {
+  const char *name;
+  const void *data;
+  size_t n;
+  int method;
+} zentry;
+
+static uint32_t crc32_of(const uint8_t *p, size_t n) {
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) {
+    c ^= p[i];
+    for (int k = 0; k < 8; k++)
+      c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+  }
+  return ~c;
+}
+
+/* A zip with the given entries; zip64 writes ZIP64 extra fields and end records. */
+static void write_zip(const char *path, const zentry *e, int n, bool zip64) {
+  buf b = {0}, cd = {0};
+  for (int i = 0; i < n; i++) {
+    uint64_t off = b.n;
+    uint32_t crc = crc32_of(e[i].data, e[i].n);
+    size_t nl = strlen(e[i].name);
+    b_le(&b, 0x04034b50, 4);
+    b_le(&b, 20, 2);
+    b_le(&b, 0, 2);
+    b_le(&b, (uint64_t)e[i].method, 2);
+    b_le(&b, 0, 4);
+    b_le(&b, crc, 4);
+    b_le(&b, e[i].n, 4);
+    b_le(&b, e[i].n, 4);
+    b_le(&b, nl, 2);
+    /* pad the data to 64 bytes like torch does, with an unknown extra field */
+    size_t at = b.n + 2 + nl + 4;
+    size_t pad = (64 - at % 64) % 64;
+    b_le(&b, 4 + pad, 2);
+    b_str(&b, e[i].name);
+    b_le(&b, 0x4246, 2);
+    b_le(&b, pad, 2);
+    for (size_t k = 0; k < pad; k++)
+      b_u8(&b, 'Z');
+    b_put(&b, e[i].data, e[i].n);
+    b_le(&cd, 0x02014b50, 4);
+    b_le(&cd, 45, 2);
+    b_le(&cd, 45, 2);
+    b_le(&cd, 0, 2);
+    b_le(&cd, (uint64_t)e[i].method, 2);
+    b_le(&cd, 0, 4);
+    b_le(&cd, crc, 4);
+    b_le(&cd, zip64 ? 0xffffffffu : e[i].n, 4);
+    b_le(&cd, zip64 ? 0xffffffffu : e[i].n, 4);
+    b_le(&cd, nl, 2);
+    b_le(&cd, zip64 ? 28 : 0, 2);
+    b_le(&cd, 0, 2);
+    b_le(&cd, 0, 2);
+    b_le(&cd, 0, 2);
+    b_le(&cd, 0, 4);
+    b_le(&cd, zip64 ? 0xffffffffu : off, 4);
+    b_str(&cd, e[i].name);
+    if (zip64) {
+      b_le(&cd, 1, 2);
+      b_le(&cd, 24, 2);
+      b_le(&cd, e[i].n, 8);
+      b_le(&cd, e[i].n, 8);
+      b_le(&cd, off, 8);
+    }
+  }
+  uint64_t cd_off = b.n, cd_n = cd.n;
+  b_put(&b, cd.p, cd.n);
+  if (zip64) {
+    uint64_t e64 = b.n;
+    b_le(&b, 0x06064b50, 4);
+    b_le(&b, 44, 8);
+    b_le(&b, 45, 2);
+    b_le(&b, 45, 2);
+    b_le(&b, 0, 4);
+    b_le(&b, 0, 4);
+    b_le(&b, (uint64_t)n, 8);
+    b_le(&b, (uint64_t)n, 8);
+    b_le(&b, cd_n, 8);
+    b_le(&b, cd_off, 8);
+    b_le(&b, 0x07064b50, 4);
+    b_le(&b, 0, 4);
+    b_le(&b, e64, 8);
+    b_le(&b, 1, 4);
+  }
+  b_le(&b, 0x06054b50, 4);
+  b_le(&b, 0, 2);
+  b_le(&b, 0, 2);
+  b_le(&b, zip64 ? 0xffff : (uint64_t)n, 2);
+  b_le(&b, zip64 ? 0xffff : (uint64_t)n, 2);
+  b_le(&b, zip64 ? 0xffffffffu : cd_n, 4);
+  b_le(&b, zip64 ? 0xffffffffu : cd_off, 4);
+  b_le(&b, 0, 2);
+  write_file(path, b.p, b.n);
+  free(b.p);
+  free(cd.p);
+}
+
+/* Storage 0: 12 floats 0..11 shared by "w" (a [3,4] contiguous view), "wt" (its transpose
+ * [4,3], strides (1,4)) and "row" (offset 4, [4]); storage 1: bf16 [2]; storage 2: f16 [3]. */
+static float g_st0[12];
+static uint16_t g_st1[2], g_st2[3];
+
+static void build_state_dict(buf *pk, const char *wrap_key, const char *prefix) {
+  bool seen[8] = {0};
+  char nm[128];
+  b_u8(pk, 0x80);
+  b_u8(pk, 2);
+  if (wrap_key) {
+    b_u8(pk, '}');
+    b_u8(pk, 'q');
+    b_u8(pk, 0);
+    b_u8(pk, '(');
+    /* a decoy dict that must not be picked, with its own tensor */
+    pk_unicode(pk, "generator");
+    pk_ordered_dict(pk);
+    pk_unicode(pk, "model.decoy");
+    pk_tensor(pk, "FloatStorage", 0, 12, 0, 1, (int[]){12}, (int[]){1}, seen);
+    b_u8(pk, 's');
+    pk_unicode(pk, "step");
+    pk_int(pk, 1234);
+    pk_unicode(pk, wrap_key);
+  }
+  pk_ordered_dict(pk);
+  b_u8(pk, 'q');
+  b_u8(pk, 1);
+  b_u8(pk, '(');
+  snprintf(nm, sizeof nm, "%sw", prefix);
+  pk_unicode(pk, nm);
+  pk_tensor(pk, "FloatStorage", 0, 12, 0, 2, (int[]){3, 4}, (int[]){4, 1}, seen);
+  snprintf(nm, sizeof nm, "%swt", prefix);
+  pk_unicode(pk, nm);
+  pk_tensor(pk, "FloatStorage", 0, 12, 0, 2, (int[]){4, 3}, (int[]){1, 4}, seen);
+  snprintf(nm, sizeof nm, "%srow", prefix);
+  pk_unicode(pk, nm);
+  /* wrapped as an nn.Parameter */
+  pk_global(pk, "torch._utils", "_rebuild_parameter");
+  b_u8(pk, '(');
+  pk_tensor(pk, "FloatStorage", 0, 12, 4, 1, (int[]){4}, (int[]){1}, seen);
+  b_u8(pk, 0x88);
+  pk_ordered_dict(pk);
+  b_u8(pk, 't');
+  b_u8(pk, 'R');
+  snprintf(nm, sizeof nm, "%sbf", prefix);
+  pk_unicode(pk, nm);
+  pk_tensor(pk, "BFloat16Storage", 1, 2, 0, 1, (int[]){2}, (int[]){1}, seen);
+  snprintf(nm, sizeof nm, "%shalf", prefix);
+  pk_unicode(pk, nm);
+  pk_tensor(pk, "HalfStorage", 2, 3, 0, 2, (int[]){1, 3}, (int[]){3, 1}, seen);
+  /* non-tensor values are ignored */
+  pk_unicode(pk, "note");
+  pk_unicode(pk, "hello");
+  pk_unicode(pk, "lr");
+  b_u8(pk, 'G');
+  for (int i = 7; i >= 0; i--)
+    b_u8(pk, (unsigned)(0x3f50624dd2f1a9fcull >> (8 * i)) & 0xff);
+  b_u8(pk, 'u');
+  /* state dicts carry _metadata, set through BUILD */
+  b_u8(pk, '}');
+  pk_unicode(pk, "_metadata");
+  b_u8(pk, '}');
+  b_u8(pk, 's');
+  b_u8(pk, 'b');
+  if (wrap_key) b_u8(pk, 'u');
+  b_u8(pk, '.');
+}
+
+static void write_pt(const char *path, const buf *pk, bool zip64, int method) {
+  for (int i = 0; i < 12; i++)
+    g_st0[i] = (float)i;
+  g_st1[0] = lg_f32_to_bf16(1.5f);
+  g_st1[1] = lg_f32_to_bf16(-2.0f);
+  for (int i = 0; i < 3; i++)
+    g_st2[i] = lg_f32_to_f16(0.5f * (float)i);
+  zentry e[6] = {
+      {"archive/data.pkl", pk->p, pk->n, method}, {"archive/data/0", g_st0, sizeof g_st0, 0},
+      {"archive/data/1", g_st1, sizeof g_st1, 0}, {"archive/data/2", g_st2, sizeof g_st2, 0},
+      {"archive/byteorder", "little", 6, 0},      {"archive/version", "3\n", 2, 0},
+  };
+  write_zip(path, e, 6, zip64);
+}
+
+static void check_state_dict(const lg_ckpt *c, const char *prefix) {
+  char nm[128];
+  assert_string_equal(lg_ckpt_format(c), "pytorch");
+  assert_int_equal(lg_ckpt_count(c), 5);
+  snprintf(nm, sizeof nm, "%sw", prefix);
+  const lg_ckpt_tensor *w = lg_ckpt_find(c, nm);
+  assert_non_null(w);
+  assert_int_equal(w->dtype, LG_F32);
+  assert_int_equal(w->ndim, 2);
+  assert_int_equal(w->shape[0], 3);
+  assert_int_equal(w->nbytes, 48);
+  assert_memory_equal(w->data, g_st0, 48);
+  snprintf(nm, sizeof nm, "%swt", prefix);
+  const lg_ckpt_tensor *wt = lg_ckpt_find(c, nm);
+  assert_non_null(wt);
+  assert_int_equal(wt->shape[0], 4);
+  assert_int_equal(wt->shape[1], 3);
+  const float *f = wt->data;
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 3; j++)
+      assert_true(f[i * 3 + j] == (float)(j * 4 + i));
+  snprintf(nm, sizeof nm, "%srow", prefix);
+  const lg_ckpt_tensor *row = lg_ckpt_find(c, nm);
+  assert_non_null(row);
+  assert_int_equal(row->nbytes, 16);
+  assert_true(((const float *)row->data)[0] == 4.0f && ((const float *)row->data)[3] == 7.0f);
+  snprintf(nm, sizeof nm, "%sbf", prefix);
+  const lg_ckpt_tensor *bf = lg_ckpt_find(c, nm);
+  assert_non_null(bf);
+  assert_int_equal(bf->dtype, LG_BF16);
+  assert_true(lg_bf16_to_f32(((const uint16_t *)bf->data)[1]) == -2.0f);
+  snprintf(nm, sizeof nm, "%shalf", prefix);
+  const lg_ckpt_tensor *h = lg_ckpt_find(c, nm);
+  assert_non_null(h);
+  assert_int_equal(h->dtype, LG_F16);
+  assert_int_equal(h->ndim, 2);
+  assert_true(lg_f16_to_f32(((const uint16_t *)h->data)[2]) == 1.0f);
+}
+
+static void test_pt_plain(void **state) {
+  (void)state;
+  char path[300], err[512];
+  path_in(path, sizeof path, "plain.pt");
+  buf pk = {0};
+  build_state_dict(&pk, NULL, "");
+  write_pt(path, &pk, false, 0);
+  lg_ckpt *c = lg_ckpt_open(path, err, sizeof err);
+  if (!c) fail_msg("open: %s", err);
+  check_state_dict(c, "");
+  lg_ckpt_free(&c);
+
+  path_in(path, sizeof path, "plain64.pt");
+  write_pt(path, &pk, true, 0);
+  c = lg_ckpt_open(path, err, sizeof err);
+  if (!c) fail_msg("open zip64: %s", err);
+  check_state_dict(c, "");
+  lg_ckpt_free(&c);
+
+  path_in(path, sizeof path, "deflated.pt");
+  write_pt(path, &pk, false, 8);
+  expect_open_fails(path, "compressed");
+
+  /* every truncation fails cleanly */
+  size_t n;
+  path_in(path, sizeof path, "plain.pt");
+  uint8_t *raw = read_file(path, &n);
+  assert_non_null(raw);
+  path_in(path, sizeof path, "cut.pt");
+  for (size_t cut = 0; cut < n; cut += 7) {
+    write_file(path, raw, cut);
+    expect_open_fails(path, NULL);
+  }
+  free(raw);
+
+  /* every truncation of the pickle itself fails cleanly */
+  for (size_t cut = 0; cut < pk.n; cut++) {
+    buf t = {0};
+    b_put(&t, pk.p, cut);
+    write_pt(path, &t, false, 0);
+    expect_open_fails(path, NULL);
+    free(t.p);
+  }
+  free(pk.p);
+}
+
+static void test_pt_nested(void **state) {
+  (void)state;
+  char path[300], err[512];
+  buf pk = {0};
+  path_in(path, sizeof path, "nested.pt");
+  build_state_dict(&pk, "generator_ema", "model._fsdp_wrapped_module.");
+  write_pt(path, &pk, false, 0);
+  lg_ckpt *c = lg_ckpt_open(path, err, sizeof err);
+  if (!c) fail_msg("open: %s", err);
+  check_state_dict(c, ""); /* generator_ema picked, prefixes stripped, decoy not loaded */
+  assert_null(lg_ckpt_find(c, "decoy"));
+  lg_ckpt_free(&c);
+  free(pk.p);
+
+  /* without generator_ema, generator is used */
+  pk = (buf){0};
+  build_state_dict(&pk, "state_dict", "model.");
+  write_pt(path, &pk, false, 0);
+  c = lg_ckpt_open(path, err, sizeof err);
+  if (!c) fail_msg("open: %s", err);
+  assert_int_equal(lg_ckpt_count(c), 1);
+  assert_non_null(lg_ckpt_find(c, "decoy"));
+  lg_ckpt_free(&c);
+  free(pk.p);
+}
+
+/* A pickle with one tensor "t", built by fn, must fail with needle in the message. */
+static void expect_pickle_fails(const char *body_tail, size_t tail_n, const char *needle) {
+  char path[300];
+  path_in(path, sizeof path, "evil.pt");
+  buf pk = {0};
+  b_u8(&pk, 0x80);
+  b_u8(&pk, 2);
+  b_put(&pk, body_tail, tail_n);
+  write_pt(path, &pk, false, 0);
+  expect_open_fails(path, needle);
+  free(pk.p);
+}
+
+static void test_pt_malicious(void **state) {
+  (void)state;
+  /* os.system("echo pwned") */
+  const char evil1[] = "cos\nsystem\nX\x0a\x00\x00\x00echo pwnedR.";
+  expect_pickle_fails(evil1, sizeof evil1 - 1, "pickle: global os.system not allowed");
+  const char evil2[] = "\x8c\x08"
+                       "builtins"
+                       "\x8c\x04"
+                       "eval"
+                       "\x93"
+                       ")R.";
+  expect_pickle_fails(evil2, sizeof evil2 - 1, "pickle: global builtins.eval not allowed");
+  const char evil3[] = "ctorch\nload\n.";
+  expect_pickle_fails(evil3, sizeof evil3 - 1, "global torch.load not allowed");
+  /* REDUCE of an allowed but non-callable global */
+  const char evil4[] = "ctorch\nfloat32\n)R.";
+  expect_pickle_fails(evil4, sizeof evil4 - 1, "cannot call torch.float32");
+  const char und[] = "t.";
+  expect_pickle_fails(und, sizeof und - 1, "MARK");
+  const char memo[] = "h\x05.";
+  expect_pickle_fails(memo, sizeof memo - 1, "memo");
+  const char big[] = "X\xff\xff\xff\x7f"
+                     "abc";
+  expect_pickle_fails(big, sizeof big - 1, "past the end");
+  const char notdict[] = "]q\x00.";
+  expect_pickle_fails(notdict, sizeof notdict - 1, "dict");
+  const char op[] = "\xff.";
+  expect_pickle_fails(op, sizeof op - 1, "opcode 0xff");
+
+  /* tensor view past its storage; int64 tensor in the state dict */
+  buf pk = {0};
+  pk_ordered_dict(&pk);
+  b_u8(&pk, '(');
+  pk_unicode(&pk, "t");
+  pk_tensor(&pk, "FloatStorage", 0, 12, 10, 1, (int[]){3}, (int[]){1}, NULL);
+  b_u8(&pk, 'u');
+  b_u8(&pk, '.');
+  expect_pickle_fails((const char *)pk.p, pk.n, "outside its storage");
+  pk.n = 0;
+  pk_ordered_dict(&pk);
+  b_u8(&pk, '(');
+  pk_unicode(&pk, "steps");
+  pk_tensor(&pk, "LongStorage", 0, 6, 0, 1, (int[]){6}, (int[]){1}, NULL);
+  b_u8(&pk, 'u');
+  b_u8(&pk, '.');
+  expect_pickle_fails((const char *)pk.p, pk.n, "'steps' has dtype int64");
+  /* storage larger than its blob (blob 0 holds 12 floats) */
+  pk.n = 0;
+  pk_ordered_dict(&pk);
+  b_u8(&pk, '(');
+  pk_unicode(&pk, "t");
+  pk_tensor(&pk, "FloatStorage", 0, 1000, 0, 1, (int[]){1000}, (int[]){1}, NULL);
+  b_u8(&pk, 'u');
+  b_u8(&pk, '.');
+  expect_pickle_fails((const char *)pk.p, pk.n, "blob");
+  /* a storage whose blob is missing */
+  pk.n = 0;
+  pk_ordered_dict(&pk);
+  b_u8(&pk, '(');
+  pk_unicode(&pk, "t");
+  pk_tensor(&pk, "FloatStorage", 7, 1, 0, 1, (int[]){1}, (int[]){1}, NULL);
+  b_u8(&pk, 'u');
+  b_u8(&pk, '.');
+  expect_pickle_fails((const char *)pk.p, pk.n, "archive/data/7");
+  free(pk.p);
+
+  /* a zip without data.pkl */
+  char path[300];
+  path_in(path, sizeof path, "nopkl.pt");
+  zentry e[1] = {{"archive/data/0", "abcd", 4, 0}};
+  write_zip(path, e, 1, false);
+  expect_open_fails(path, "data.pkl");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_st_roundtrip), cmocka_unit_test(test_st_write_fill),
       cmocka_unit_test(test_st_malformed), cmocka_unit_test(test_st_sharded),
       cmocka_unit_test(test_name_strip),   cmocka_unit_test(test_name_diffusers),
+      cmocka_unit_test(test_pt_plain),     cmocka_unit_test(test_pt_nested),
+      cmocka_unit_test(test_pt_malicious),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
