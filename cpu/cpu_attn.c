@@ -12,7 +12,6 @@
  * next c/3 by the row h, the last c/3 by the column w, both with 10000^(-2j'/(2(c/3))).
  * Like the PyTorch reference (float64 polar table, rotation in complex128, then .float()),
  * angles, cos/sin and the rotation are computed in double and cast once. */
-#pragma GCC optimize("O3")
 #include "cpu_internal.h"
 
 #include <stdlib.h>

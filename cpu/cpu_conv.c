@@ -11,7 +11,6 @@
  * panel accumulates sum over taps (kt,kh,kw) of x[4 positions][Ci] @ w[tap][Ci][8] with the
  * 4x8 micro-kernel (inner loop over Co contiguous); taps outside the input in t/h are
  * skipped and columns outside in w read a zero row, which is zero padding. */
-#pragma GCC optimize("O3")
 #include "cpu_internal.h"
 
 #include <stdlib.h>

@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -129,31 +130,45 @@ bool cpu_act_valid(lg_act act);
  * acc[i][j] += sum_k a[i][k] * b[k*ldb + j] for i < 4, j < 8. a rows are contiguous over k;
  * b holds 8 contiguous floats per k. Callers pass repeated row pointers for partial tiles and
  * pad b to 8 columns. */
+typedef float cpu_v4 __attribute__((vector_size(16))); /* GCC/clang vector extension */
+static inline cpu_v4 cpu_ld4(const float *p) {
+  cpu_v4 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void cpu_st4(float *p, cpu_v4 v) {
+  memcpy(p, &v, sizeof v);
+}
 static inline void cpu_mk_4x8(int64_t kc, const float *a0, const float *a1, const float *a2,
                               const float *a3, const float *b, int64_t ldb, float acc[4][8]) {
-  float c0[8], c1[8], c2[8], c3[8];
-  for (int j = 0; j < 8; j++) {
-    c0[j] = acc[0][j];
-    c1[j] = acc[1][j];
-    c2[j] = acc[2][j];
-    c3[j] = acc[3][j];
-  }
+  /* 8 accumulators + 2 b vectors + 1 broadcast fit the 16 SSE registers */
+  cpu_v4 c00 = cpu_ld4(acc[0]), c01 = cpu_ld4(acc[0] + 4), c10 = cpu_ld4(acc[1]);
+  cpu_v4 c11 = cpu_ld4(acc[1] + 4), c20 = cpu_ld4(acc[2]), c21 = cpu_ld4(acc[2] + 4);
+  cpu_v4 c30 = cpu_ld4(acc[3]), c31 = cpu_ld4(acc[3] + 4);
   for (int64_t k = 0; k < kc; k++) {
     const float *bk = b + k * ldb;
-    float x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
-    for (int j = 0; j < 8; j++) {
-      c0[j] += x0 * bk[j];
-      c1[j] += x1 * bk[j];
-      c2[j] += x2 * bk[j];
-      c3[j] += x3 * bk[j];
-    }
+    cpu_v4 b0 = cpu_ld4(bk), b1 = cpu_ld4(bk + 4), x;
+    x = (cpu_v4){a0[k], a0[k], a0[k], a0[k]};
+    c00 += x * b0;
+    c01 += x * b1;
+    x = (cpu_v4){a1[k], a1[k], a1[k], a1[k]};
+    c10 += x * b0;
+    c11 += x * b1;
+    x = (cpu_v4){a2[k], a2[k], a2[k], a2[k]};
+    c20 += x * b0;
+    c21 += x * b1;
+    x = (cpu_v4){a3[k], a3[k], a3[k], a3[k]};
+    c30 += x * b0;
+    c31 += x * b1;
   }
-  for (int j = 0; j < 8; j++) {
-    acc[0][j] = c0[j];
-    acc[1][j] = c1[j];
-    acc[2][j] = c2[j];
-    acc[3][j] = c3[j];
-  }
+  cpu_st4(acc[0], c00);
+  cpu_st4(acc[0] + 4, c01);
+  cpu_st4(acc[1], c10);
+  cpu_st4(acc[1] + 4, c11);
+  cpu_st4(acc[2], c20);
+  cpu_st4(acc[2] + 4, c21);
+  cpu_st4(acc[3], c30);
+  cpu_st4(acc[3] + 4, c31);
 }
 
 /* ---- ops (one file each group) ---- */

@@ -4,7 +4,6 @@
  * MB x NB outputs are spread over OpenMP threads; each tile accumulates K blocks of KB with
  * the 4x8 register micro-kernel into a per-thread f32 tile, then applies accumulate, bias,
  * act and the output dtype. Runs on the backend's thread. */
-#pragma GCC optimize("O3")
 #include "cpu_internal.h"
 
 #include <string.h>
