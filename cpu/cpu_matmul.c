@@ -3,7 +3,8 @@
  * read in place when F32 with a contiguous last dim, else packed to f32 [M][K]. Tiles of
  * MB x NB outputs are spread over OpenMP threads; each tile accumulates K blocks of KB with
  * the 4x8 register micro-kernel into a per-thread f32 tile, then applies accumulate, bias,
- * act and the output dtype. Runs on the backend's thread. */
+ * act and the output dtype. y must not overlap a or b. act is NONE, GELU_TANH, SILU or RELU
+ * (the alpha-taking ones go through unary). Runs on the backend's thread. */
 #include "cpu_internal.h"
 
 #include <string.h>
@@ -19,8 +20,9 @@ int cpu_matmul(lg_backend *be, lg_tensor *y, const lg_tensor *a, const lg_tensor
   if (!err) err = cpu_check_float("matmul", "b", b);
   if (!err && bias) err = cpu_check_float("matmul", "bias", bias);
   if (err) return err;
-  if (!cpu_act_valid(o->act)) {
-    LG_ERR("cpu", "matmul: unknown activation %d", (int)o->act);
+  if (!cpu_act_valid(o->act) || o->act == LG_ACT_TANH_SCALED || o->act == LG_ACT_CLAMP) {
+    /* the alpha-taking activations have no alpha here: use unary after the matmul */
+    LG_ERR("cpu", "matmul: activation %d is not one of NONE, GELU_TANH, SILU, RELU", (int)o->act);
     return LG_EINVAL;
   }
   if (o->accumulate && o->act != LG_ACT_NONE)

@@ -209,8 +209,9 @@ static void test_matmul_threads_deterministic(void **state) {
   (void)state;
   lg_rng r;
   lg_rng_seed(&r, 5);
-  lg_backend *b1 = lg_backend_new_cpu(1);
+  lg_backend *b1 = lg_backend_new_cpu(1), *ball = lg_backend_new_cpu(0); /* 0: all cores */
   assert_non_null(b1);
+  assert_non_null(ball);
   int64_t as[2] = {70, 300}, bs[2] = {140, 300}, ys[2] = {70, 140};
   float *av, *bv;
   lg_tensor a1 = tu_tensor_rand(b1, &r, LG_F32, 2, as, &av);
@@ -223,6 +224,16 @@ static void test_matmul_threads_deterministic(void **state) {
   assert_int_equal(LG_OP(be, matmul, &y2, &a2, &w2, NULL, &o), 0);
   float *g1 = tu_download(&y1), *g2 = tu_download(&y2);
   assert_memory_equal(g1, g2, sizeof(float) * 70 * 140);
+  lg_tensor a3 = tu_tensor(ball, LG_F32, 2, as, av), w3 = tu_tensor(ball, LG_F32, 2, bs, bv);
+  lg_tensor y3 = tu_tensor(ball, LG_F32, 2, ys, NULL);
+  assert_int_equal(LG_OP(ball, matmul, &y3, &a3, &w3, NULL, &o), 0);
+  float *g3 = tu_download(&y3);
+  assert_memory_equal(g1, g3, sizeof(float) * 70 * 140);
+  free(g3);
+  lg_tensor_free(&a3);
+  lg_tensor_free(&w3);
+  lg_tensor_free(&y3);
+  lg_backend_free(&ball);
   free(g1);
   free(g2);
   free(av);
@@ -824,6 +835,10 @@ static void test_shape_mismatch_einval(void **state) {
   assert_int_equal(LG_OP(be, matmul, &y, &a, &w, NULL, &o), 0); /* sanity: valid call works */
   expect_einval(LG_OP(be, matmul, &y, &a, &w2, NULL, &o), "matmul");
   expect_einval(LG_OP(be, matmul, &a, &a, &w, NULL, &o), "matmul");
+  lg_matmul_opts oacc = {.accumulate = true, .act = LG_ACT_GELU_TANH};
+  expect_einval(LG_OP(be, matmul, &y, &a, &w, NULL, &oacc), "matmul");
+  lg_matmul_opts oclamp = {.act = LG_ACT_CLAMP};
+  expect_einval(LG_OP(be, matmul, &y, &a, &w, NULL, &oclamp), "matmul");
   expect_einval(LG_OP(be, layer_norm, &a2, &a, NULL, NULL, 1e-6f), "layer_norm");
   expect_einval(LG_OP(be, rms_norm, &a, &a, &w, 1e-6f), "rms_norm");
   expect_einval(LG_OP(be, axpby, &a, 1.0f, &a, 1.0f, &a2), "axpby");
@@ -837,6 +852,8 @@ static void test_shape_mismatch_einval(void **state) {
   int32_t bad_len[1] = {5};
   expect_einval(LG_OP(be, attention, &q, &q, &q, &q, bad_len, 1.0f), "attention");
   expect_einval(LG_OP(be, rope3d, &q, 1, 2, 3, NULL), "rope3d");
+  int32_t neg_start[1] = {-1};
+  expect_einval(LG_OP(be, rope3d, &q, 1, 2, 2, neg_start), "rope3d");
   int64_t x4[4] = {2, 5, 5, 3}, y4[4] = {2, 3, 3, 4}, w5[5] = {4, 3, 1, 3, 3};
   lg_tensor cx = tu_tensor(be, LG_F32, 4, x4, NULL), cy = tu_tensor(be, LG_F32, 4, y4, NULL);
   lg_tensor cw = tu_tensor(be, LG_F32, 5, w5, NULL);
