@@ -43,10 +43,11 @@ int lg_safetensors_write(const char *path, const char *const *names, const lg_te
                          int n, const char *const *meta_kv, int n_meta);
 
 /* Streaming variant for files too large to hold in memory (init-model): a tensor whose data is
- * NULL is produced by fill(user, i, buf, nbytes), which writes tensor i's contiguous bytes into
- * buf; it is called once per such tensor, in name order. Returns 0 or LG_E* (fill's error is
- * passed on). */
-typedef int (*lg_st_fill_fn)(void *user, int i, void *buf, size_t nbytes);
+ * NULL is produced by fill(user, i, offset, buf, nbytes), which writes bytes [offset,
+ * offset+nbytes) of tensor i's contiguous data into buf. Tensors are produced in name order,
+ * each in consecutive chunks (offset 0 first) of at most 64 MiB, a multiple of the element
+ * size. Returns 0 or LG_E* (fill's error is passed on; no file is left behind). */
+typedef int (*lg_st_fill_fn)(void *user, int i, size_t offset, void *buf, size_t nbytes);
 int lg_safetensors_write_fill(const char *path, const char *const *names, const lg_tensor *tensors,
                               int n, const char *const *meta_kv, int n_meta, lg_st_fill_fn fill,
                               void *user);

@@ -14,6 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Chunk of a streamed (fill) tensor: a multiple of every element size. */
+#define ST_FILL_CHUNK ((size_t)64 << 20)
+
 /* Largest header accepted: real headers are well under 1 MiB per 1000 tensors. */
 #define ST_MAX_HEADER ((uint64_t)256 << 20)
 
@@ -233,7 +236,8 @@ int lg_safetensors_write_fill(const char *path, const char *const *names, const 
     LG_CHECK(e && json_object_set_new(root, names[ord[k].i], e) == 0, LG_ENOMEM, "safetensors",
              "write: out of memory");
     off += nbytes;
-    if (nbytes > bufn && (t->be || !t->data)) bufn = nbytes;
+    size_t want = !t->data ? (nbytes < ST_FILL_CHUNK ? nbytes : ST_FILL_CHUNK) : t->be ? nbytes : 0;
+    if (want > bufn) bufn = want;
   }
   hdr = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
   LG_CHECK(hdr, LG_ENOMEM, "safetensors", "write: out of memory");
@@ -262,8 +266,13 @@ int lg_safetensors_write_fill(const char *path, const char *const *names, const 
     const void *src = t->data;
     if (!nbytes) continue;
     if (!t->data) {
-      LG_TRY(fill(user, ord[k].i, buf, nbytes));
-      src = buf;
+      for (size_t o = 0; o < nbytes; o += ST_FILL_CHUNK) {
+        size_t cn = nbytes - o < ST_FILL_CHUNK ? nbytes - o : ST_FILL_CHUNK;
+        LG_TRY(fill(user, ord[k].i, o, buf, cn));
+        LG_CHECK(write_all(f, buf, cn) == 0, LG_EIO, "safetensors", "write: %s: %s", tmp,
+                 strerror(errno));
+      }
+      continue;
     } else if (t->be) {
       LG_TRY(lg_tensor_download(t, buf));
       src = buf;

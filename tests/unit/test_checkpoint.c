@@ -163,8 +163,9 @@ typedef struct fill_ctx {
   int last;
 } fill_ctx;
 
-static int fill_ramp(void *user, int i, void *buf, size_t nbytes) {
+static int fill_ramp(void *user, int i, size_t offset, void *buf, size_t nbytes) {
   fill_ctx *fc = user;
+  assert_int_equal(offset, 0);
   fc->calls++;
   fc->last = i;
   float *f = buf;
@@ -173,8 +174,8 @@ static int fill_ramp(void *user, int i, void *buf, size_t nbytes) {
   return 0;
 }
 
-static int fill_fail(void *user, int i, void *buf, size_t nbytes) {
-  (void)user, (void)i, (void)buf, (void)nbytes;
+static int fill_fail(void *user, int i, size_t offset, void *buf, size_t nbytes) {
+  (void)user, (void)i, (void)offset, (void)buf, (void)nbytes;
   return LG_EIO;
 }
 
@@ -208,6 +209,48 @@ static void test_st_write_fill(void **state) {
   /* duplicate names are refused */
   const char *dup[2] = {"a", "a"};
   assert_int_equal(lg_safetensors_write_fill(p2, dup, t, 2, NULL, 0, fill_ramp, &fc), LG_EINVAL);
+}
+
+typedef struct chunk_ctx {
+  size_t next; /* expected next offset */
+  int chunks;
+} chunk_ctx;
+
+static int fill_index(void *user, int i, size_t offset, void *buf, size_t nbytes) {
+  chunk_ctx *cc = user;
+  (void)i;
+  assert_int_equal(offset, cc->next);
+  assert_int_equal(nbytes % 4, 0);
+  cc->next += nbytes;
+  cc->chunks++;
+  uint32_t *u = buf;
+  for (size_t k = 0; k < nbytes / 4; k++)
+    u[k] = (uint32_t)(offset / 4 + k);
+  return 0;
+}
+
+/* A tensor larger than one fill chunk (64 MiB) arrives in consecutive chunks. */
+static void test_st_write_chunks(void **state) {
+  (void)state;
+  char path[300], err[256];
+  path_in(path, sizeof path, "chunks.safetensors");
+  int64_t s[2] = {17, 1 << 20}; /* 68 MiB of f32 */
+  lg_tensor t = lg_tensor_make(NULL, NULL, LG_F32, 2, s);
+  const char *names[1] = {"big"};
+  chunk_ctx cc = {0, 0};
+  assert_int_equal(lg_safetensors_write_fill(path, names, &t, 1, NULL, 0, fill_index, &cc), 0);
+  assert_int_equal(cc.chunks, 2);
+  assert_int_equal(cc.next, (size_t)17 << 22);
+  lg_ckpt *c = lg_ckpt_open(path, err, sizeof err);
+  if (!c) fail_msg("open: %s", err);
+  const lg_ckpt_tensor *b = lg_ckpt_find(c, "big");
+  assert_non_null(b);
+  const uint32_t *u = b->data;
+  for (size_t k = 0; k < ((size_t)17 << 20); k += 4099)
+    assert_int_equal(u[k], k);
+  assert_int_equal(u[((size_t)17 << 20) - 1], ((size_t)17 << 20) - 1);
+  lg_ckpt_free(&c);
+  unlink(path);
 }
 
 /* Writes a safetensors file with a literal header and data section. */
@@ -916,11 +959,11 @@ static void test_pt_malicious(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_st_roundtrip), cmocka_unit_test(test_st_write_fill),
-      cmocka_unit_test(test_st_malformed), cmocka_unit_test(test_st_sharded),
-      cmocka_unit_test(test_name_strip),   cmocka_unit_test(test_name_diffusers),
-      cmocka_unit_test(test_pt_plain),     cmocka_unit_test(test_pt_nested),
-      cmocka_unit_test(test_pt_malicious),
+      cmocka_unit_test(test_st_roundtrip),    cmocka_unit_test(test_st_write_fill),
+      cmocka_unit_test(test_st_write_chunks), cmocka_unit_test(test_st_malformed),
+      cmocka_unit_test(test_st_sharded),      cmocka_unit_test(test_name_strip),
+      cmocka_unit_test(test_name_diffusers),  cmocka_unit_test(test_pt_plain),
+      cmocka_unit_test(test_pt_nested),       cmocka_unit_test(test_pt_malicious),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
