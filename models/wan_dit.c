@@ -1,0 +1,620 @@
+/* wan_dit.c: Wan2.1 DiT, causal use (see wan_dit.h and MODELS.md 2): config from tensors,
+ * weight loading with shape checks, context encoding and the KV-cached forward, written only
+ * with lg_backend ops. Runs on the thread that owns the backend. */
+#include "wan_dit.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+  B_MOD,
+  B_SQW,
+  B_SQB,
+  B_SKW,
+  B_SKB,
+  B_SVW,
+  B_SVB,
+  B_SOW,
+  B_SOB,
+  B_SNQ,
+  B_SNK,
+  B_N3W,
+  B_N3B,
+  B_CQW,
+  B_CQB,
+  B_CKW,
+  B_CKB,
+  B_CVW,
+  B_CVB,
+  B_COW,
+  B_COB,
+  B_CNQ,
+  B_CNK,
+  B_F0W,
+  B_F0B,
+  B_F2W,
+  B_F2B,
+  B_COUNT
+};
+enum {
+  T_PEW,
+  T_PEB,
+  T_X0W,
+  T_X0B,
+  T_X2W,
+  T_X2B,
+  T_E0W,
+  T_E0B,
+  T_E2W,
+  T_E2B,
+  T_P1W,
+  T_P1B,
+  T_HMOD,
+  T_HW,
+  T_HB,
+  T_COUNT
+};
+
+struct lg_wan_dit {
+  lg_backend *be;
+  lg_wan_dit_config cfg;
+  lg_tensor top[T_COUNT];
+  lg_tensor *blk; /* [layers][B_COUNT] */
+  lg_tensor zero; /* [1, 6*dim] zeros (act dtype): the "scale" of a plain broadcast add */
+};
+
+struct lg_dit_ws {
+  lg_wan_dit *m;
+  lg_arena arena;
+  int max_rf, lat_h, lat_w;
+  float *host; /* [max(max_rf*freq_dim)] sinusoid staging */
+};
+
+typedef struct wspec {
+  char name[96];
+  int ndim;
+  int64_t shape[LG_MAX_DIMS];
+  lg_weight_kind kind;
+  lg_tensor *dst;
+} wspec;
+
+static int msg(char *err, size_t n, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int msg(char *err, size_t n, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (err && n) vsnprintf(err, n, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+static const char *shape_s(int nd, const int64_t *s, char *buf, size_t n) {
+  size_t o = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < nd && o < n; i++)
+    o += (size_t)snprintf(buf + o, n - o, i ? ",%lld" : "%lld", (long long)s[i]);
+  if (o < n) snprintf(buf + o, n - o, "]");
+  return buf;
+}
+
+int lg_wan_dit_read_config(const lg_ckpt *ck, lg_wan_dit_config *cfg, char *err, size_t n) {
+  memset(cfg, 0, sizeof *cfg);
+  const lg_ckpt_tensor *pe = lg_ckpt_find(ck, "patch_embedding.weight");
+  if (!pe)
+    return msg(err, n, LG_ENOTFOUND, "missing tensor patch_embedding.weight (not a Wan DiT)");
+  if (pe->ndim != 5 || pe->shape[1] != 16 || pe->shape[2] != 1 || pe->shape[3] != 2 ||
+      pe->shape[4] != 2 || pe->shape[0] < LG_DIT_HEAD_DIM || pe->shape[0] % LG_DIT_HEAD_DIM ||
+      pe->shape[0] > (1 << 16)) {
+    char b[96];
+    return msg(err, n, LG_EFORMAT,
+               "tensor patch_embedding.weight has shape %s, expected [dim,16,1,2,2] with dim a "
+               "multiple of 128",
+               shape_s(pe->ndim, pe->shape, b, sizeof b));
+  }
+  cfg->dim = (int)pe->shape[0];
+  cfg->heads = cfg->dim / LG_DIT_HEAD_DIM;
+  int layers = 0;
+  for (int i = 0; i < lg_ckpt_count(ck); i++) {
+    const char *nm = lg_ckpt_at(ck, i)->name;
+    if (strncmp(nm, "blocks.", 7)) continue;
+    char *end = NULL;
+    long b = strtol(nm + 7, &end, 10);
+    if (end == nm + 7 || *end != '.' || b < 0 || b > 4096)
+      return msg(err, n, LG_EFORMAT, "unexpected tensor %s", nm);
+    if (b + 1 > layers) layers = (int)b + 1;
+  }
+  if (layers < 1) return msg(err, n, LG_ENOTFOUND, "no blocks.N tensors in the DiT checkpoint");
+  cfg->layers = layers;
+  const lg_ckpt_tensor *f0 = lg_ckpt_find(ck, "blocks.0.ffn.0.weight");
+  if (!f0) return msg(err, n, LG_ENOTFOUND, "missing tensor blocks.0.ffn.0.weight");
+  if (f0->ndim != 2 || f0->shape[1] != cfg->dim || f0->shape[0] < 1 || f0->shape[0] > (1 << 20))
+    return msg(err, n, LG_EFORMAT, "tensor blocks.0.ffn.0.weight is not [ffn_dim,%d]", cfg->dim);
+  cfg->ffn_dim = (int)f0->shape[0];
+  const lg_ckpt_tensor *te = lg_ckpt_find(ck, "text_embedding.0.weight");
+  if (!te) return msg(err, n, LG_ENOTFOUND, "missing tensor text_embedding.0.weight");
+  if (te->ndim != 2 || te->shape[0] != cfg->dim || te->shape[1] < 1 || te->shape[1] > (1 << 16))
+    return msg(err, n, LG_EFORMAT, "tensor text_embedding.0.weight is not [%d,text_dim]", cfg->dim);
+  cfg->text_dim = (int)te->shape[1];
+  const lg_ckpt_tensor *ti = lg_ckpt_find(ck, "time_embedding.0.weight");
+  if (!ti) return msg(err, n, LG_ENOTFOUND, "missing tensor time_embedding.0.weight");
+  if (ti->ndim != 2 || ti->shape[0] != cfg->dim || ti->shape[1] < 2 || ti->shape[1] % 2 ||
+      ti->shape[1] > (1 << 16))
+    return msg(err, n, LG_EFORMAT, "tensor time_embedding.0.weight is not [%d,even freq_dim]",
+               cfg->dim);
+  cfg->freq_dim = (int)ti->shape[1];
+  return 0;
+}
+
+static void add_spec(wspec *s, int *k, lg_tensor *dst, lg_weight_kind kind, int nd, int64_t a,
+                     int64_t b, int64_t c, int64_t d, int64_t e, const char *fmt, ...)
+    __attribute__((format(printf, 11, 12)));
+static void add_spec(wspec *s, int *k, lg_tensor *dst, lg_weight_kind kind, int nd, int64_t a,
+                     int64_t b, int64_t c, int64_t d, int64_t e, const char *fmt, ...) {
+  wspec *w = &s[(*k)++];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(w->name, sizeof w->name, fmt, ap);
+  va_end(ap);
+  w->ndim = nd;
+  int64_t sh[5] = {a, b, c, d, e};
+  memcpy(w->shape, sh, sizeof sh);
+  w->kind = kind;
+  w->dst = dst;
+}
+
+/* The full tensor list of a model with config c, pointing at m's weight slots. */
+static int build_specs(lg_wan_dit *m, wspec **out) {
+  const lg_wan_dit_config *c = &m->cfg;
+  int64_t d = c->dim, f = c->ffn_dim;
+  wspec *s = calloc((size_t)(T_COUNT + B_COUNT * c->layers), sizeof *s);
+  if (!s) return LG_ENOMEM;
+  int k = 0;
+  lg_tensor *t = m->top;
+  const lg_weight_kind L = LG_WEIGHT_LINEAR, V = LG_WEIGHT_VECTOR;
+  add_spec(s, &k, &t[T_PEW], LG_WEIGHT_CONV, 5, d, 16, 1, 2, 2, "patch_embedding.weight");
+  add_spec(s, &k, &t[T_PEB], V, 1, d, 0, 0, 0, 0, "patch_embedding.bias");
+  add_spec(s, &k, &t[T_X0W], L, 2, d, c->text_dim, 0, 0, 0, "text_embedding.0.weight");
+  add_spec(s, &k, &t[T_X0B], V, 1, d, 0, 0, 0, 0, "text_embedding.0.bias");
+  add_spec(s, &k, &t[T_X2W], L, 2, d, d, 0, 0, 0, "text_embedding.2.weight");
+  add_spec(s, &k, &t[T_X2B], V, 1, d, 0, 0, 0, 0, "text_embedding.2.bias");
+  add_spec(s, &k, &t[T_E0W], L, 2, d, c->freq_dim, 0, 0, 0, "time_embedding.0.weight");
+  add_spec(s, &k, &t[T_E0B], V, 1, d, 0, 0, 0, 0, "time_embedding.0.bias");
+  add_spec(s, &k, &t[T_E2W], L, 2, d, d, 0, 0, 0, "time_embedding.2.weight");
+  add_spec(s, &k, &t[T_E2B], V, 1, d, 0, 0, 0, 0, "time_embedding.2.bias");
+  add_spec(s, &k, &t[T_P1W], L, 2, 6 * d, d, 0, 0, 0, "time_projection.1.weight");
+  add_spec(s, &k, &t[T_P1B], V, 1, 6 * d, 0, 0, 0, 0, "time_projection.1.bias");
+  add_spec(s, &k, &t[T_HMOD], V, 3, 1, 2, d, 0, 0, "head.modulation");
+  add_spec(s, &k, &t[T_HW], L, 2, 64, d, 0, 0, 0, "head.head.weight");
+  add_spec(s, &k, &t[T_HB], V, 1, 64, 0, 0, 0, 0, "head.head.bias");
+  static const char *const qkvo[4] = {"q", "k", "v", "o"};
+  for (int l = 0; l < c->layers; l++) {
+    lg_tensor *b = m->blk + (size_t)l * B_COUNT;
+    add_spec(s, &k, &b[B_MOD], V, 3, 1, 6, d, 0, 0, "blocks.%d.modulation", l);
+    for (int a = 0; a < 2; a++) {
+      const char *an = a ? "cross_attn" : "self_attn";
+      int base = a ? B_CQW : B_SQW;
+      for (int j = 0; j < 4; j++) {
+        add_spec(s, &k, &b[base + 2 * j], L, 2, d, d, 0, 0, 0, "blocks.%d.%s.%s.weight", l, an,
+                 qkvo[j]);
+        add_spec(s, &k, &b[base + 2 * j + 1], V, 1, d, 0, 0, 0, 0, "blocks.%d.%s.%s.bias", l, an,
+                 qkvo[j]);
+      }
+      add_spec(s, &k, &b[base + 8], V, 1, d, 0, 0, 0, 0, "blocks.%d.%s.norm_q.weight", l, an);
+      add_spec(s, &k, &b[base + 9], V, 1, d, 0, 0, 0, 0, "blocks.%d.%s.norm_k.weight", l, an);
+    }
+    add_spec(s, &k, &b[B_N3W], V, 1, d, 0, 0, 0, 0, "blocks.%d.norm3.weight", l);
+    add_spec(s, &k, &b[B_N3B], V, 1, d, 0, 0, 0, 0, "blocks.%d.norm3.bias", l);
+    add_spec(s, &k, &b[B_F0W], L, 2, f, d, 0, 0, 0, "blocks.%d.ffn.0.weight", l);
+    add_spec(s, &k, &b[B_F0B], V, 1, f, 0, 0, 0, 0, "blocks.%d.ffn.0.bias", l);
+    add_spec(s, &k, &b[B_F2W], L, 2, d, f, 0, 0, 0, "blocks.%d.ffn.2.weight", l);
+    add_spec(s, &k, &b[B_F2B], V, 1, d, 0, 0, 0, 0, "blocks.%d.ffn.2.bias", l);
+  }
+  *out = s;
+  return k;
+}
+
+/* Every spec present with its shape, and nothing else in the checkpoint. */
+static int check_ckpt(const lg_ckpt *ck, const char *what, const wspec *s, int ns, char *err,
+                      size_t n) {
+  for (int i = 0; i < ns; i++) {
+    const lg_ckpt_tensor *t = lg_ckpt_find(ck, s[i].name);
+    if (!t) return msg(err, n, LG_ENOTFOUND, "%s: missing tensor %s", what, s[i].name);
+    bool ok = t->ndim == s[i].ndim;
+    for (int j = 0; ok && j < t->ndim; j++)
+      ok = t->shape[j] == s[i].shape[j];
+    if (!ok) {
+      char a[96], b[96];
+      return msg(err, n, LG_EFORMAT, "%s: tensor %s has shape %s, expected %s", what, s[i].name,
+                 shape_s(t->ndim, t->shape, a, sizeof a),
+                 shape_s(s[i].ndim, s[i].shape, b, sizeof b));
+    }
+  }
+  if (lg_ckpt_count(ck) != ns) {
+    for (int i = 0; i < lg_ckpt_count(ck); i++) {
+      const char *nm = lg_ckpt_at(ck, i)->name;
+      bool found = false;
+      for (int j = 0; j < ns && !found; j++)
+        found = !strcmp(nm, s[j].name);
+      if (!found) return msg(err, n, LG_EFORMAT, "%s: unexpected tensor %s", what, nm);
+    }
+    return msg(err, n, LG_EFORMAT, "%s: %d tensors, expected %d (duplicates?)", what,
+               lg_ckpt_count(ck), ns);
+  }
+  return 0;
+}
+
+lg_wan_dit *lg_wan_dit_load(lg_backend *be, const lg_ckpt *base, const lg_ckpt *over, char *err,
+                            size_t n) {
+  wspec *specs = NULL;
+  lg_wan_dit *m = calloc(1, sizeof *m);
+  if (!m || !be || !base) {
+    msg(err, n, LG_EINVAL, "wan dit: no backend, checkpoint or memory");
+    goto fail;
+  }
+  m->be = be;
+  if (lg_wan_dit_read_config(base, &m->cfg, err, n) < 0) goto fail;
+  const lg_ckpt *src = base;
+  if (over) {
+    lg_wan_dit_config oc;
+    char e2[256];
+    if (lg_wan_dit_read_config(over, &oc, e2, sizeof e2) < 0) {
+      msg(err, n, LG_EFORMAT, "override weights: %s", e2);
+      goto fail;
+    }
+    if (memcmp(&oc, &m->cfg, sizeof oc)) {
+      msg(err, n, LG_EFORMAT,
+          "override weights are dim %d x %d layers (ffn %d, text %d), the base DiT is dim %d x %d "
+          "layers (ffn %d, text %d)",
+          oc.dim, oc.layers, oc.ffn_dim, oc.text_dim, m->cfg.dim, m->cfg.layers, m->cfg.ffn_dim,
+          m->cfg.text_dim);
+      goto fail;
+    }
+    src = over;
+  }
+  m->blk = calloc((size_t)m->cfg.layers * B_COUNT, sizeof(lg_tensor));
+  if (!m->blk) goto fail;
+  int ns = build_specs(m, &specs);
+  if (ns < 0) goto fail;
+  if (check_ckpt(base, "base DiT", specs, ns, err, n) < 0) goto fail;
+  if (over && check_ckpt(over, "override weights", specs, ns, err, n) < 0) goto fail;
+  for (int i = 0; i < ns; i++) {
+    lg_tensor host = lg_ckpt_host_tensor(lg_ckpt_find(src, specs[i].name));
+    if (be->ops->load_weight(be, specs[i].dst, &host, specs[i].kind) < 0) {
+      msg(err, n, LG_EBACKEND, "cannot load tensor %s onto the %s backend", specs[i].name,
+          be->ops->name);
+      goto fail;
+    }
+    if (!specs[i].dst->be) specs[i].dst->be = be;
+  }
+  int64_t zs[2] = {1, 6 * (int64_t)m->cfg.dim};
+  if (lg_tensor_alloc(be, &m->zero, be->act_dtype, 2, zs) < 0 ||
+      be->ops->memset0(be, m->zero.data, lg_tensor_nbytes(&m->zero)) < 0) {
+    msg(err, n, LG_ENOMEM, "wan dit: cannot allocate on the backend");
+    goto fail;
+  }
+  free(specs);
+  LG_INFO("dit", "Wan DiT: dim %d, %d layers, %d heads, ffn %d, text %d, freq %d%s", m->cfg.dim,
+          m->cfg.layers, m->cfg.heads, m->cfg.ffn_dim, m->cfg.text_dim, m->cfg.freq_dim,
+          over ? " (override weights)" : "");
+  return m;
+fail:
+  free(specs);
+  lg_wan_dit_free(&m);
+  return NULL;
+}
+
+void lg_wan_dit_free(lg_wan_dit **pm) {
+  if (!pm || !*pm) return;
+  lg_wan_dit *m = *pm;
+  for (int i = 0; i < T_COUNT; i++)
+    lg_tensor_free(&m->top[i]);
+  if (m->blk)
+    for (int i = 0; i < m->cfg.layers * B_COUNT; i++)
+      lg_tensor_free(&m->blk[i]);
+  free(m->blk);
+  lg_tensor_free(&m->zero);
+  free(m);
+  *pm = NULL;
+}
+
+const lg_wan_dit_config *lg_wan_dit_get_config(const lg_wan_dit *m) {
+  return &m->cfg;
+}
+lg_backend *lg_wan_dit_backend(const lg_wan_dit *m) {
+  return m->be;
+}
+
+static size_t r256(size_t b) {
+  return (b + 255) & ~(size_t)255;
+}
+
+lg_dit_ws *lg_dit_ws_new(lg_wan_dit *m, int max_rf, int lat_h, int lat_w) {
+  if (!m || max_rf < 1 || lat_h < 2 || lat_w < 2 || lat_h % 2 || lat_w % 2 || lat_h > 4096 ||
+      lat_w > 4096 || max_rf > LG_DIT_MAX_ROWS * LG_DIT_MAX_CALL) {
+    LG_ERR("dit", "workspace: bad geometry %d row-frames of %dx%d latents", max_rf, lat_h, lat_w);
+    return NULL;
+  }
+  lg_dit_ws *w = calloc(1, sizeof *w);
+  if (!w) return NULL;
+  const lg_wan_dit_config *c = &m->cfg;
+  size_t es = lg_dtype_size(m->be->act_dtype), d = (size_t)c->dim;
+  size_t bf = (size_t)max_rf, N = bf * (size_t)(lat_h / 2) * (size_t)(lat_w / 2);
+  size_t fwd = r256(bf * (size_t)c->freq_dim * 4) + r256(bf * (size_t)c->freq_dim * es) +
+               3 * r256(bf * d * es) + 2 * r256(bf * 6 * d * es) + 2 * r256(bf * d * es) +
+               7 * r256(N * d * es) + r256(N * (size_t)c->ffn_dim * es) + r256(N * 64 * es);
+  size_t ctx = r256((size_t)LG_DIT_TEXT_LEN * (size_t)c->text_dim * 4) +
+               r256((size_t)LG_DIT_TEXT_LEN * (size_t)c->text_dim * es) +
+               3 * r256((size_t)LG_DIT_TEXT_LEN * d * es);
+  size_t bytes = (fwd > ctx ? fwd : ctx) + 4096;
+  w->m = m;
+  w->max_rf = max_rf;
+  w->lat_h = lat_h;
+  w->lat_w = lat_w;
+  w->host = malloc(bf * (size_t)c->freq_dim * sizeof(float));
+  if (!w->host || lg_arena_init(&w->arena, m->be, bytes) < 0) {
+    lg_dit_ws_free(&w);
+    return NULL;
+  }
+  return w;
+}
+
+void lg_dit_ws_free(lg_dit_ws **pw) {
+  if (!pw || !*pw) return;
+  lg_arena_free(&(*pw)->arena);
+  free((*pw)->host);
+  free(*pw);
+  *pw = NULL;
+}
+
+size_t lg_dit_ws_bytes(const lg_dit_ws *w) {
+  return w->arena.cap;
+}
+
+lg_kv_cache *lg_wan_dit_cache_new(lg_wan_dit *m, int rows, int cap_frames, int lat_h, int lat_w) {
+  return lg_kv_cache_new(m->be, m->cfg.layers, m->cfg.dim, rows, cap_frames,
+                         (lat_h / 2) * (lat_w / 2), LG_DIT_TEXT_LEN);
+}
+
+/* [rows, cols] view with row stride `stride` elements, starting `off` elements into t. */
+static lg_tensor rows_view(const lg_tensor *t, int64_t off, int64_t rows, int64_t cols,
+                           int64_t stride) {
+  lg_tensor v = *t;
+  v.ndim = 2;
+  v.ne[0] = rows;
+  v.ne[1] = cols;
+  v.nb[0] = stride;
+  v.nb[1] = 1;
+  v.data = (uint8_t *)t->data + (size_t)off * lg_dtype_size(t->dtype);
+  return v;
+}
+
+/* [b, L, heads, 128] view of a [.., L*?, dim] buffer whose batch stride is bstride. */
+static lg_tensor heads_view(const lg_tensor *t, int64_t b, int64_t L, int64_t heads,
+                            int64_t bstride) {
+  lg_tensor v = *t;
+  v.ndim = 4;
+  v.ne[0] = b;
+  v.ne[1] = L;
+  v.ne[2] = heads;
+  v.ne[3] = LG_DIT_HEAD_DIM;
+  v.nb[0] = bstride;
+  v.nb[1] = heads * LG_DIT_HEAD_DIM;
+  v.nb[2] = LG_DIT_HEAD_DIM;
+  v.nb[3] = 1;
+  return v;
+}
+
+static int linear(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
+                  const lg_tensor *b, lg_act act) {
+  lg_matmul_opts o = {.trans_b = true, .act = act};
+  return be->ops->matmul(be, y, x, w, b, &o);
+}
+
+static int atensor(lg_dit_ws *ws, lg_tensor *t, lg_dtype dt, int64_t r, int64_t c) {
+  int64_t sh[2] = {r, c};
+  return lg_arena_tensor(&ws->arena, t, dt, 2, sh);
+}
+
+int lg_wan_dit_set_context(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, const float *ctx) {
+  int err = 0;
+  lg_backend *be = m->be;
+  const lg_wan_dit_config *c = &m->cfg;
+  size_t mark = lg_arena_mark(&ws->arena);
+  const int64_t L = LG_DIT_TEXT_LEN;
+  LG_CHECK(kv->layers == c->layers && kv->dim == c->dim && kv->ctx_len == L, LG_EINVAL, "dit",
+           "set_context: cache does not belong to this model");
+  lg_tensor c32, ca, c1, cc, tmp;
+  LG_TRY(atensor(ws, &c32, LG_F32, L, c->text_dim));
+  LG_TRY(atensor(ws, &ca, be->act_dtype, L, c->text_dim));
+  LG_TRY(atensor(ws, &c1, be->act_dtype, L, c->dim));
+  LG_TRY(atensor(ws, &cc, be->act_dtype, L, c->dim));
+  LG_TRY(atensor(ws, &tmp, be->act_dtype, L, c->dim));
+  LG_TRY(lg_tensor_upload(&c32, ctx));
+  LG_TRY(LG_OP(be, copy, &ca, &c32));
+  LG_TRY(linear(be, &c1, &ca, &m->top[T_X0W], &m->top[T_X0B], LG_ACT_GELU_TANH));
+  LG_TRY(linear(be, &cc, &c1, &m->top[T_X2W], &m->top[T_X2B], LG_ACT_NONE));
+  for (int l = 0; l < c->layers; l++) {
+    const lg_tensor *b = m->blk + (size_t)l * B_COUNT;
+    LG_TRY(linear(be, &tmp, &cc, &b[B_CKW], &b[B_CKB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, rms_norm, &kv->ck[l], &tmp, &b[B_CNK], 1e-6f));
+    LG_TRY(linear(be, &kv->cv[l], &cc, &b[B_CVW], &b[B_CVB], LG_ACT_NONE));
+  }
+  kv->ctx_valid = 1;
+fail:
+  lg_arena_reset(&ws->arena, mark);
+  return err;
+}
+
+int lg_wan_dit_forward(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, const lg_tensor *x,
+                       const lg_dit_row *rows, lg_tensor *vout) {
+  int err = 0;
+  lg_backend *be = m->be;
+  const lg_wan_dit_config *c = &m->cfg;
+  size_t mark = lg_arena_mark(&ws->arena);
+  char sb[128];
+  LG_CHECK(x && vout && rows && x->ndim == 5 && x->ne[4] == 16 && lg_tensor_is_contiguous(x) &&
+               lg_tensor_same_shape(x, vout) && lg_tensor_is_contiguous(vout),
+           LG_EINVAL, "dit", "forward: x %s must be contiguous [B,F,h,w,16] like v",
+           x ? lg_tensor_shape_str(x, sb, sizeof sb) : "NULL");
+  const int64_t B = x->ne[0], F = x->ne[1], h = x->ne[2], w = x->ne[3];
+  const int64_t H = h / 2, W = w / 2, HW = H * W, T = F * HW, N = B * T, BF = B * F;
+  const int64_t d = c->dim, nh = c->heads;
+  LG_CHECK(B >= 1 && B <= kv->rows && B <= LG_DIT_MAX_ROWS && F >= 1 && F <= LG_DIT_MAX_CALL &&
+               BF <= ws->max_rf && h == ws->lat_h && w == ws->lat_w && HW == kv->frame_tokens,
+           LG_EINVAL, "dit",
+           "forward: x %s does not fit the workspace (%d row-frames of %dx%d) or the cache (%d "
+           "rows, %d tokens per frame)",
+           lg_tensor_shape_str(x, sb, sizeof sb), ws->max_rf, ws->lat_h, ws->lat_w, kv->rows,
+           kv->frame_tokens);
+  LG_CHECK(kv->ctx_valid, LG_EINVAL, "dit", "forward: no context set on the cache");
+  int32_t kv_len[LG_DIT_MAX_ROWS], fstart[LG_DIT_MAX_ROWS];
+  for (int64_t b = 0; b < B; b++) {
+    LG_CHECK(rows[b].kv_frames >= 1 && rows[b].kv_frames <= kv->cap_frames &&
+                 rows[b].rope_start >= 0 && isfinite(rows[b].t),
+             LG_EINVAL, "dit", "forward: row %lld: kv_frames %d (cache %d), rope_start %d",
+             (long long)b, rows[b].kv_frames, kv->cap_frames, rows[b].rope_start);
+    for (int64_t f = 0; f < F; f++)
+      LG_CHECK(rows[b].slot[f] >= 0 && rows[b].slot[f] < rows[b].kv_frames, LG_EINVAL, "dit",
+               "forward: row %lld frame %lld: slot %d outside the %d filled slots", (long long)b,
+               (long long)f, rows[b].slot[f], rows[b].kv_frames);
+    kv_len[b] = rows[b].kv_frames * kv->frame_tokens;
+    fstart[b] = rows[b].rope_start;
+  }
+  const lg_dtype ad = be->act_dtype;
+  const size_t es = lg_dtype_size(ad);
+
+  /* ---- time: s [BF,freq] (host, double -> f32), e [BF,d], e0 [BF,6d] ---- */
+  const int half = c->freq_dim / 2;
+  for (int64_t r = 0; r < BF; r++) {
+    double t = rows[r / F].t;
+    for (int k = 0; k < half; k++) {
+      double a = t * pow(10000.0, -(double)k / half);
+      ws->host[r * c->freq_dim + k] = (float)cos(a);
+      ws->host[r * c->freq_dim + half + k] = (float)sin(a);
+    }
+  }
+  lg_tensor s32, s, e1, e, se, e0, mm, hsh, hsc;
+  LG_TRY(atensor(ws, &s32, LG_F32, BF, c->freq_dim));
+  LG_TRY(atensor(ws, &s, ad, BF, c->freq_dim));
+  LG_TRY(atensor(ws, &e1, ad, BF, d));
+  LG_TRY(atensor(ws, &e, ad, BF, d));
+  LG_TRY(atensor(ws, &se, ad, BF, d));
+  LG_TRY(atensor(ws, &e0, ad, BF, 6 * d));
+  LG_TRY(atensor(ws, &mm, ad, BF, 6 * d));
+  LG_TRY(atensor(ws, &hsh, ad, BF, d));
+  LG_TRY(atensor(ws, &hsc, ad, BF, d));
+  LG_TRY(lg_tensor_upload(&s32, ws->host));
+  LG_TRY(LG_OP(be, copy, &s, &s32));
+  LG_TRY(linear(be, &e1, &s, &m->top[T_E0W], &m->top[T_E0B], LG_ACT_SILU));
+  LG_TRY(linear(be, &e, &e1, &m->top[T_E2W], &m->top[T_E2B], LG_ACT_NONE));
+  LG_TRY(LG_OP(be, unary, &se, &e, LG_ACT_SILU, 0.0f));
+  LG_TRY(linear(be, &e0, &se, &m->top[T_P1W], &m->top[T_P1B], LG_ACT_NONE));
+
+  /* ---- patchify: [BF,h,w,16] -> [BF,H,W,d] = tokens [N,d] in f,h,w order ---- */
+  lg_tensor xs, hb, q, k, vv, o, y, fh, ho;
+  LG_TRY(atensor(ws, &xs, ad, N, d));
+  LG_TRY(atensor(ws, &hb, ad, N, d));
+  LG_TRY(atensor(ws, &q, ad, N, d));
+  LG_TRY(atensor(ws, &k, ad, N, d));
+  LG_TRY(atensor(ws, &vv, ad, N, d));
+  LG_TRY(atensor(ws, &o, ad, N, d));
+  LG_TRY(atensor(ws, &y, ad, N, d));
+  LG_TRY(atensor(ws, &fh, ad, N, c->ffn_dim));
+  LG_TRY(atensor(ws, &ho, ad, N, 64));
+  {
+    lg_tensor xin, xo;
+    int64_t s4[4] = {BF, h, w, 16}, o4[4] = {BF, H, W, d};
+    LG_TRY(lg_tensor_reshape(x, 4, s4, &xin));
+    LG_TRY(lg_tensor_reshape(&xs, 4, o4, &xo));
+    lg_conv_opts co = {.stride = {1, 2, 2}};
+    LG_TRY(LG_OP(be, conv3d, &xo, &xin, &m->top[T_PEW], &m->top[T_PEB], &co));
+  }
+
+  const float scale = 1.0f / sqrtf((float)LG_DIT_HEAD_DIM);
+  lg_tensor zero6 = rows_view(&m->zero, 0, 1, 6 * d, 6 * d);
+  lg_tensor zero1 = rows_view(&m->zero, 0, 1, d, d);
+  lg_tensor q4 = heads_view(&q, B, T, nh, T * d), k4 = heads_view(&k, B, T, nh, T * d);
+  lg_tensor o4 = heads_view(&o, B, T, nh, T * d);
+  for (int l = 0; l < c->layers; l++) {
+    const lg_tensor *wb = m->blk + (size_t)l * B_COUNT;
+    /* m = modulation + e0: [BF, 6d], chunks shift_msa, scale_msa, gate_msa, shift_mlp,
+     * scale_mlp, gate_mlp; as a broadcast add x*(1+0) + table */
+    lg_tensor mod = rows_view(&wb[B_MOD], 0, 1, 6 * d, 6 * d);
+    LG_TRY(LG_OP(be, modulate, &mm, &e0, &mod, &zero6, BF, false, 0.0f));
+    lg_tensor ch[6];
+    for (int j = 0; j < 6; j++)
+      ch[j] = rows_view(&mm, j * d, BF, d, 6 * d);
+
+    /* self-attention */
+    LG_TRY(LG_OP(be, modulate, &hb, &xs, &ch[0], &ch[1], HW, true, 1e-6f));
+    LG_TRY(linear(be, &q, &hb, &wb[B_SQW], &wb[B_SQB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, rms_norm, &q, &q, &wb[B_SNQ], 1e-6f));
+    LG_TRY(linear(be, &k, &hb, &wb[B_SKW], &wb[B_SKB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, rms_norm, &k, &k, &wb[B_SNK], 1e-6f));
+    LG_TRY(linear(be, &vv, &hb, &wb[B_SVW], &wb[B_SVB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, rope3d, &q4, F, H, W, fstart));
+    LG_TRY(LG_OP(be, rope3d, &k4, F, H, W, fstart));
+    for (int64_t b = 0; b < B; b++) {
+      for (int64_t f = 0; f < F; f++) {
+        int64_t off = (b * F + f) * HW * d;
+        lg_tensor ks = rows_view(&k, off, HW, d, d), vs = rows_view(&vv, off, HW, d, d);
+        lg_tensor kd = lg_kv_cache_slot(kv, l, 0, (int)b, rows[b].slot[f]);
+        lg_tensor vd = lg_kv_cache_slot(kv, l, 1, (int)b, rows[b].slot[f]);
+        LG_TRY(LG_OP(be, copy, &kd, &ks));
+        LG_TRY(LG_OP(be, copy, &vd, &vs));
+      }
+    }
+    {
+      lg_tensor kc = heads_view(&kv->k[l], B, kv->cap_tokens, nh, kv->cap_tokens * d);
+      lg_tensor vc = heads_view(&kv->v[l], B, kv->cap_tokens, nh, kv->cap_tokens * d);
+      LG_TRY(LG_OP(be, attention, &o4, &q4, &kc, &vc, kv_len, scale));
+    }
+    LG_TRY(linear(be, &y, &o, &wb[B_SOW], &wb[B_SOB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, gated_add, &xs, &y, &ch[2], HW));
+
+    /* cross-attention: norm3 (affine LN), q with norm_q; K/V of the context from the cache */
+    LG_TRY(LG_OP(be, layer_norm, &hb, &xs, &wb[B_N3W], &wb[B_N3B], 1e-6f));
+    LG_TRY(linear(be, &q, &hb, &wb[B_CQW], &wb[B_CQB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, rms_norm, &q, &q, &wb[B_CNQ], 1e-6f));
+    {
+      int64_t Lc = kv->ctx_len;
+      lg_tensor kc = heads_view(&kv->ck[l], 1, Lc, nh, Lc * d);
+      lg_tensor vc = heads_view(&kv->cv[l], 1, Lc, nh, Lc * d);
+      LG_TRY(LG_OP(be, attention, &o4, &q4, &kc, &vc, NULL, scale));
+    }
+    LG_TRY(linear(be, &y, &o, &wb[B_COW], &wb[B_COB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, gated_add, &xs, &y, NULL, HW));
+
+    /* FFN */
+    LG_TRY(LG_OP(be, modulate, &hb, &xs, &ch[3], &ch[4], HW, true, 1e-6f));
+    LG_TRY(linear(be, &fh, &hb, &wb[B_F0W], &wb[B_F0B], LG_ACT_GELU_TANH));
+    LG_TRY(linear(be, &y, &fh, &wb[B_F2W], &wb[B_F2B], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, gated_add, &xs, &y, &ch[5], HW));
+  }
+
+  /* ---- head: shift = head.modulation[0] + e, scale = head.modulation[1] + e (per frame) ---- */
+  {
+    lg_tensor hm0 = rows_view(&m->top[T_HMOD], 0, 1, d, d);
+    lg_tensor hm1 = rows_view(&m->top[T_HMOD], d, 1, d, d);
+    LG_TRY(LG_OP(be, modulate, &hsh, &e, &hm0, &zero1, BF, false, 0.0f));
+    LG_TRY(LG_OP(be, modulate, &hsc, &e, &hm1, &zero1, BF, false, 0.0f));
+    LG_TRY(LG_OP(be, modulate, &hb, &xs, &hsh, &hsc, HW, true, 1e-6f));
+    LG_TRY(linear(be, &ho, &hb, &m->top[T_HW], &m->top[T_HB], LG_ACT_NONE));
+  }
+  /* ---- unpatchify: out[(b,f,i,j)][(q*2+r)*16 + c] -> v[b,f,2i+q,2j+r,c] ---- */
+  {
+    lg_tensor src = ho, dst;
+    src.ndim = 5;
+    int64_t ne[5] = {BF * H, 2, W, 2, 16}, nb[5] = {W * 64, 32, 64, 16, 1};
+    memcpy(src.ne, ne, sizeof ne);
+    memcpy(src.nb, nb, sizeof nb);
+    LG_TRY(lg_tensor_reshape(vout, 5, ne, &dst));
+    LG_TRY(LG_OP(be, copy, &dst, &src));
+  }
+  (void)es;
+fail:
+  lg_arena_reset(&ws->arena, mark);
+  return err;
+}
