@@ -2,7 +2,11 @@
  * axpby, layer_norm, rms_norm, channel_rms_norm, modulate, gated_add, upsample2x,
  * cosine_mean, sq_diff_sum. Rows are all leading dims flattened (any strides); the last dim
  * may have any stride too (non-F32 or strided rows go through per-thread scratch). Runs on
- * the backend's thread, parallel over rows with OpenMP. */
+ * the backend's thread, parallel over rows with OpenMP.
+ * Semantics worth knowing: norm statistics are accumulated in double; layer_norm/modulate use
+ * the biased variance with eps inside the sqrt; cosine_mean follows torch
+ * F.cosine_similarity(eps=1e-8) with each norm clamped separately:
+ * dot / (max(||a||, 1e-8) * max(||b||, 1e-8)), averaged over rows in double. */
 #include "cpu_internal.h"
 
 #include <string.h>

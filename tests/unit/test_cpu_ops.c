@@ -80,6 +80,49 @@ static void test_copy_strided_all_dtypes(void **state) {
   }
 }
 
+/* I32 copies exactly (strided), and converts to F32. */
+static void test_copy_i32(void **state) {
+  (void)state;
+  int32_t v[6] = {1, -2, 300000, 4, 16777217, -6};
+  int64_t s[2] = {2, 3}, st[2] = {3, 2};
+  lg_tensor x, y, f;
+  assert_int_equal(lg_tensor_alloc(be, &x, LG_I32, 2, s), 0);
+  assert_int_equal(lg_tensor_alloc(be, &y, LG_I32, 2, st), 0);
+  assert_int_equal(lg_tensor_alloc(be, &f, LG_F32, 2, st), 0);
+  assert_int_equal(lg_tensor_upload(&x, v), 0);
+  int perm[2] = {1, 0};
+  lg_tensor xt = lg_tensor_permute(&x, perm);
+  assert_int_equal(LG_OP(be, copy, &y, &xt), 0);
+  assert_int_equal(LG_OP(be, copy, &f, &xt), 0);
+  int32_t got[6];
+  float gf[6];
+  assert_int_equal(lg_tensor_download(&y, got), 0);
+  assert_int_equal(lg_tensor_download(&f, gf), 0);
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 2; j++) {
+      assert_int_equal(got[i * 2 + j], v[j * 3 + i]);
+      assert_true(gf[i * 2 + j] == (float)v[j * 3 + i]);
+    }
+  lg_tensor_free(&x);
+  lg_tensor_free(&y);
+  lg_tensor_free(&f);
+}
+
+static void test_util_f32_file_roundtrip(void **state) {
+  (void)state;
+  float v[5] = {1.5f, -2.0f, 0.0f, 3.25e-7f, 1e30f};
+  const char *path = LG_BINARY_DIR "/test_cpu_ops_roundtrip.f32";
+  assert_int_equal(tu_write_f32(path, v, 5), 0);
+  size_t n = 0;
+  float *back = tu_read_f32(path, &n);
+  assert_non_null(back);
+  assert_int_equal(n, 5);
+  assert_memory_equal(back, v, sizeof v);
+  free(back);
+  remove(path);
+  assert_null(tu_read_f32(path, &n));
+}
+
 /* ---- matmul ---- */
 
 typedef struct mm_case {
@@ -873,6 +916,8 @@ static void test_shape_mismatch_einval(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_copy_strided_all_dtypes),
+      cmocka_unit_test(test_copy_i32),
+      cmocka_unit_test(test_util_f32_file_roundtrip),
       cmocka_unit_test(test_matmul_linear_bias_act),
       cmocka_unit_test(test_matmul_blocked_sizes),
       cmocka_unit_test(test_matmul_accumulate),
