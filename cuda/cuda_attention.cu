@@ -1,0 +1,339 @@
+/* cuda_attention.cu: the attention op. A flash-attention kernel of our own for bf16 and head
+ * dims 64/128 (mma.sync m16n8k16 bf16 -> fp32, online softmax in exp2 form, K/V tiles of 64
+ * keys double-buffered through cp.async, ldmatrix fragments), one block of 4 warps per 64
+ * queries of one head of one batch row, keys masked past kv_len[b]; and a plain fp32 kernel
+ * (one warp per query) for every other dtype, head dim or alignment.
+ * q/k/v/o [B, L, heads, dh] with any batch/row/head strides (K/V batch stride 0 allowed).
+ * Runs on the backend's thread. */
+#include "cuda_internal.cuh"
+
+#include <math.h>
+
+#define ATT_MAX_B 64
+#define ATT_BM 64 /* queries per block (16 per warp) */
+#define ATT_BN 64 /* keys per tile */
+
+typedef struct att_params {
+  const void *q, *k, *v;
+  void *o;
+  int64_t qb, ql, qh, kb, kl, kh, vb, vl, vh, ob, ol, oh; /* strides in elements */
+  int Lq, Lk, nh, dh;
+  float scale_log2; /* scale * log2(e) */
+  int dt;           /* fallback kernel: dtypes */
+  int qdt, kdt, vdt, odt;
+  int kv_len[ATT_MAX_B];
+} att_params;
+
+/* ---------------------------------------------------------------- fallback (any dtype) */
+__global__ void k_attn_ref(att_params p) {
+  int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+  int total = p.Lq * p.nh;
+  int b = blockIdx.y;
+  if (warp >= total) return;
+  int i = warp / p.nh, h = warp % p.nh;
+  float qv[8], acc[8];
+  int nper = (p.dh + 31) / 32;
+  for (int j = 0; j < 8; j++) {
+    int d = lane + 32 * j;
+    qv[j] = (j < nper && d < p.dh) ? lg_ld(p.q, p.qdt, b * p.qb + i * p.ql + h * p.qh + d) : 0.f;
+    acc[j] = 0.f;
+  }
+  float m = -INFINITY, l = 0.f;
+  int n = p.kv_len[b];
+  for (int key = 0; key < n; key++) {
+    float s = 0.f;
+    for (int j = 0; j < nper; j++) {
+      int d = lane + 32 * j;
+      if (d < p.dh) s += qv[j] * lg_ld(p.k, p.kdt, b * p.kb + key * p.kl + h * p.kh + d);
+    }
+    for (int o = 16; o > 0; o >>= 1)
+      s += __shfl_xor_sync(0xffffffffu, s, o);
+    s *= p.scale_log2;
+    float mn = fmaxf(m, s);
+    float corr = exp2f(m - mn), e = exp2f(s - mn);
+    l = l * corr + e;
+    for (int j = 0; j < nper; j++) {
+      int d = lane + 32 * j;
+      float vv = d < p.dh ? lg_ld(p.v, p.vdt, b * p.vb + key * p.vl + h * p.vh + d) : 0.f;
+      acc[j] = acc[j] * corr + e * vv;
+    }
+    m = mn;
+  }
+  for (int j = 0; j < nper; j++) {
+    int d = lane + 32 * j;
+    if (d < p.dh) lg_st(p.o, p.odt, b * p.ob + i * p.ol + h * p.oh + d, l > 0.f ? acc[j] / l : 0.f);
+  }
+}
+
+/* ---------------------------------------------------------------- flash kernel (bf16) */
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
+  unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3,
+                                        const void *smem) {
+  unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(s));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3,
+                                          const void *smem) {
+  unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(s));
+}
+
+__device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+               "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *(uint32_t *)&h;
+}
+
+template <int D> __global__ void __launch_bounds__(128, 3) k_flash(att_params p) {
+  constexpr int LDS = D + 8; /* padded smem row (elements): ldmatrix without bank conflicts */
+  constexpr int KT = D / 16; /* k-steps over the head dim */
+  constexpr int NT = D / 8;  /* n-tiles of the output */
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __nv_bfloat16 *Ks = (__nv_bfloat16 *)smem_raw; /* [2][BN][LDS] */
+  __nv_bfloat16 *Vs = Ks + 2 * ATT_BN * LDS;     /* [2][BN][LDS] */
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int q0 = blockIdx.x * ATT_BM + warp * 16;
+  const int n = p.kv_len[b];
+
+  const __nv_bfloat16 *qp = (const __nv_bfloat16 *)p.q + b * p.qb + h * p.qh;
+  const __nv_bfloat16 *kp = (const __nv_bfloat16 *)p.k + b * p.kb + h * p.kh;
+  const __nv_bfloat16 *vp = (const __nv_bfloat16 *)p.v + b * p.vb + h * p.vh;
+
+  /* Q fragments straight from global (read once): rows q0+g, q0+g+8 */
+  uint32_t qf[KT][4];
+  {
+    int r0 = q0 + g, r1 = q0 + g + 8;
+    const uint32_t *p0 = (const uint32_t *)(qp + (int64_t)r0 * p.ql);
+    const uint32_t *p1 = (const uint32_t *)(qp + (int64_t)r1 * p.ql);
+#pragma unroll
+    for (int kk = 0; kk < KT; kk++) {
+      int c0 = (kk * 16 + 2 * t) / 2, c1 = (kk * 16 + 8 + 2 * t) / 2;
+      qf[kk][0] = r0 < p.Lq ? p0[c0] : 0u;
+      qf[kk][1] = r1 < p.Lq ? p1[c0] : 0u;
+      qf[kk][2] = r0 < p.Lq ? p0[c1] : 0u;
+      qf[kk][3] = r1 < p.Lq ? p1[c1] : 0u;
+    }
+  }
+
+  float o[NT][4];
+#pragma unroll
+  for (int j = 0; j < NT; j++)
+    o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+
+  const int ntiles = (n + ATT_BN - 1) / ATT_BN;
+  /* tile loader: BN rows x D cols of K and V, 16-byte chunks, zero past n */
+  auto load_tile = [&](int tile, int buf) {
+    constexpr int CPR = D / 8; /* chunks per row */
+    __nv_bfloat16 *kd = Ks + buf * ATT_BN * LDS, *vd = Vs + buf * ATT_BN * LDS;
+#pragma unroll
+    for (int c = tid; c < ATT_BN * CPR; c += 128) {
+      int r = c / CPR, col = (c % CPR) * 8;
+      int key = tile * ATT_BN + r;
+      bool ok = key < n;
+      const __nv_bfloat16 *ks = ok ? kp + (int64_t)key * p.kl + col : kp;
+      const __nv_bfloat16 *vs = ok ? vp + (int64_t)key * p.vl + col : vp;
+      cp_async16(kd + r * LDS + col, ks, ok ? 16 : 0);
+      cp_async16(vd + r * LDS + col, vs, ok ? 16 : 0);
+    }
+  };
+
+  if (ntiles > 0) load_tile(0, 0);
+  cp_async_commit();
+  for (int tile = 0; tile < ntiles; tile++) {
+    const int buf = tile & 1;
+    if (tile + 1 < ntiles) load_tile(tile + 1, buf ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const __nv_bfloat16 *kb = Ks + buf * ATT_BN * LDS, *vb = Vs + buf * ATT_BN * LDS;
+
+    /* S = Q K^T: 16 x 64 per warp, 8 n-tiles of 8 keys */
+    float s[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+      s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+    const int mi = lane / 8, rr = lane % 8;
+#pragma unroll
+    for (int kk = 0; kk < KT; kk++) {
+#pragma unroll
+      for (int j = 0; j < 8; j += 2) {
+        uint32_t b0, b1, b2, b3;
+        ldsm_x4(b0, b1, b2, b3, kb + ((j + mi / 2) * 8 + rr) * LDS + kk * 16 + (mi % 2) * 8);
+        mma16816(s[j], qf[kk], b0, b1);
+        mma16816(s[j + 1], qf[kk], b2, b3);
+      }
+    }
+    /* mask keys past n (only the last tile can have them) */
+    if ((tile + 1) * ATT_BN > n) {
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        int key = tile * ATT_BN + j * 8 + 2 * t;
+        if (key >= n) s[j][0] = s[j][2] = -INFINITY;
+        if (key + 1 >= n) s[j][1] = s[j][3] = -INFINITY;
+      }
+    }
+    /* online softmax for rows g (c0,c1) and g+8 (c2,c3) */
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    float mn0 = fmaxf(m0, mx0 * p.scale_log2), mn1 = fmaxf(m1, mx1 * p.scale_log2);
+    float base0 = mn0 == -INFINITY ? 0.f : mn0, base1 = mn1 == -INFINITY ? 0.f : mn1;
+    float a0 = exp2f(m0 - base0), a1 = exp2f(m1 - base1);
+    m0 = mn0, m1 = mn1;
+    l0 *= a0, l1 *= a1;
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      o[j][0] *= a0, o[j][1] *= a0;
+      o[j][2] *= a1, o[j][3] *= a1;
+    }
+    uint32_t pf[4][4]; /* P as A fragments: 4 k-steps of 16 keys */
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      float e0 = exp2f(s[j][0] * p.scale_log2 - base0), e1 = exp2f(s[j][1] * p.scale_log2 - base0);
+      float e2 = exp2f(s[j][2] * p.scale_log2 - base1), e3 = exp2f(s[j][3] * p.scale_log2 - base1);
+      l0 += e0 + e1, l1 += e2 + e3;
+      pf[j / 2][(j % 2) * 2 + 0] = pack_bf16(e0, e1);
+      pf[j / 2][(j % 2) * 2 + 1] = pack_bf16(e2, e3);
+    }
+    /* O += P V: V [keys][dims] through ldmatrix.trans */
+#pragma unroll
+    for (int kb2 = 0; kb2 < 4; kb2++) {
+#pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        uint32_t b0, b1, b2, b3;
+        ldsm_x4_t(b0, b1, b2, b3, vb + (kb2 * 16 + (mi % 2) * 8 + rr) * LDS + (j + mi / 2) * 8);
+        mma16816(o[j], pf[kb2], b0, b1);
+        mma16816(o[j + 1], pf[kb2], b2, b3);
+      }
+    }
+    __syncthreads(); /* this buffer is refilled by the next iteration's load */
+  }
+  cp_async_wait<0>();
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  __nv_bfloat16 *op = (__nv_bfloat16 *)p.o + b * p.ob + h * p.oh;
+  int r0 = q0 + g, r1 = q0 + g + 8;
+#pragma unroll
+  for (int j = 0; j < NT; j++) {
+    int col = j * 8 + 2 * t;
+    if (r0 < p.Lq)
+      *(__nv_bfloat162 *)(op + (int64_t)r0 * p.ol + col) =
+          __floats2bfloat162_rn(o[j][0] * i0, o[j][1] * i0);
+    if (r1 < p.Lq)
+      *(__nv_bfloat162 *)(op + (int64_t)r1 * p.ol + col) =
+          __floats2bfloat162_rn(o[j][2] * i1, o[j][3] * i1);
+  }
+}
+
+static bool al16(const void *p, int64_t s1, int64_t s2, int64_t s3) {
+  return ((uintptr_t)p % 16) == 0 && s1 % 8 == 0 && s2 % 8 == 0 && s3 % 8 == 0;
+}
+
+template <int D> static int launch_flash(lg_cuda *c, const att_params &p, int B) {
+  int err = 0;
+  size_t smem = (size_t)4 * ATT_BN * (D + 8) * 2;
+  static bool attr_set = false; /* per process; all devices are Hopper here */
+  if (!attr_set) {
+    CUDA_CHECK(
+        cudaFuncSetAttribute(k_flash<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attr_set = true;
+  }
+  {
+    dim3 grid((p.Lq + ATT_BM - 1) / ATT_BM, p.nh, B);
+    k_flash<D><<<grid, 128, smem, c->stream>>>(p);
+    CUDA_LAUNCH_CHECK();
+  }
+  return 0;
+fail:
+  return err;
+}
+
+int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                      const lg_tensor *v, const int32_t *kv_len, float scale) {
+  int err = 0;
+  lg_cuda *c = lg_cu(be);
+  att_params p;
+  char s1[96], s2[96], s3[96], s4[96];
+  LG_TRY(lg_cuda_check_tensor("attention", "o", o, true));
+  LG_TRY(lg_cuda_check_tensor("attention", "q", q, true));
+  LG_TRY(lg_cuda_check_tensor("attention", "k", k, true));
+  LG_TRY(lg_cuda_check_tensor("attention", "v", v, true));
+  LG_CHECK(q->ndim == 4 && k->ndim == 4 && v->ndim == 4 && o->ndim == 4 &&
+               lg_tensor_same_shape(o, q) && lg_tensor_same_shape(k, v) && k->ne[0] == q->ne[0] &&
+               k->ne[2] == q->ne[2] && k->ne[3] == q->ne[3],
+           LG_EINVAL, LG_CUDA_MOD, "attention: shapes do not fit: o %s q %s k %s v %s",
+           lg_tensor_shape_str(o, s1, sizeof s1), lg_tensor_shape_str(q, s2, sizeof s2),
+           lg_tensor_shape_str(k, s3, sizeof s3), lg_tensor_shape_str(v, s4, sizeof s4));
+  {
+    int B = (int)q->ne[0];
+    LG_CHECK(B <= ATT_MAX_B && q->ne[1] < (1 << 30) && k->ne[1] < (1 << 30), LG_ENOTSUP,
+             LG_CUDA_MOD, "attention: at most %d batch rows", ATT_MAX_B);
+    p.q = q->data, p.k = k->data, p.v = v->data, p.o = o->data;
+    p.qb = q->nb[0], p.ql = q->nb[1], p.qh = q->nb[2];
+    p.kb = k->nb[0], p.kl = k->nb[1], p.kh = k->nb[2];
+    p.vb = v->nb[0], p.vl = v->nb[1], p.vh = v->nb[2];
+    p.ob = o->nb[0], p.ol = o->nb[1], p.oh = o->nb[2];
+    p.Lq = (int)q->ne[1], p.Lk = (int)k->ne[1], p.nh = (int)q->ne[2], p.dh = (int)q->ne[3];
+    p.scale_log2 = scale * 1.4426950408889634f;
+    p.qdt = q->dtype, p.kdt = k->dtype, p.vdt = v->dtype, p.odt = o->dtype;
+    p.dt = 0;
+    for (int b = 0; b < B; b++) {
+      int n = kv_len ? kv_len[b] : p.Lk;
+      LG_CHECK(n >= 0 && n <= p.Lk, LG_ERANGE, LG_CUDA_MOD,
+               "attention: kv_len[%d] = %d outside [0, %d]", b, n, p.Lk);
+      p.kv_len[b] = n;
+    }
+    if (p.Lq == 0 || p.nh == 0 || B == 0) return 0;
+    bool bf =
+        q->dtype == LG_BF16 && k->dtype == LG_BF16 && v->dtype == LG_BF16 && o->dtype == LG_BF16;
+    bool aligned = al16(q->data, p.qb, p.ql, p.qh) && al16(k->data, p.kb, p.kl, p.kh) &&
+                   al16(v->data, p.vb, p.vl, p.vh) && al16(o->data, p.ob, p.ol, p.oh);
+    if (bf && aligned && p.dh == 128) return launch_flash<128>(c, p, B);
+    if (bf && aligned && p.dh == 64) return launch_flash<64>(c, p, B);
+    LG_CHECK(p.dh <= 256, LG_ENOTSUP, LG_CUDA_MOD, "attention: head dim %d over 256", p.dh);
+    {
+      int warps = p.Lq * p.nh;
+      dim3 grid((unsigned)((warps + 3) / 4), (unsigned)B);
+      k_attn_ref<<<grid, 128, 0, c->stream>>>(p);
+      CUDA_LAUNCH_CHECK();
+    }
+  }
+  return 0;
+fail:
+  return err;
+}

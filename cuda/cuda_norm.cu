@@ -1,0 +1,505 @@
+/* cuda_norm.cu: the row ops of the CUDA backend: LayerNorm, RMSNorm, the Wan VAE channel
+ * RMS norm and the DiT's modulation (LayerNorm + per-frame shift/scale) in one kernel that
+ * reads a row three times from L1 (mean, variance, output); the gated residual add; 3D RoPE.
+ * Activations of any of F32/F16/BF16 (16-byte vector path for contiguous bf16/f16/f32 rows);
+ * parameters (weights, shift, scale, gate) of any float dtype. Statistics in fp32.
+ * Runs on the backend's thread. */
+#include "cuda_internal.cuh"
+
+#include <math.h>
+
+/* ---- typed 8-wide loads and stores ---- */
+template <typename T> struct io;
+template <> struct io<float> {
+  static constexpr int dt = LG_F32;
+  __device__ static void ld8(const float *p, float *v) {
+    float4 a = ((const float4 *)p)[0], b = ((const float4 *)p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  }
+  __device__ static void st8(float *p, const float *v) {
+    ((float4 *)p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    ((float4 *)p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+  }
+  __device__ static float ld(const float *p) {
+    return *p;
+  }
+  __device__ static void st(float *p, float v) {
+    *p = v;
+  }
+};
+template <> struct io<__nv_bfloat16> {
+  static constexpr int dt = LG_BF16;
+  __device__ static void ld8(const __nv_bfloat16 *p, float *v) {
+    uint4 u = *(const uint4 *)p;
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      float2 f = __bfloat1622float2(h[j]);
+      v[2 * j] = f.x, v[2 * j + 1] = f.y;
+    }
+  }
+  __device__ static void st8(__nv_bfloat16 *p, const float *v) {
+    uint4 u;
+    __nv_bfloat162 *h = (__nv_bfloat162 *)&u;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+      h[j] = __floats2bfloat162_rn(v[2 * j], v[2 * j + 1]);
+    *(uint4 *)p = u;
+  }
+  __device__ static float ld(const __nv_bfloat16 *p) {
+    return __bfloat162float(*p);
+  }
+  __device__ static void st(__nv_bfloat16 *p, float v) {
+    *p = __float2bfloat16_rn(v);
+  }
+};
+template <> struct io<__half> {
+  static constexpr int dt = LG_F16;
+  __device__ static void ld8(const __half *p, float *v) {
+    uint4 u = *(const uint4 *)p;
+    const __half2 *h = (const __half2 *)&u;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      float2 f = __half22float2(h[j]);
+      v[2 * j] = f.x, v[2 * j + 1] = f.y;
+    }
+  }
+  __device__ static void st8(__half *p, const float *v) {
+    uint4 u;
+    __half2 *h = (__half2 *)&u;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+      h[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+    *(uint4 *)p = u;
+  }
+  __device__ static float ld(const __half *p) {
+    return __half2float(*p);
+  }
+  __device__ static void st(__half *p, float v) {
+    *p = __float2half_rn(v);
+  }
+};
+
+/* Load/store one "chunk" (8 elements when V, else 1) at element index i of a row. */
+template <typename T, bool V>
+__device__ __forceinline__ void ldc(const T *row, int64_t i, float *v) {
+  if (V)
+    io<T>::ld8(row + i, v);
+  else
+    v[0] = io<T>::ld(row + i);
+}
+template <typename T, bool V>
+__device__ __forceinline__ void stc(T *row, int64_t i, const float *v) {
+  if (V)
+    io<T>::st8(row + i, v);
+  else
+    io<T>::st(row + i, v[0]);
+}
+
+__device__ __forceinline__ float block_sum(float v, float *sh) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  __syncthreads(); /* sh may still be read from the previous call */
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  float t = l < (int)(blockDim.x / 32) ? sh[l] : 0.f;
+  for (int o = 16; o > 0; o >>= 1)
+    t += __shfl_xor_sync(0xffffffffu, t, o);
+  return t;
+}
+
+enum { NORM_LN = 0, NORM_RMS = 1, NORM_CRMS = 2, NORM_MOD = 3, NORM_MOD_LN = 4 };
+
+typedef struct norm_params {
+  const void *w; /* LN weight, RMS weight, channel gamma (may be NULL) */
+  int wdt;
+  const void *b; /* LN bias (may be NULL) */
+  int bdt;
+  const void *shift, *scale; /* modulate: rows of D, one per group of x rows */
+  int shdt, scdt;
+  lg_rows shr, scr;
+  int64_t group;
+  float eps;
+} norm_params;
+
+/* One block per row. y may alias x. */
+template <typename TX, typename TY, bool V, int MODE>
+__global__ void k_norm(TY *y, lg_rows yr, const TX *x, lg_rows xr, int64_t D, norm_params p) {
+  __shared__ float sh[32];
+  const int W = V ? 8 : 1;
+  int64_t r = blockIdx.x;
+  const TX *xrow = x + lg_row_off(xr, r);
+  TY *yrow = y + lg_row_off(yr, r);
+  float mean = 0.f, rs = 1.f;
+  float v[8];
+  if (MODE == NORM_LN || MODE == NORM_MOD_LN) {
+    float s = 0.f;
+    for (int64_t i = threadIdx.x * W; i < D; i += blockDim.x * W) {
+      ldc<TX, V>(xrow, i, v);
+#pragma unroll
+      for (int j = 0; j < W; j++)
+        s += v[j];
+    }
+    mean = block_sum(s, sh) / (float)D;
+    float q = 0.f;
+    for (int64_t i = threadIdx.x * W; i < D; i += blockDim.x * W) {
+      ldc<TX, V>(xrow, i, v);
+#pragma unroll
+      for (int j = 0; j < W; j++)
+        q += (v[j] - mean) * (v[j] - mean);
+    }
+    rs = rsqrtf(block_sum(q, sh) / (float)D + p.eps);
+  } else if (MODE == NORM_RMS || MODE == NORM_CRMS) {
+    float q = 0.f;
+    for (int64_t i = threadIdx.x * W; i < D; i += blockDim.x * W) {
+      ldc<TX, V>(xrow, i, v);
+#pragma unroll
+      for (int j = 0; j < W; j++)
+        q += v[j] * v[j];
+    }
+    q = block_sum(q, sh);
+    if (MODE == NORM_RMS)
+      rs = rsqrtf(q / (float)D + p.eps);
+    else
+      rs = sqrtf((float)D) / fmaxf(sqrtf(q), 1e-12f);
+  }
+  const void *shift = NULL, *scale = NULL;
+  int64_t sho = 0, sco = 0;
+  if (MODE == NORM_MOD || MODE == NORM_MOD_LN) {
+    int64_t g = r / p.group;
+    shift = p.shift, scale = p.scale;
+    sho = lg_row_off(p.shr, g), sco = lg_row_off(p.scr, g);
+  }
+  for (int64_t i = threadIdx.x * W; i < D; i += blockDim.x * W) {
+    ldc<TX, V>(xrow, i, v);
+#pragma unroll
+    for (int j = 0; j < W; j++) {
+      float t = (v[j] - mean) * rs;
+      if (MODE == NORM_LN) {
+        if (p.w) t *= lg_ld(p.w, p.wdt, i + j);
+        if (p.b) t += lg_ld(p.b, p.bdt, i + j);
+      } else if (MODE == NORM_RMS || MODE == NORM_CRMS) {
+        if (p.w) t *= lg_ld(p.w, p.wdt, i + j);
+      } else {
+        t = t * (1.f + lg_ld(scale, p.scdt, sco + i + j)) + lg_ld(shift, p.shdt, sho + i + j);
+      }
+      v[j] = t;
+    }
+    stc<TY, V>(yrow, i, v);
+  }
+}
+
+static bool rows_vec_ok(const lg_tensor *t) {
+  if ((uintptr_t)t->data % 16) return false;
+  if (t->ne[t->ndim - 1] % 8) return false;
+  for (int i = 0; i < t->ndim - 1; i++)
+    if (t->ne[i] > 1 && (t->nb[i] * (int64_t)lg_dtype_size(t->dtype)) % 16) return false;
+  return true;
+}
+
+template <typename TX, typename TY, int MODE>
+static void launch_norm2(lg_backend *be, lg_tensor *y, const lg_tensor *x, const norm_params &p,
+                         bool vec) {
+  lg_cuda *c = lg_cu(be);
+  int64_t rows = lg_tensor_rows(x), D = x->ne[x->ndim - 1];
+  int64_t chunks = vec ? D / 8 : D;
+  int th = (int)((chunks + 31) / 32 * 32);
+  if (th > 256) th = 256;
+  if (th < 32) th = 32;
+  if (vec)
+    k_norm<TX, TY, true, MODE><<<(unsigned)rows, th, 0, c->stream>>>(
+        (TY *)y->data, lg_rows_of(y), (const TX *)x->data, lg_rows_of(x), D, p);
+  else
+    k_norm<TX, TY, false, MODE><<<(unsigned)rows, th, 0, c->stream>>>(
+        (TY *)y->data, lg_rows_of(y), (const TX *)x->data, lg_rows_of(x), D, p);
+}
+
+template <int MODE>
+static int launch_norm(lg_backend *be, const char *op, lg_tensor *y, const lg_tensor *x,
+                       const norm_params &p) {
+  int err = 0;
+  LG_TRY(lg_cuda_check_tensor(op, "y", y, true));
+  LG_TRY(lg_cuda_check_tensor(op, "x", x, true));
+  if (!lg_tensor_same_shape(x, y)) {
+    char s1[96], s2[96];
+    LG_ERR(LG_CUDA_MOD, "%s: y %s and x %s differ", op, lg_tensor_shape_str(y, s1, sizeof s1),
+           lg_tensor_shape_str(x, s2, sizeof s2));
+    return LG_EINVAL;
+  }
+  {
+    int64_t rows = lg_tensor_rows(x);
+    if (rows == 0 || x->ne[x->ndim - 1] == 0) return 0;
+    LG_CHECK(rows < (1ll << 31), LG_ERANGE, LG_CUDA_MOD, "%s: too many rows", op);
+    bool vec = rows_vec_ok(x) && rows_vec_ok(y);
+#define LN_CASE(TXT, TX)                                                                           \
+  if (x->dtype == TXT) {                                                                           \
+    if (y->dtype == LG_BF16)                                                                       \
+      launch_norm2<TX, __nv_bfloat16, MODE>(be, y, x, p, vec);                                     \
+    else if (y->dtype == LG_F32)                                                                   \
+      launch_norm2<TX, float, MODE>(be, y, x, p, vec);                                             \
+    else                                                                                           \
+      launch_norm2<TX, __half, MODE>(be, y, x, p, vec);                                            \
+  }
+    LN_CASE(LG_BF16, __nv_bfloat16)
+    else LN_CASE(LG_F32, float) else LN_CASE(LG_F16, __half)
+#undef LN_CASE
+        CUDA_LAUNCH_CHECK();
+  }
+  return 0;
+fail:
+  return err;
+}
+
+static int check_vec(const char *op, const char *what, const lg_tensor *t, int64_t D) {
+  if (!t) return 0;
+  if (!t->data || lg_tensor_numel(t) != D || !lg_tensor_is_contiguous(t) ||
+      (t->dtype != LG_F32 && t->dtype != LG_BF16 && t->dtype != LG_F16)) {
+    LG_ERR(LG_CUDA_MOD, "%s: %s must be a contiguous float vector of %lld elements", op, what,
+           (long long)D);
+    return LG_EINVAL;
+  }
+  return 0;
+}
+
+int lg_cuda_layer_norm(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
+                       const lg_tensor *b, float eps) {
+  int err = 0;
+  norm_params p = {};
+  LG_TRY(lg_cuda_check_tensor("layer_norm", "x", x, true));
+  LG_TRY(check_vec("layer_norm", "w", w, x->ne[x->ndim - 1]));
+  LG_TRY(check_vec("layer_norm", "b", b, x->ne[x->ndim - 1]));
+  p.w = w ? w->data : NULL, p.wdt = w ? w->dtype : 0;
+  p.b = b ? b->data : NULL, p.bdt = b ? b->dtype : 0;
+  p.eps = eps;
+  return launch_norm<NORM_LN>(be, "layer_norm", y, x, p);
+fail:
+  return err;
+}
+
+int lg_cuda_rms_norm(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
+                     float eps) {
+  int err = 0;
+  norm_params p = {};
+  LG_TRY(lg_cuda_check_tensor("rms_norm", "x", x, true));
+  LG_TRY(check_vec("rms_norm", "w", w, x->ne[x->ndim - 1]));
+  p.w = w ? w->data : NULL, p.wdt = w ? w->dtype : 0;
+  p.eps = eps;
+  return launch_norm<NORM_RMS>(be, "rms_norm", y, x, p);
+fail:
+  return err;
+}
+
+int lg_cuda_channel_rms_norm(lg_backend *be, lg_tensor *y, const lg_tensor *x,
+                             const lg_tensor *gamma) {
+  int err = 0;
+  norm_params p = {};
+  LG_TRY(lg_cuda_check_tensor("channel_rms_norm", "x", x, true));
+  LG_CHECK(gamma, LG_EINVAL, LG_CUDA_MOD, "channel_rms_norm: gamma is required");
+  LG_TRY(check_vec("channel_rms_norm", "gamma", gamma, x->ne[x->ndim - 1]));
+  p.w = gamma->data, p.wdt = gamma->dtype;
+  return launch_norm<NORM_CRMS>(be, "channel_rms_norm", y, x, p);
+fail:
+  return err;
+}
+
+/* shift/scale: [R/group, D] with any row stride (e.g. a slice of the [B,F,6,D] table). */
+static int check_table(const char *op, const char *what, const lg_tensor *t, int64_t groups,
+                       int64_t D) {
+  int err = 0;
+  LG_TRY(lg_cuda_check_tensor(op, what, t, true));
+  if (t->ne[t->ndim - 1] != D || lg_tensor_rows(t) != groups) {
+    char s[96];
+    LG_ERR(LG_CUDA_MOD, "%s: %s %s must have %lld rows of %lld", op, what,
+           lg_tensor_shape_str(t, s, sizeof s), (long long)groups, (long long)D);
+    return LG_EINVAL;
+  }
+  return 0;
+fail:
+  return err;
+}
+
+int lg_cuda_modulate(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_tensor *shift,
+                     const lg_tensor *scale, int64_t group, bool ln, float eps) {
+  int err = 0;
+  norm_params p = {};
+  LG_TRY(lg_cuda_check_tensor("modulate", "x", x, true));
+  {
+    int64_t R = lg_tensor_rows(x), D = x->ne[x->ndim - 1];
+    LG_CHECK(group > 0 && R % group == 0, LG_EINVAL, LG_CUDA_MOD,
+             "modulate: group %lld does not divide %lld rows", (long long)group, (long long)R);
+    LG_TRY(check_table("modulate", "shift", shift, R / group, D));
+    LG_TRY(check_table("modulate", "scale", scale, R / group, D));
+    p.shift = shift->data, p.shdt = shift->dtype, p.shr = lg_rows_of(shift);
+    p.scale = scale->data, p.scdt = scale->dtype, p.scr = lg_rows_of(scale);
+    p.group = group;
+    p.eps = eps;
+  }
+  if (ln) return launch_norm<NORM_MOD_LN>(be, "modulate", y, x, p);
+  return launch_norm<NORM_MOD>(be, "modulate", y, x, p);
+fail:
+  return err;
+}
+
+/* x[r] += gate[r/group] * y[r]; one thread per 8 (or 1) elements. */
+template <typename TX, typename TY, bool V>
+__global__ void k_gated_add(TX *x, lg_rows xr, const TY *y, lg_rows yr, const void *gate, int gdt,
+                            lg_rows gr, int64_t group, int64_t D, int64_t total) {
+  const int W = V ? 8 : 1;
+  int64_t cpr = D / W;
+  for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total;
+       t += (int64_t)gridDim.x * blockDim.x) {
+    int64_t r = t / cpr, i = (t - r * cpr) * W;
+    TX *xrow = x + lg_row_off(xr, r);
+    const TY *yrow = y + lg_row_off(yr, r);
+    float a[8], b[8];
+    ldc<TX, V>(xrow, i, a);
+    ldc<TY, V>(yrow, i, b);
+    if (gate) {
+      int64_t go = lg_row_off(gr, r / group) + i;
+#pragma unroll
+      for (int j = 0; j < W; j++)
+        a[j] += lg_ld(gate, gdt, go + j) * b[j];
+    } else {
+#pragma unroll
+      for (int j = 0; j < W; j++)
+        a[j] += b[j];
+    }
+    stc<TX, V>(xrow, i, a);
+  }
+}
+
+template <typename TX, typename TY>
+static void launch_gated(lg_backend *be, lg_tensor *x, const lg_tensor *y, const lg_tensor *gate,
+                         int64_t group, bool vec) {
+  lg_cuda *c = lg_cu(be);
+  int64_t R = lg_tensor_rows(x), D = x->ne[x->ndim - 1];
+  int64_t total = R * (vec ? D / 8 : D);
+  lg_rows gr = gate ? lg_rows_of(gate) : lg_rows_of(x);
+  if (vec)
+    k_gated_add<TX, TY, true><<<lg_grid1d(total, 256), 256, 0, c->stream>>>(
+        (TX *)x->data, lg_rows_of(x), (const TY *)y->data, lg_rows_of(y), gate ? gate->data : NULL,
+        gate ? gate->dtype : 0, gr, group, D, total);
+  else
+    k_gated_add<TX, TY, false><<<lg_grid1d(total, 256), 256, 0, c->stream>>>(
+        (TX *)x->data, lg_rows_of(x), (const TY *)y->data, lg_rows_of(y), gate ? gate->data : NULL,
+        gate ? gate->dtype : 0, gr, group, D, total);
+}
+
+int lg_cuda_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *y, const lg_tensor *gate,
+                      int64_t group) {
+  int err = 0;
+  LG_TRY(lg_cuda_check_tensor("gated_add", "x", x, true));
+  LG_TRY(lg_cuda_check_tensor("gated_add", "y", y, true));
+  LG_CHECK(lg_tensor_same_shape(x, y), LG_EINVAL, LG_CUDA_MOD, "gated_add: x and y differ");
+  {
+    int64_t R = lg_tensor_rows(x), D = x->ne[x->ndim - 1];
+    if (R == 0 || D == 0) return 0;
+    if (gate) {
+      LG_CHECK(group > 0 && R % group == 0, LG_EINVAL, LG_CUDA_MOD,
+               "gated_add: group %lld does not divide %lld rows", (long long)group, (long long)R);
+      LG_TRY(check_table("gated_add", "gate", gate, R / group, D));
+    } else {
+      group = 1;
+    }
+    bool vec = rows_vec_ok(x) && rows_vec_ok(y);
+#define GA_CASE(TXT, TX)                                                                           \
+  if (x->dtype == TXT) {                                                                           \
+    if (y->dtype == LG_BF16)                                                                       \
+      launch_gated<TX, __nv_bfloat16>(be, x, y, gate, group, vec);                                 \
+    else if (y->dtype == LG_F32)                                                                   \
+      launch_gated<TX, float>(be, x, y, gate, group, vec);                                         \
+    else                                                                                           \
+      launch_gated<TX, __half>(be, x, y, gate, group, vec);                                        \
+  }
+    GA_CASE(LG_BF16, __nv_bfloat16)
+    else GA_CASE(LG_F32, float) else GA_CASE(LG_F16, __half)
+#undef GA_CASE
+        CUDA_LAUNCH_CHECK();
+  }
+  return 0;
+fail:
+  return err;
+}
+
+/* ---- RoPE: one thread per complex pair (2j, 2j+1) of one head of one token ---- */
+#define ROPE_MAX_PAIRS 128
+#define ROPE_MAX_B 64
+typedef struct rope_params {
+  double theta[ROPE_MAX_PAIRS]; /* per pair; the axis is decided by the pair index */
+  int32_t frame_start[ROPE_MAX_B];
+  int npairs, nf, nhp; /* pairs: total, frame part, row part (= column part) */
+} rope_params;
+
+template <typename T>
+__global__ void k_rope(T *x, lg_nd xn, int64_t F, int64_t H, int64_t W, int64_t total,
+                       rope_params p) {
+  /* index space: b, l, head, pair */
+  for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total;
+       t += (int64_t)gridDim.x * blockDim.x) {
+    int64_t r = t;
+    int j = (int)(r % p.npairs);
+    r /= p.npairs;
+    int64_t h = r % xn.ne[2];
+    r /= xn.ne[2];
+    int64_t l = r % xn.ne[1];
+    int64_t b = r / xn.ne[1];
+    int64_t f = l / (H * W), hh = (l / W) % H, w = l % W;
+    int64_t pos = j < p.nf ? p.frame_start[b] + f : (j < p.nf + p.nhp ? hh : w);
+    double s, c;
+    sincos((double)pos * p.theta[j], &s, &c);
+    T *e = x + b * xn.nb[0] + l * xn.nb[1] + h * xn.nb[2] + 2 * j;
+    float x0 = io<T>::ld(e), x1 = io<T>::ld(e + 1);
+    io<T>::st(e, (float)(x0 * c - x1 * s));
+    io<T>::st(e + 1, (float)(x0 * s + x1 * c));
+  }
+}
+
+int lg_cuda_rope3d(lg_backend *be, lg_tensor *x, int64_t F, int64_t H, int64_t W,
+                   const int32_t *frame_start) {
+  int err = 0;
+  lg_cuda *c = lg_cu(be);
+  rope_params p;
+  LG_TRY(lg_cuda_check_tensor("rope3d", "x", x, true));
+  LG_CHECK(x->ndim == 4 && x->ne[1] == F * H * W && x->ne[3] % 2 == 0 && F > 0 && H > 0 && W > 0,
+           LG_EINVAL, LG_CUDA_MOD,
+           "rope3d: x must be [B, F*H*W, heads, even head_dim] (F=%lld H=%lld W=%lld)",
+           (long long)F, (long long)H, (long long)W);
+  LG_CHECK(frame_start, LG_EINVAL, LG_CUDA_MOD, "rope3d: frame_start is required");
+  LG_CHECK(x->ne[0] <= ROPE_MAX_B && x->ne[3] / 2 <= ROPE_MAX_PAIRS, LG_ENOTSUP, LG_CUDA_MOD,
+           "rope3d: at most %d batch rows and %d pairs", ROPE_MAX_B, ROPE_MAX_PAIRS);
+  {
+    int cpairs = (int)(x->ne[3] / 2);
+    p.npairs = cpairs;
+    p.nhp = cpairs / 3;
+    p.nf = cpairs - 2 * p.nhp;
+    for (int j = 0; j < cpairs; j++) {
+      int i, n;
+      if (j < p.nf)
+        i = j, n = p.nf;
+      else if (j < p.nf + p.nhp)
+        i = j - p.nf, n = p.nhp;
+      else
+        i = j - p.nf - p.nhp, n = p.nhp;
+      /* theta_i = 10000^(-2i/(2n)) in double, as the reference's float64 table */
+      p.theta[j] = pow(10000.0, -(double)(2 * i) / (double)(2 * n));
+    }
+    for (int b = 0; b < x->ne[0]; b++)
+      p.frame_start[b] = frame_start[b];
+    int64_t total = x->ne[0] * x->ne[1] * x->ne[2] * cpairs;
+    if (total == 0) return 0;
+    if (x->dtype == LG_BF16)
+      k_rope<__nv_bfloat16><<<lg_grid1d(total, 256), 256, 0, c->stream>>>(
+          (__nv_bfloat16 *)x->data, lg_nd_of(x), F, H, W, total, p);
+    else if (x->dtype == LG_F32)
+      k_rope<float><<<lg_grid1d(total, 256), 256, 0, c->stream>>>((float *)x->data, lg_nd_of(x), F,
+                                                                  H, W, total, p);
+    else
+      k_rope<__half><<<lg_grid1d(total, 256), 256, 0, c->stream>>>((__half *)x->data, lg_nd_of(x),
+                                                                   F, H, W, total, p);
+    CUDA_LAUNCH_CHECK();
+  }
+  return 0;
+fail:
+  return err;
+}

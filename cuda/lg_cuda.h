@@ -1,0 +1,55 @@
+/* lg_cuda.h: what the CUDA backend offers beyond the op interface: device count and name,
+ * memory high-water mark, an op-class profiler (GEMM / attention / elementwise, timed with
+ * events) and CUDA graph capture of a sequence of ops on the backend's stream.
+ * Plain C; every function accepts a non-CUDA backend and then returns LG_ENOTSUP (or 0/false).
+ * Threads: the thread that owns the backend. */
+#ifndef LG_CUDA_H
+#define LG_CUDA_H
+
+#include "lg_backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int lg_cuda_device_count(void);
+bool lg_backend_is_cuda(const lg_backend *be);
+/* Device name ("NVIDIA H100 80GB HBM3"); "" for a non-CUDA backend. */
+const char *lg_cuda_device_name(const lg_backend *be);
+
+/* Bytes of device memory: the pool's high-water mark of memory in use by this backend since
+ * creation or the last reset, and what is in use now. */
+int lg_cuda_mem_stats(lg_backend *be, size_t *peak_used, size_t *now_used);
+int lg_cuda_mem_reset_peak(lg_backend *be);
+
+typedef enum {
+  LG_CUDA_PROF_GEMM = 0, /* matmul, conv3d (im2col + GEMM) */
+  LG_CUDA_PROF_ATTN,     /* attention */
+  LG_CUDA_PROF_ELEM,     /* every other op: norms, modulation, RoPE, copies, adds */
+  LG_CUDA_PROF_N,
+} lg_cuda_prof_class;
+
+/* Time every op with a pair of events until profile_end, which syncs and returns the summed
+ * milliseconds per class (ms[LG_CUDA_PROF_N]) and the op count. Not during graph capture. */
+int lg_cuda_profile_begin(lg_backend *be);
+int lg_cuda_profile_end(lg_backend *be, double *ms, int *ops);
+
+/* CUDA graphs: ops enqueued between capture_begin and capture_end are recorded, not run
+ * (no op may download or sync in between). graph_launch replays them on the stream; the
+ * host arrays (kv_len, frame_start) that the ops read at capture time are baked in, so
+ * capture once per distinct cache fill level. */
+typedef struct lg_cuda_graph lg_cuda_graph;
+int lg_cuda_capture_begin(lg_backend *be);
+int lg_cuda_capture_end(lg_backend *be, lg_cuda_graph **out);
+int lg_cuda_graph_launch(lg_backend *be, lg_cuda_graph *g);
+void lg_cuda_graph_free(lg_cuda_graph **g);
+
+/* Milliseconds between two points of the stream, for benchmarks: record returns a marker
+ * (an event, created on first use per slot 0..15). */
+int lg_cuda_mark(lg_backend *be, int slot);
+int lg_cuda_elapsed_ms(lg_backend *be, int slot_a, int slot_b, float *ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
