@@ -1,0 +1,58 @@
+/* streaming_test_probe.h: reads a stream or file back with ffprobe (the user's view of an
+ * output): codec, size, decoded frame count, duration. Header-only, for streaming tests. */
+#ifndef LG_STREAMING_TEST_PROBE_H
+#define LG_STREAMING_TEST_PROBE_H
+
+#include "streaming_test_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct st_probe {
+  char codec[32];
+  int width, height;
+  int frames;      /* decoded video frames (nb_read_frames), -1 unknown */
+  double duration; /* container duration in seconds, -1 unknown */
+} st_probe;
+
+static inline void st_probe_field(const char *out, const char *key, char *val, size_t n) {
+  const char *p = strstr(out, key);
+  val[0] = 0;
+  if (!p) return;
+  p += strlen(key);
+  size_t i = 0;
+  while (p[i] && p[i] != '\n' && i + 1 < n) {
+    val[i] = p[i];
+    i++;
+  }
+  val[i] = 0;
+}
+
+/* Runs ffprobe on target (a file or URL) with a deadline. 0 when it ran and found a video
+ * stream, -1 otherwise. */
+static inline int st_ffprobe(const char *target, double timeout_s, st_probe *pr) {
+  char cmd[1500], out[4096], v[64];
+  snprintf(cmd, sizeof(cmd),
+           "ffprobe -v error -rw_timeout 15000000 -count_frames -select_streams v:0 "
+           "-show_entries stream=codec_name,width,height,nb_read_frames "
+           "-show_entries format=duration -of default=nw=1 '%s'",
+           target);
+  memset(pr, 0, sizeof(*pr));
+  pr->frames = -1;
+  pr->duration = -1;
+  int rc = st_capture(cmd, out, sizeof(out), timeout_s);
+  fprintf(stderr, "ffprobe %s -> rc %d:\n%s", target, rc, out);
+  st_probe_field(out, "codec_name=", pr->codec, sizeof(pr->codec));
+  st_probe_field(out, "width=", v, sizeof(v));
+  pr->width = atoi(v);
+  st_probe_field(out, "height=", v, sizeof(v));
+  pr->height = atoi(v);
+  st_probe_field(out, "nb_read_frames=", v, sizeof(v));
+  if (v[0] && strcmp(v, "N/A") != 0) pr->frames = atoi(v);
+  st_probe_field(out, "duration=", v, sizeof(v));
+  if (v[0] && strcmp(v, "N/A") != 0) pr->duration = atof(v);
+  return rc == 0 && pr->codec[0] ? 0 : -1;
+}
+
+#endif
