@@ -26,18 +26,19 @@ static void usage(FILE *f) {
   fprintf(f, "usage: livegen <command> [options]\n\ncommands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
-  fprintf(f, "\nprobe kinds: dit, stream, vae-encode, vae-decode, taehv-decode\n"
+  fprintf(f, "\nprobe kinds: dit, stream, compare, vae-encode, vae-decode, taehv-decode\n"
              "Run 'livegen <command> --help' for a command's options.\n");
 }
 
 static int probe(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: livegen probe dit|stream|vae-encode|vae-decode|taehv-decode ...\n");
+    fprintf(stderr, "usage: livegen probe dit|stream|compare|vae-encode|vae-decode|taehv-decode ...\n");
     return 2;
   }
   const char *kind = argv[1];
   if (!strcmp(kind, "dit")) return lg_cmd_probe_dit(argc - 1, argv + 1);
   if (!strcmp(kind, "stream")) return lg_cmd_probe_stream(argc - 1, argv + 1);
+  if (!strcmp(kind, "compare")) return lg_cmd_probe_compare(argc - 1, argv + 1);
   if (!strcmp(kind, "vae-encode") || !strcmp(kind, "vae-decode") || !strcmp(kind, "taehv-decode"))
     return lg_cmd_probe_vae(argc - 1, argv + 1);
   fprintf(stderr, "livegen probe: unknown kind '%s'\n", kind);
