@@ -5,7 +5,7 @@
 // Runs on the page's main thread. window.livegen exposes the live objects for debugging.
 
 import { LIMITS, pageOptions, validateParams, wsUrl } from './protocol.js';
-import { showWarmup, statusView, formatMs, formatFps } from './stats.js';
+import { formatFps, formatMs, showWarmup, stateLabel, statusView } from './stats.js';
 import { ControlClient } from './control.js';
 import { WsPlayer } from './ws_player.js';
 import { WhepPlayer } from './webrtc.js';
@@ -54,6 +54,10 @@ const el = {
   inputForm: $('input-form'),
   inputSource: $('input-source'),
   publishMethod: $('publish-method'),
+  publishRow: $('publish-row'),
+  customRow: $('custom-row'),
+  inputCustom: $('input-custom'),
+  applyInput: $('apply-input'),
   stopPublish: $('stop-publish'),
   publishInfo: $('publish-info'),
   notice: $('notice'),
@@ -256,9 +260,14 @@ function onStatus(status) {
   app.view = statusView(status);
   if (status.state === 'error' && status.message) showError(`Server: ${status.message}`);
   syncControls(app.view.params);
-  if (typeof status.input === 'string' && !app.publish && document.activeElement !== el.inputSource) {
+  if (typeof status.input === 'string' && !app.publish && !el.inputForm.contains(document.activeElement)) {
     const opt = [...el.inputSource.options].find((o) => o.value === status.input);
     if (opt) el.inputSource.value = status.input;
+    else if (!['ws', 'whip'].includes(status.input) && el.inputSource.value !== 'custom') {
+      el.inputSource.value = 'custom';
+      el.inputCustom.value = status.input;
+    }
+    onSourceChoice();
   }
   render();
 }
@@ -273,7 +282,12 @@ async function applyParams(params, what) {
   }
   for (const k of Object.keys(params)) app.dirty.add(k);
   try {
-    await app.control.setParams(params);
+    const ack = await app.control.setParams(params);
+    for (const k of Object.keys(params)) app.dirty.delete(k);
+    if (ack && ack.params && typeof ack.params === 'object') {
+      app.view = { ...app.view, params: ack.params };
+      syncControls(ack.params);
+    }
     clearError();
     notice(what);
     return true;
@@ -323,11 +337,13 @@ el.seedRandom.addEventListener('click', () => {
 el.pause.addEventListener('click', async () => {
   const cmd = app.view.paused ? 'resume' : 'pause';
   try {
-    await app.control.command(cmd);
+    const ack = await app.control.command(cmd);
     clearError();
     notice(cmd === 'pause' ? 'Paused.' : 'Resumed.');
-    // Show it now; the next status confirms it.
-    app.view = { ...app.view, paused: cmd === 'pause' };
+    // Show it now (statuses pushed after the ack confirm it).
+    const paused = ack && ack.params && typeof ack.params.paused === 'boolean' ? ack.params.paused : cmd === 'pause';
+    app.view = { ...app.view, paused, state: paused ? 'paused' : app.view.state === 'paused' ? 'running' : app.view.state };
+    app.view.stateText = stateLabel(app.view.state);
     render();
   } catch (e) {
     showError(e.message);
@@ -370,11 +386,15 @@ async function publishFrom(kind) {
     const r = await startPublishing(stream, method, { whipUrl: '/whip', wsUrl: wsUrl(location, '/ws/publish') });
     app.publish = { ...r, stream };
     if (r.notice) notice(r.notice);
-    // Tell the engine to read from what we now send (a server that switches on its own acks).
-    try {
-      await app.control.setInput(r.method === 'whip' ? 'whip' : 'ws');
-    } catch (e) {
-      showError(`Sending, but the server did not switch to it: ${e.message}`);
+    r.publisher.addEventListener('problem', (ev) => showError(ev.detail.message));
+    // WHIP makes the published track the input by itself; JPEG frames over the WebSocket are
+    // used only while the input is `ws` (docs/API.md), so switch to it.
+    if (r.method === 'ws') {
+      try {
+        await app.control.setInput('ws');
+      } catch (e) {
+        showError(`Sending, but the server did not switch to it: ${e.message}`);
+      }
     }
     el.publishInfo.textContent = `Sending your ${kind === 'screen' ? 'screen' : 'camera'} over ${r.method === 'whip' ? 'WebRTC (WHIP)' : 'the WebSocket as JPEG frames'}.`;
     el.stopPublish.hidden = false;
@@ -397,15 +417,31 @@ el.inputForm.addEventListener('submit', async (ev) => {
     await publishFrom(v);
     return;
   }
+  let spec = v;
+  if (v === 'custom') {
+    spec = el.inputCustom.value.trim();
+    if (!spec) {
+      showError('Type the address of the input, for example rtmp://host/app/key or file:/path/video.mp4.');
+      el.inputCustom.focus();
+      return;
+    }
+  }
   await stopPublishing();
   try {
-    await app.control.setInput(v);
+    await app.control.setInput(spec);
     clearError();
-    notice(`Input: ${el.inputSource.selectedOptions[0].textContent}.`);
+    notice(`Input: ${v === 'custom' ? spec : el.inputSource.selectedOptions[0].textContent}.`);
   } catch (e) {
     showError(e.message);
   }
 });
+function onSourceChoice() {
+  const local = el.inputSource.value === 'camera' || el.inputSource.value === 'screen';
+  el.publishRow.hidden = !local;
+  el.customRow.hidden = el.inputSource.value !== 'custom';
+  el.applyInput.textContent = local ? 'Start sending' : 'Use this input';
+}
+el.inputSource.addEventListener('change', onSourceChoice);
 el.stopPublish.addEventListener('click', async () => {
   await stopPublishing();
   notice('Stopped sending.');
@@ -449,6 +485,7 @@ el.transport.value = opts.transport;
 if (opts.publish !== 'auto') el.publishMethod.value = opts.publish;
 el.showInput.checked = opts.showInput;
 setSplit(opts.showInput);
+onSourceChoice();
 app.control.start();
 startOutput();
 

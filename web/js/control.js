@@ -1,8 +1,8 @@
 // control.js: the page's control channel to livegen. Owns: the /ws/control socket
 // (reconnecting), request ids and their pending promises (settled by the server's ack or
 // error, or by a timeout), pushed status messages, and the HTTP fallbacks: POST
-// /api/v1/params when the socket is down, GET /api/v1/status polling when no status has
-// been pushed for a while.
+// /api/v1/params|pause|resume|reset when the socket is down, GET /api/v1/status polling when
+// no status has been pushed for a while. Protocol: docs/API.md.
 // Runs on the page's main thread. Events: 'state' {state}, 'status' {status}.
 
 import { buildCommand, buildInputMessage, buildParamsMessage, describeServerError, parseControlMessage } from './protocol.js';
@@ -176,9 +176,10 @@ export class ControlClient extends EventTarget {
     return j || { type: 'ack' };
   }
 
+  /** pause / resume / reset; over HTTP (POST /api/v1/<type>) when the socket is down. */
   command(type) {
-    const p = this.send(buildCommand(type));
-    return p || Promise.reject(new Error('Not connected to the server; try again in a moment.'));
+    const msg = buildCommand(type);
+    return this.send(msg) || this.post(type, {});
   }
 
   setInput(input) {

@@ -8,14 +8,17 @@
 export const FRAME_HEADER_BYTES = 9;
 export const FLAG_KEYFRAME = 0x01;
 
-/** Limits the page enforces before sending; the server checks again and has the last word. */
+/** Limits the page enforces before sending (docs/API.md "params"); the server checks again
+ *  and has the last word. */
 export const LIMITS = Object.freeze({
-  promptMaxChars: 2000,
+  promptMaxBytes: 2047, // UTF-8 bytes
   strength: [0, 1],
-  steps: [1, 50],
-  seed: [0, 2 ** 32 - 1],
+  steps: [1, 4],
+  seed: [0, Number.MAX_SAFE_INTEGER],
   blend: [0, 60], // seconds over which the old prompt fades into the new one
 });
+
+const utf8 = new TextEncoder();
 
 export class ProtocolError extends Error {
   constructor(message) {
@@ -107,8 +110,12 @@ export function validateParams(p) {
   if ('prompt' in p) {
     if (typeof p.prompt !== 'string') errs.push('The prompt must be text.');
     else if (p.prompt.trim() === '') errs.push('The prompt is empty: type what you want to see.');
-    else if (p.prompt.length > LIMITS.promptMaxChars)
-      errs.push(`The prompt is too long (${p.prompt.length} characters, at most ${LIMITS.promptMaxChars}).`);
+    else if (p.prompt.includes('\0')) errs.push('The prompt contains a NUL character.');
+    else {
+      const bytes = utf8.encode(p.prompt.trim()).length;
+      if (bytes > LIMITS.promptMaxBytes)
+        errs.push(`The prompt is too long (${bytes} bytes, at most ${LIMITS.promptMaxBytes}).`);
+    }
   }
   if ('strength' in p && !inRange(p.strength, LIMITS.strength))
     errs.push('Strength must be a number from 0 to 1.');
@@ -145,7 +152,8 @@ export function buildCommand(type, id) {
   return m;
 }
 
-/** Input sources the server may switch to: test:<pattern>, whip, ws, none, and URLs/devices. */
+/** Input sources the server may switch to (the config's `input` syntax): test:<pattern>,
+ *  file:PATH, v4l2:/dev/videoN, rtmp://..., srt://..., whip, ws, none. */
 export function buildInputMessage(input, id) {
   if (typeof input !== 'string' || input.trim() === '' || input.length > 1024)
     throw new ProtocolError('Choose an input source.');

@@ -55,6 +55,18 @@ export class WsJpegPublisher extends EventTarget {
       const ws = new WebSocket(this.url);
       ws.binaryType = 'arraybuffer';
       ws.onopen = () => resolve();
+      ws.onmessage = (ev) => {
+        // The server reports rejected frames as {"type":"error","message":...} (at most 1/s).
+        if (typeof ev.data !== 'string') return;
+        let m = null;
+        try {
+          m = JSON.parse(ev.data);
+        } catch {
+          return;
+        }
+        if (m && m.type === 'error' && typeof m.message === 'string')
+          this.dispatchEvent(new CustomEvent('problem', { detail: { message: `The server rejected a frame: ${m.message}` } }));
+      };
       ws.onerror = () => reject(new Error('Cannot open the publish WebSocket.'));
       ws.onclose = () => {
         if (this.ws === ws) {

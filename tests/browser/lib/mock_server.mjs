@@ -2,7 +2,7 @@
 // status/params, /ws/control, /ws/stream with H.264 from ffmpeg, /ws/publish), so the page
 // can be developed and its browser tests run where no livegen server is built. It does no
 // diffusion: the output stream is a looping test clip, paused stops it, and what the page
-// sends is recorded in `mock.log` for the tests to check. WHEP/WHIP answer 501.
+// sends is recorded in `mock.log` for the tests to check. WHEP/WHIP answer 503.
 // Run alone to preview the page: node tests/browser/lib/mock_server.mjs [port]
 // Test-only; runs on node's event loop.
 import fs from 'node:fs';
@@ -38,6 +38,7 @@ export async function startMock({ port = 0, fps = 15, loadingMs = 600, warmingMs
     input: 'test:smpte',
     log: [], // every control message received, in order
     published: { frames: 0, jpeg: 0, bytes: 0 },
+    resets: 0,
     framesOut: 0,
     viewers: new Set(),
     controls: new Set(),
@@ -81,6 +82,8 @@ export async function startMock({ port = 0, fps = 15, loadingMs = 600, warmingMs
     mock.log.push(m);
     switch (m.type) {
       case 'params': {
+        const unknown = Object.keys(m).filter((k) => !['type', 'id', 'via', 'prompt', 'strength', 'steps', 'seed', 'blend'].includes(k));
+        if (unknown.length) return { type: 'error', id: m.id ?? null, message: `unknown field "${unknown[0]}"` };
         const p = {};
         for (const k of ['prompt', 'strength', 'steps', 'seed', 'blend']) if (k in m) p[k] = m[k];
         const errs = validateParams(p);
@@ -91,11 +94,12 @@ export async function startMock({ port = 0, fps = 15, loadingMs = 600, warmingMs
       case 'pause':
       case 'resume':
         mock.params.paused = m.type === 'pause';
-        return { type: 'ack', id: m.id };
+        return { type: 'ack', id: m.id ?? null, params: { ...mock.params } };
       case 'reset':
-        return { type: 'ack', id: m.id };
+        mock.resets++;
+        return { type: 'ack', id: m.id ?? null, params: { ...mock.params } };
       case 'input':
-        if (typeof m.input !== 'string' || !/^(test:[a-z0-9-]+|whip|ws|none)$/.test(m.input))
+        if (typeof m.input !== 'string' || !/^(test:[a-z0-9-]+|file:.+|v4l2:\/dev\/.+|(rtmps?|srt):\/\/.+|whip|ws|none)$/.test(m.input))
           return { type: 'error', id: m.id, message: `unknown input "${m.input}"` };
         mock.input = m.input;
         return { type: 'ack', id: m.id, input: m.input };
@@ -125,7 +129,7 @@ export async function startMock({ port = 0, fps = 15, loadingMs = 600, warmingMs
 
   const server = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
-    if (req.method === 'GET' && (u.pathname === '/health' || u.pathname === '/api/v1/health')) return json(res, 200, { ok: true });
+    if (req.method === 'GET' && u.pathname === '/health') return json(res, 200, { status: 'ok' });
     if (req.method === 'GET' && u.pathname === '/api/v1/status') return json(res, 200, status());
     if (req.method === 'POST' && u.pathname === '/api/v1/params') {
       let body = '';
@@ -137,13 +141,18 @@ export async function startMock({ port = 0, fps = 15, loadingMs = 600, warmingMs
         } catch {
           return json(res, 400, { type: 'error', message: 'body is not JSON' });
         }
-        const r = applyMessage({ ...m, type: 'params' });
+        const r = applyMessage({ ...m, type: 'params', via: 'http' });
         json(res, r.type === 'ack' ? 200 : 400, r);
       });
       return;
     }
+    const cmd = /^\/api\/v1\/(pause|resume|reset)$/.exec(u.pathname);
+    if (req.method === 'POST' && cmd) {
+      req.resume();
+      return json(res, 200, applyMessage({ type: cmd[1], id: null, via: 'http' }));
+    }
     if (req.method === 'POST' && (u.pathname === '/whep' || u.pathname === '/whip')) {
-      return json(res, 501, { type: 'error', message: 'WebRTC is not available in the protocol mock' });
+      return json(res, 503, { type: 'error', id: null, message: 'WebRTC is not available in this build' });
     }
     if (req.method === 'GET') return serveStatic(req, res);
     res.writeHead(405);

@@ -97,20 +97,25 @@ test('params: only the given fields are sent, prompt trimmed, id attached', () =
 test('params: invalid values are refused in plain words before anything is sent', () => {
   const cases = [
     [{ prompt: '   ' }, /prompt is empty/],
-    [{ prompt: 'x'.repeat(2001) }, /too long/],
+    [{ prompt: 'x'.repeat(2048) }, /too long \(2048 bytes/],
+    [{ prompt: 'é'.repeat(1024) }, /too long \(2048 bytes/], // 2 UTF-8 bytes each
+    [{ prompt: 'a\0b' }, /NUL/],
     [{ prompt: 5 }, /must be text/],
     [{ strength: 1.5 }, /Strength/],
     [{ strength: NaN }, /Strength/],
     [{ strength: '0.5' }, /Strength/],
     [{ steps: 0 }, /steps/],
+    [{ steps: 5 }, /steps/],
     [{ steps: 2.5 }, /steps/],
     [{ seed: -1 }, /seed/],
-    [{ seed: 2 ** 32 }, /seed/],
+    [{ seed: 2 ** 53 }, /seed/],
+    [{ seed: 1.5 }, /seed/],
     [{ blend: -0.5 }, /blend/],
     [{}, /Nothing to change/],
   ];
   for (const [p, re] of cases) assert.throws(() => buildParamsMessage(p), re, JSON.stringify(p));
   assert.deepEqual(validateParams({ strength: 0, steps: 1, seed: 4294967295, blend: 0, prompt: 'ok' }), []);
+  assert.deepEqual(validateParams({ strength: 1, steps: 4, seed: Number.MAX_SAFE_INTEGER, blend: 60, prompt: 'x'.repeat(2047) }), []);
   assert.equal(validateParams({ strength: 2, steps: 0 }).length, 2);
 });
 

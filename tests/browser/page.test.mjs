@@ -1,0 +1,290 @@
+// page.test.mjs: the page in Debian's Chromium (playwright-core), as a user would use it.
+// Against a running livegen when LG_BASE_URL is set (tests/browser/run starts one), otherwise
+// against the protocol mock in lib/mock_server.mjs (same wire protocol, docs/API.md; no
+// diffusion). Checks: decoded frames on the canvas change over time (pixels, not just "no
+// error"), FPS shown, a prompt typed with the keyboard reaches GET /api/v1/status, bad values
+// are refused in plain words, pause freezes and resume restarts the picture, publishing
+// Chromium's fake camera (WHIP or the WebSocket JPEG fallback) becomes the input, a phone-width
+// layout with no sideways scrolling, labels and focus order; writes screenshots to
+// tests/browser/out/. Run: node --test tests/browser/page.test.mjs
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launch, watchPage } from './lib/chromium.mjs';
+import { startMock } from './lib/mock_server.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const OUT = path.join(HERE, 'out');
+const T = { timeout: 60000 };
+
+let base; // http://127.0.0.1:PORT
+let mock = null; // the protocol mock, when not against livegen
+let browser;
+let page;
+let problems;
+
+const against = process.env.LG_BASE_URL ? 'livegen' : 'mock';
+
+async function apiStatus() {
+  const r = await fetch(`${base}/api/v1/status`, { cache: 'no-store' });
+  assert.equal(r.status, 200, 'GET /api/v1/status');
+  return r.json();
+}
+
+/** Polls fn() until it returns a truthy value or `ms` pass; returns the last value. */
+async function until(fn, ms, what) {
+  const end = Date.now() + ms;
+  let v;
+  let lastErr;
+  while (Date.now() < end) {
+    try {
+      v = await fn();
+      if (v) return v;
+    } catch (e) {
+      lastErr = e;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`timed out after ${ms} ms waiting for ${what}${lastErr ? ` (last error: ${lastErr.message})` : ''}; page problems: ${problems.join(' | ') || 'none'}`);
+}
+
+/** A coarse picture of a canvas: 8x8 grid of mean luma, the mean colour and the spread. */
+function sample(canvasId) {
+  return page.evaluate((id) => {
+    const c = document.getElementById(id);
+    const w = c.width;
+    const h = c.height;
+    const d = c.getContext('2d').getImageData(0, 0, w, h).data;
+    const G = 8;
+    const grid = new Array(G * G).fill(0);
+    const cnt = new Array(G * G).fill(0);
+    let r = 0;
+    let g = 0;
+    let b = 0;
+    let s = 0;
+    let s2 = 0;
+    for (let y = 0; y < h; y += 2) {
+      for (let x = 0; x < w; x += 2) {
+        const i = 4 * (y * w + x);
+        const l = 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+        const k = Math.floor((y * G) / h) * G + Math.floor((x * G) / w);
+        grid[k] += l;
+        cnt[k]++;
+        r += d[i];
+        g += d[i + 1];
+        b += d[i + 2];
+        s += l;
+        s2 += l * l;
+      }
+    }
+    const n = Math.max(1, Math.ceil(w / 2) * Math.ceil(h / 2));
+    return {
+      w,
+      h,
+      grid: grid.map((v, k) => v / Math.max(1, cnt[k])),
+      mean: [r / n, g / n, b / n],
+      std: Math.sqrt(Math.max(0, s2 / n - (s / n) ** 2)),
+    };
+  }, canvasId);
+}
+
+function gridDiff(a, b) {
+  let d = 0;
+  for (let k = 0; k < a.grid.length; k++) d += Math.abs(a.grid[k] - b.grid[k]);
+  return d / a.grid.length;
+}
+
+function statNumber(id) {
+  return page.$eval(`#${id}`, (e) => parseFloat(e.textContent));
+}
+
+before(async () => {
+  fs.mkdirSync(OUT, { recursive: true });
+  if (against === 'livegen') base = process.env.LG_BASE_URL.replace(/\/$/, '');
+  else {
+    mock = await startMock();
+    base = mock.url;
+  }
+  browser = await launch();
+  page = await browser.context.newPage();
+  problems = watchPage(page);
+});
+
+after(async () => {
+  if (page && !page.isClosed()) {
+    await page.setViewportSize({ width: 1280, height: 860 }).catch(() => {});
+    await page.screenshot({ path: path.join(OUT, 'page-end.png') }).catch(() => {});
+  }
+  if (browser) await browser.close();
+  if (mock) await mock.close();
+});
+
+describe(`page against ${against}`, () => {
+  test('loads, decodes the WebSocket H.264 stream onto the canvas, and the picture moves', T, async () => {
+    const res = await page.goto(`${base}/`);
+    assert.equal(res.status(), 200);
+    assert.equal(await page.title(), 'livegen');
+    // The warm-up overlay is up until the first frame, then goes.
+    await until(() => page.evaluate(() => window.livegen && window.livegen.output && window.livegen.output.framesShown > 0), 45000, 'a first decoded frame');
+    await until(() => page.$eval('#warmup', (e) => e.classList.contains('gone')), 5000, 'the warm-up overlay to go');
+    const a = await sample('output-canvas');
+    const cfg = await page.evaluate(() => window.livegen.output.config);
+    assert.equal(a.w, cfg.width, 'canvas sized to the stream');
+    assert.equal(a.h, cfg.height);
+    assert.ok(a.std > 2, `the picture is not blank (luma spread ${a.std.toFixed(2)})`);
+    const diff = await until(async () => {
+      const d = gridDiff(a, await sample('output-canvas'));
+      return d > 1 ? d : 0;
+    }, 20000, 'the picture to change');
+    assert.ok(diff > 1);
+    assert.deepEqual(problems, []);
+  });
+
+  test('status shows the live state, a non-zero FPS and the GPU', T, async () => {
+    await until(async () => (await statNumber('stat-fps-out')) > 0, 15000, 'a non-zero FPS out');
+    await until(async () => (await statNumber('stat-fps-shown')) > 0, 15000, 'a non-zero FPS shown here');
+    const st = await apiStatus();
+    assert.equal(await page.textContent('#conn-text'), 'Live');
+    assert.equal(await page.textContent('#stat-gpu'), st.gpu.name);
+    assert.match(await page.textContent('#stat-latency'), /\d+ (ms|s)$/);
+    fs.mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: path.join(OUT, 'page.png') });
+  });
+
+  test('a prompt typed and applied with the keyboard reaches GET /api/v1/status', T, async () => {
+    const prompt = `a lighthouse in a storm, oil painting ${Date.now() % 100000}`;
+    // Reach the prompt box by tabbing, as a keyboard user would.
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    let reached = false;
+    for (let i = 0; i < 20 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => document.activeElement && document.activeElement.id === 'prompt');
+    }
+    assert.ok(reached, 'the prompt box is in the tab order');
+    await page.keyboard.press('Control+A');
+    await page.keyboard.type(prompt);
+    await page.keyboard.press('Control+Enter');
+    await until(async () => /Prompt applied/.test(await page.textContent('#notice')), 10000, 'the acknowledgement');
+    const st = await apiStatus();
+    assert.equal(st.params.prompt, prompt);
+    assert.equal(st.params.blend, 1, 'the blend time from the page');
+  });
+
+  test('strength and seed changes apply live; a bad value is refused in plain words', T, async () => {
+    await page.fill('#seed', '1234');
+    await page.dispatchEvent('#seed', 'change');
+    await until(async () => (await apiStatus()).params.seed === 1234, 10000, 'seed 1234 in the status');
+    await page.$eval('#strength', (e) => {
+      e.value = '0.3';
+      e.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+    await until(async () => Math.abs((await apiStatus()).params.strength - 0.3) < 1e-6, 10000, 'strength 0.3 in the status');
+    await page.fill('#steps', '9');
+    await page.dispatchEvent('#steps', 'change');
+    await until(() => page.isVisible('#error'), 5000, 'an error message');
+    assert.match(await page.textContent('#error'), /Denoising steps must be a whole number from 1 to 4/);
+    assert.notEqual((await apiStatus()).params.steps, 9);
+    await page.fill('#steps', '1');
+    await page.dispatchEvent('#steps', 'change');
+    await until(async () => (await apiStatus()).params.steps === 1, 10000, 'steps 1 in the status');
+    assert.equal(await page.isVisible('#error'), false, 'a good value clears the error');
+  });
+
+  test('pause freezes the picture, resume brings it back', T, async () => {
+    await page.click('#pause');
+    await until(async () => (await apiStatus()).state === 'paused', 10000, 'state paused');
+    await until(async () => (await page.getAttribute('#pause', 'aria-pressed')) === 'true', 5000, 'the pause button pressed');
+    await until(async () => (await page.textContent('#conn-text')) === 'Paused', 5000, 'the Paused label');
+    assert.equal(await page.textContent('#pause'), 'Resume');
+    await new Promise((r) => setTimeout(r, 800)); // frames already in flight
+    const a = await sample('output-canvas');
+    await new Promise((r) => setTimeout(r, 1500));
+    const b = await sample('output-canvas');
+    assert.ok(gridDiff(a, b) < 0.5, `frozen while paused (diff ${gridDiff(a, b).toFixed(2)})`);
+    await page.click('#pause');
+    await until(async () => (await apiStatus()).state === 'running', 10000, 'state running');
+    await until(async () => gridDiff(b, await sample('output-canvas')) > 1, 20000, 'the picture to move again');
+    await until(async () => (await page.getAttribute('#pause', 'aria-pressed')) === 'false', 5000, 'the pause button released');
+  });
+
+  test('side-by-side view plays the input stream too', T, async () => {
+    await page.check('#show-input');
+    assert.equal(await page.isVisible('#pane-input'), true);
+    await until(() => page.evaluate(() => window.livegen.input && window.livegen.input.framesShown > 1), 30000, 'input frames');
+    const s = await sample('input-canvas');
+    assert.ok(s.std > 2, 'the input view is not blank');
+  });
+
+  const publishTitle =
+    against === 'mock'
+      ? 'publishing the fake camera: WHIP refused (503), JPEG frames over the WebSocket become the input'
+      : 'publishing the fake camera becomes the input and changes the output';
+  test(publishTitle, { timeout: 90000 }, async () => {
+    // The output's look while the server's own test pattern is the input.
+    const before = await sample('output-canvas');
+    const beforeIn = await apiStatus();
+    await page.selectOption('#input-source', 'camera');
+    assert.equal(await page.isVisible('#publish-method'), true);
+    await page.click('#apply-input');
+    await until(async () => /^Sending your camera over/.test(await page.textContent('#publish-info')), 30000, 'publishing to start');
+    const method = await page.evaluate(() => window.livegen.publish.method);
+    assert.ok(method === 'whip' || method === 'ws');
+    if (against === 'mock') {
+      // The mock answers WHIP with 503, so the page must have fallen back to JPEG frames.
+      assert.equal(method, 'ws');
+      await until(() => mock.published.jpeg >= 5, 10000, 'JPEG frames at the server');
+      assert.equal(mock.published.jpeg, mock.published.frames, 'every frame is a whole JPEG');
+      assert.equal((await apiStatus()).input, 'ws');
+    } else {
+      await until(async () => (await apiStatus()).input === method, 15000, `input ${method} in the status`);
+      const n0 = (await apiStatus()).stats.frames_in;
+      await until(async () => (await apiStatus()).stats.frames_in > n0 + 5, 30000, 'published frames to arrive');
+      // The fake camera (a green-grey frame with a spinning dial) replaces the test pattern:
+      // the input view and the output both look different from before.
+      await until(async () => {
+        const now = await sample('output-canvas');
+        const d = Math.hypot(now.mean[0] - before.mean[0], now.mean[1] - before.mean[1], now.mean[2] - before.mean[2]);
+        return d > 6 || gridDiff(now, before) > 12;
+      }, 45000, 'the output to change with the camera');
+    }
+    assert.notEqual(beforeIn.input, (await apiStatus()).input);
+    await page.screenshot({ path: path.join(OUT, 'page-publishing.png') });
+    await page.click('#stop-publish');
+    await until(async () => !(await page.isVisible('#stop-publish')), 5000, 'publishing to stop');
+    // Back to a test pattern from the page.
+    await page.selectOption('#input-source', 'test:smpte');
+    await page.click('#apply-input');
+    await until(async () => (await apiStatus()).input === 'test:smpte', 10000, 'input test:smpte');
+  });
+
+  test('controls have labels; status and errors are announced', T, async () => {
+    const unlabeled = await page.evaluate(() =>
+      [...document.querySelectorAll('input, select, textarea, button')]
+        .filter((e) => !e.closest('[hidden]'))
+        .filter((e) => {
+          if (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')) return false;
+          if (e.tagName === 'BUTTON') return e.textContent.trim() === '';
+          return !(e.labels && e.labels.length);
+        })
+        .map((e) => e.id || e.outerHTML.slice(0, 60)),
+    );
+    assert.deepEqual(unlabeled, []);
+    assert.equal(await page.getAttribute('#error', 'role'), 'alert');
+    assert.equal(await page.getAttribute('#notice', 'aria-live'), 'polite');
+    assert.equal(await page.getAttribute('#publish-info', 'aria-live'), 'polite');
+  });
+
+  test('fits a phone-width screen without sideways scrolling', T, async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await new Promise((r) => setTimeout(r, 300));
+    const m = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, cw: document.documentElement.clientWidth }));
+    assert.ok(m.sw <= m.cw + 1, `page ${m.sw}px wide in a ${m.cw}px screen`);
+    const box = await page.locator('#output-canvas').boundingBox();
+    assert.ok(box && box.width > 300 && box.x >= 0 && box.x + box.width <= 391, 'the video fills the width');
+    assert.ok(await page.isVisible('#prompt'));
+    await page.screenshot({ path: path.join(OUT, 'page-phone.png'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+});
