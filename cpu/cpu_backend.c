@@ -174,6 +174,7 @@ static const lg_backend_ops cpu_ops = {
     .upsample2x = cpu_upsample2x,
     .cosine_mean = cpu_cosine_mean,
     .sq_diff_sum = cpu_sq_diff_sum,
+    .attention_bias = cpu_attention_bias,
 };
 
 lg_backend *lg_backend_new_cpu(int threads) {

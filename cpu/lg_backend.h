@@ -165,7 +165,20 @@ typedef struct lg_backend_ops {
   int (*cosine_mean)(lg_backend *be, double *out, const lg_tensor *a, const lg_tensor *b);
   /* Sum over all elements of (a-b)^2; result to host. */
   int (*sq_diff_sum)(lg_backend *be, double *out, const lg_tensor *a, const lg_tensor *b);
+  /* attention with an additive logit bias (T5 relative positions): o = softmax(q k^T * scale +
+   * bias[h]) v, shapes and kv_len as attention; bias [nh, Lq, Lk] F32 (last dim contiguous),
+   * shared over the batch. May be NULL in a backend: call it through lg_backend_attention_bias,
+   * which then returns LG_ENOTSUP. */
+  int (*attention_bias)(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                        const lg_tensor *v, const lg_tensor *bias, const int32_t *kv_len,
+                        float scale);
 } lg_backend_ops;
+
+/* be->ops->attention_bias, or LG_ENOTSUP (logged, naming the backend) when it has none
+ * (cpu/cpu_attn_bias.c). */
+int lg_backend_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q,
+                              const lg_tensor *k, const lg_tensor *v, const lg_tensor *bias,
+                              const int32_t *kv_len, float scale);
 
 struct lg_backend {
   const lg_backend_ops *ops;
