@@ -77,7 +77,7 @@ int lg_ckpt_map_file(lg_ckpt *c, const char *path, const uint8_t **p, size_t *n,
                      size_t errn) {
   *p = NULL;
   *n = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never block on a FIFO */
   if (fd < 0) return lg_ckpt_fail(err, errn, LG_EIO, "%s: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
