@@ -117,4 +117,56 @@ static inline int st_capture(const char *cmd, char *out, size_t n, double timeou
   return rc;
 }
 
+/* Polls until something accepts TCP connections on 127.0.0.1:port. 0 or -1 on timeout. */
+static inline int st_wait_port(int port, double timeout_s) {
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0) close(fd);
+    if (ok) return 0;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) * 1e-9 > timeout_s)
+      return -1;
+    usleep(50000);
+  }
+}
+
+/* Starts a real RTMP server: nginx with libnginx-mod-rtmp, its own prefix and config in
+ * dir, listening on 127.0.0.1:port with a live application "live" (idle_streams off: players
+ * are disconnected when the publisher leaves, so they see the end). Returns the pid of the
+ * nginx master (its own process group; st_kill stops master and worker) once it accepts
+ * connections, or -1. */
+static inline pid_t st_nginx_rtmp_start(const char *dir, int port) {
+  char conf[700], cmd[2400];
+  snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
+  FILE *f = fopen(conf, "w");
+  if (!f) return -1;
+  fprintf(f,
+          "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n"
+          "pid %s/nginx.pid;\n"
+          "error_log %s/nginx_error.log info;\n"
+          "worker_processes 1;\n"
+          "events { worker_connections 64; }\n"
+          "rtmp { server { listen 127.0.0.1:%d; chunk_size 4096;\n"
+          "  application live { live on; record off; idle_streams off; } } }\n",
+          dir, dir, port);
+  fclose(f);
+  snprintf(cmd, sizeof(cmd), "exec nginx -e '%s/nginx_error.log' -p '%s' -c '%s' -g 'daemon off;'",
+           dir, dir, conf);
+  pid_t pid = st_spawn(cmd);
+  if (pid < 0) return -1;
+  if (st_wait_port(port, 10.0) != 0) {
+    st_kill(pid);
+    return -1;
+  }
+  return pid;
+}
+
 #endif
