@@ -259,6 +259,55 @@ describe(`page against ${against}`, () => {
     await until(async () => (await apiStatus()).input === 'test:smpte', 10000, 'input test:smpte');
   });
 
+  test('WebRTC playback: plays over WHEP, or says why not and falls back to the WebSocket', T, async () => {
+    await page.selectOption('#transport', 'webrtc');
+    const r = await until(async () => {
+      const st = await page.evaluate(() => {
+        const v = document.getElementById('output-video');
+        return {
+          fallback: document.getElementById('transport').value === 'ws',
+          err: document.getElementById('error').textContent,
+          vw: v.videoWidth,
+          t: v.currentTime,
+        };
+      });
+      if (st.fallback) return { kind: 'fallback', ...st };
+      if (st.vw > 0 && st.t > 0.5) return { kind: 'webrtc', ...st };
+      return null;
+    }, 40000, 'WebRTC playback or a fallback');
+    if (against === 'mock') assert.equal(r.kind, 'fallback', 'the mock refuses WHEP with 503');
+    if (r.kind === 'fallback') {
+      assert.match(r.err, /WebRTC.*Falling back to WebSocket playback\./);
+      assert.equal(await page.isVisible('#output-canvas'), true);
+      assert.equal(await page.isVisible('#output-video'), false);
+      await until(() => page.evaluate(() => window.livegen.output.framesShown > 2), 20000, 'frames after the fallback');
+    } else {
+      // The <video> shows moving pictures: compare two grabs of it.
+      const grab = () =>
+        page.evaluate(() => {
+          const v = document.getElementById('output-video');
+          const c = document.createElement('canvas');
+          c.width = v.videoWidth;
+          c.height = v.videoHeight;
+          const x = c.getContext('2d');
+          x.drawImage(v, 0, 0);
+          const d = x.getImageData(0, 0, c.width, c.height).data;
+          const g = [];
+          for (let i = 0; i < d.length; i += 4 * 211) g.push(d[i] + d[i + 1] + d[i + 2]);
+          return g;
+        });
+      const a = await grab();
+      await until(async () => {
+        const b = await grab();
+        let diff = 0;
+        for (let i = 0; i < a.length; i++) diff += Math.abs(a[i] - b[i]);
+        return diff / a.length > 3;
+      }, 20000, 'the WebRTC picture to change');
+      await page.selectOption('#transport', 'ws');
+      await until(() => page.evaluate(() => window.livegen.output.framesShown > 2), 30000, 'WebSocket frames again');
+    }
+  });
+
   test('controls have labels; status and errors are announced', T, async () => {
     const unlabeled = await page.evaluate(() =>
       [...document.querySelectorAll('input, select, textarea, button')]

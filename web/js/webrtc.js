@@ -69,6 +69,28 @@ function preferH264(transceiver, kind) {
   }
 }
 
+const CONNECT_TIMEOUT_MS = 10000;
+
+/** Resolves when pc is connected; rejects in plain words when it fails or takes too long. */
+export function waitConnected(pc, ms = CONNECT_TIMEOUT_MS) {
+  if (pc.connectionState === 'connected') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (err) => {
+      pc.removeEventListener('connectionstatechange', check);
+      clearTimeout(timer);
+      if (err) reject(new Error(err));
+      else resolve();
+    };
+    const check = () => {
+      if (pc.connectionState === 'connected') done();
+      else if (pc.connectionState === 'failed' || pc.connectionState === 'closed')
+        done('The WebRTC connection failed (no network path between this browser and the server).');
+    };
+    const timer = setTimeout(() => done(`The WebRTC connection did not come up within ${ms / 1000} s.`), ms);
+    pc.addEventListener('connectionstatechange', check);
+  });
+}
+
 class Session extends EventTarget {
   constructor(endpoint) {
     super();
@@ -118,6 +140,7 @@ export class WhepPlayer extends Session {
       this.video.play().catch(() => {});
     });
     this.resource = await negotiate(this.pc, this.endpoint);
+    await waitConnected(this.pc);
   }
 
   /** {fps, dropped, jitterMs} from the inbound video stream, or null before it flows. */
@@ -155,6 +178,7 @@ export class WhipPublisher extends Session {
     const tr = this.pc.addTransceiver(this.track, { direction: 'sendonly' });
     preferH264(tr, 'video');
     this.resource = await negotiate(this.pc, this.endpoint);
+    await waitConnected(this.pc);
   }
 
   async stats() {
