@@ -274,8 +274,18 @@ function onStatus(status) {
 
 /* ---------- controls ---------- */
 
+function markInvalid(params, bad) {
+  const inputs = { prompt: el.prompt, blend: el.blend, strength: el.strength, steps: el.steps, seed: el.seed };
+  for (const k of Object.keys(params)) {
+    if (!inputs[k]) continue;
+    if (bad && validateParams({ [k]: params[k] }).length) inputs[k].setAttribute('aria-invalid', 'true');
+    else inputs[k].removeAttribute('aria-invalid');
+  }
+}
+
 async function applyParams(params, what) {
   const errs = validateParams(params);
+  markInvalid(params, errs.length > 0);
   if (errs.length) {
     showError(errs.join(' '));
     return false;

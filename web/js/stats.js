@@ -102,9 +102,10 @@ export function statusView(st) {
     latency: formatMs(stats.latency_ms),
     dropped: num(stats.dropped) === null ? '–' : String(stats.dropped),
     viewers: num(stats.viewers) === null ? '–' : String(stats.viewers),
-    ttff: num(stats.ttff_s) === null ? '–' : `${stats.ttff_s.toFixed(1)} s`,
+    ttff: num(stats.ttff_s) === null || stats.ttff_s <= 0 ? '–' : `${stats.ttff_s.toFixed(1)} s`, // 0 = no frame yet
     gpuName: typeof gpu.name === 'string' && gpu.name ? gpu.name : '–',
-    gpuMem: used === null ? '–' : total ? `${formatMb(used)} / ${formatMb(total)}` : formatMb(used),
+    // docs/API.md: memory is 0 when unknown (the CPU backend).
+    gpuMem: used === null || (!used && !total) ? '–' : total ? `${formatMb(used)} / ${formatMb(total)}` : formatMb(used),
     gpuMemFrac: memFrac,
     model: modelText,
     input: typeof s.input === 'string' ? s.input : '–',

@@ -68,6 +68,8 @@ test('status view: partial or missing status shows dashes, never throws', () => 
   assert.equal(statusView({ state: 'paused' }).paused, true);
   assert.equal(statusView({ state: 'running', params: { paused: true } }).paused, true);
   assert.equal(statusView({ gpu: { mem_used_mb: 300 } }).gpuMem, '300 MiB');
+  assert.equal(statusView({ gpu: { name: 'cpu', mem_used_mb: 0, mem_total_mb: 0 } }).gpuMem, '–', '0 = unknown');
+  assert.equal(statusView({ stats: { ttff_s: 0 } }).ttff, '–', 'no first frame yet');
 });
 
 test('formatting and warm-up rules', () => {
