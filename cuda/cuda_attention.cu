@@ -294,8 +294,9 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
   LG_TRY(lg_cuda_check_tensor("attention", "k", k, true));
   LG_TRY(lg_cuda_check_tensor("attention", "v", v, true));
   LG_CHECK(q->ndim == 4 && k->ndim == 4 && v->ndim == 4 && o->ndim == 4 &&
-               lg_tensor_same_shape(o, q) && lg_tensor_same_shape(k, v) && k->ne[0] == q->ne[0] &&
-               k->ne[2] == q->ne[2] && k->ne[3] == q->ne[3],
+               lg_tensor_same_shape(o, q) && lg_tensor_same_shape(k, v) &&
+               (k->ne[0] == q->ne[0] || k->ne[0] == 1) && k->ne[2] == q->ne[2] &&
+               k->ne[3] == q->ne[3],
            LG_EINVAL, LG_CUDA_MOD, "attention: shapes do not fit: o %s q %s k %s v %s",
            lg_tensor_shape_str(o, s1, sizeof s1), lg_tensor_shape_str(q, s2, sizeof s2),
            lg_tensor_shape_str(k, s3, sizeof s3), lg_tensor_shape_str(v, s4, sizeof s4));
@@ -305,8 +306,9 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
              LG_CUDA_MOD, "attention: at most %d batch rows", ATT_MAX_B);
     p.q = q->data, p.k = k->data, p.v = v->data, p.o = o->data;
     p.qb = q->nb[0], p.ql = q->nb[1], p.qh = q->nb[2];
-    p.kb = k->nb[0], p.kl = k->nb[1], p.kh = k->nb[2];
-    p.vb = v->nb[0], p.vl = v->nb[1], p.vh = v->nb[2];
+    /* K/V of one batch row shared by all query rows: batch stride 0 */
+    p.kb = k->ne[0] == 1 ? 0 : k->nb[0], p.kl = k->nb[1], p.kh = k->nb[2];
+    p.vb = v->ne[0] == 1 ? 0 : v->nb[0], p.vl = v->nb[1], p.vh = v->nb[2];
     p.ob = o->nb[0], p.ol = o->nb[1], p.oh = o->nb[2];
     p.Lq = (int)q->ne[1], p.Lk = (int)k->ne[1], p.nh = (int)q->ne[2], p.dh = (int)q->ne[3];
     p.scale_log2 = scale * 1.4426950408889634f;

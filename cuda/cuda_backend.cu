@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCRATCH_INIT (64u << 20)
+#define SCRATCH_INIT (4u << 20)
 #define LT_WS_BYTES (32u << 20)
 
 /* ------------------------------------------------------------------ helpers */
@@ -188,6 +188,12 @@ static int cu_load_weight(lg_backend *be, lg_tensor *out, const lg_tensor *host,
     } else {
       out->nb[2] = kw * ci, out->nb[3] = ci;
     }
+  } else if (lg_tensor_is_contiguous(host) && host->dtype == LG_BF16) {
+    memcpy(buf, host->data, (size_t)n * 2);
+  } else if (lg_tensor_is_contiguous(host) && host->dtype == LG_F32) {
+    const float *f = (const float *)host->data;
+    for (int64_t i = 0; i < n; i++)
+      buf[i] = lg_f32_to_bf16(f[i]);
   } else {
     int64_t idx[LG_MAX_DIMS] = {0};
     for (int64_t i = 0; i < n; i++) {
@@ -446,8 +452,8 @@ __global__ void k_cosine(double *acc, const void *a, int adt, lg_rows ar, const 
   aa = block_sum_d(aa, sh);
   bb = block_sum_d(bb, sh);
   if (threadIdx.x == 0) {
-    double den = sqrt(aa) * sqrt(bb);
-    atomicAdd(acc, den > 1e-12 ? ab / den : 0.0);
+    /* torch F.cosine_similarity(eps=1e-8): each norm clamped separately */
+    atomicAdd(acc, ab / (fmax(sqrt(aa), 1e-8) * fmax(sqrt(bb), 1e-8)));
   }
 }
 

@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#define CONV_SCRATCH (64u << 20)
+#define CONV_SCRATCH (64ll << 20) /* patch matrix bytes per chunk, at most */
 
 typedef struct conv_geom {
   int64_t T, H, W, Ci; /* input */

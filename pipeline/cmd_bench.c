@@ -1,10 +1,370 @@
-/* cmd_bench.c: placeholder until this command is written; says so and fails. */
+/* cmd_bench.c: `livegen bench dit`: times the real Wan DiT forward (models/wan_dit.h) on
+ * random weights drawn from lg_model_spec + lg_rng, in the v2v steady state (every row's
+ * cache full, one chunk of frames per row, rows = steps), and prints one JSON line: median ms
+ * per chunk, FLOPs counted as MODELS.md 6 (linear 2*params*tokens without the per-prompt
+ * cross K/V, attention 4*dim*layers per query-key pair), TFLOP/s and the fraction of the bf16
+ * roofline, the memory pool's high-water mark, and the split GEMM / attention / elementwise
+ * from one profiled forward (events around every op).
+ * The random weights go through a temporary safetensors file (in /dev/shm when it exists,
+ * unlinked as soon as it is mapped) because the model loads from an lg_ckpt.
+ * Also exports lg_bench_write_random_ckpt for tests/gpu. Main thread. */
 #include "cli.h"
+#include "kv_cache.h"
+#include "lg_backend.h"
+#include "lg_cuda.h"
+#include "model_spec.h"
+#include "wan_dit.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- random checkpoints */
+
+typedef struct fill_ctx {
+  const lg_tensor_spec *sp;
+  uint64_t seed;
+  lg_dtype dt;
+  lg_rng r;
+} fill_ctx;
+
+/* Values mean + std * U where U is uniform with unit variance (fast, and enough for timing
+ * and parity: every element random, none zero). Deterministic per (seed, tensor). */
+static int fill_random(void *user, int i, size_t offset, void *buf, size_t nbytes) {
+  fill_ctx *f = user;
+  if (offset == 0) lg_rng_seed(&f->r, f->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)));
+  const float mean = f->sp[i].mean, sd = f->sp[i].std * 1.7320508f;
+  size_t n = nbytes / lg_dtype_size(f->dt);
+  for (size_t j = 0; j < n; j++) {
+    float u = (float)(lg_rng_next(&f->r) >> 40) * (2.0f / 16777216.0f) - 1.0f;
+    float v = mean + sd * u;
+    if (f->dt == LG_F32)
+      ((float *)buf)[j] = v;
+    else if (f->dt == LG_BF16)
+      ((uint16_t *)buf)[j] = lg_f32_to_bf16(v);
+    else
+      ((uint16_t *)buf)[j] = lg_f32_to_f16(v);
+  }
+  return 0;
+}
+
+/* Writes a safetensors file with every tensor of lg_model_spec(arch, preset), random. */
+int lg_bench_write_random_ckpt(const char *arch, const char *preset, const char *path,
+                               uint64_t seed, lg_dtype dt) {
+  int err = 0, n = 0;
+  lg_tensor_spec *sp = NULL;
+  const char **names = NULL;
+  lg_tensor *ts = NULL;
+  char msg[256];
+  err = lg_model_spec(arch, preset, &sp, &n, msg, sizeof msg);
+  LG_CHECK(err == 0, err ? err : LG_EINVAL, "bench", "%s", msg);
+  names = calloc((size_t)n, sizeof *names);
+  ts = calloc((size_t)n, sizeof *ts);
+  LG_CHECK(names && ts, LG_ENOMEM, "bench", "out of memory");
+  for (int i = 0; i < n; i++) {
+    names[i] = sp[i].name;
+    ts[i] = lg_tensor_make(NULL, NULL, dt, sp[i].ndim, sp[i].shape);
+  }
+  {
+    fill_ctx f = {.sp = sp, .seed = seed, .dt = dt};
+    err = lg_safetensors_write_fill(path, names, ts, n, NULL, 0, fill_random, &f);
+  }
+fail:
+  free(names);
+  free(ts);
+  free(sp);
+  return err;
+}
+
+/* ---------------------------------------------------------------- bench dit */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: livegen bench dit [--preset tiny|1.3b|14b] [--res HxW] [--steps 1|2|4|1,2,4]\n"
+             "                        [--kv-frames N] [--frames F] [--iters N] [--warmup N]\n"
+             "                        [--backend cuda|cpu|auto] [--seed S]\n"
+             "Times one v2v chunk of the Wan DiT (rows = steps, F latent frames per row, every\n"
+             "row's cache full) on random weights; prints one JSON line.\n");
+}
+
+typedef struct bench_args {
+  const char *preset, *backend;
+  int px_h, px_w, kvf, frames, iters, warmup;
+  int nsteps, steps[4];
+  uint64_t seed;
+} bench_args;
+
+/* One configuration (rows = steps) on a loaded model; prints its JSON line. 0 or LG_E*. */
+static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int steps, double t_load) {
+  int err = LG_EBACKEND;
+  const int lat_h = a->px_h / 8, lat_w = a->px_w / 8, B = steps, frames = a->frames, kvf = a->kvf,
+            iters = a->iters;
+  const float tsteps[4] = {700, 500, 400, 200};
+  const lg_wan_dit_config *cfg = lg_wan_dit_get_config(m);
+  lg_dit_ws *ws = NULL;
+  lg_kv_cache *kv = NULL;
+  lg_tensor x = {0}, vout = {0};
+  float *ctx = NULL, *xh = NULL, *vh = NULL;
+  double *ms = NULL;
+  bool cuda = lg_backend_is_cuda(be);
+  if (cuda) lg_cuda_mem_reset_peak(be);
+  ws = lg_dit_ws_new(m, B * frames, lat_h, lat_w);
+  kv = lg_wan_dit_cache_new(m, B, kvf, lat_h, lat_w);
+  if (!ws || !kv) goto done;
+  {
+    lg_rng r;
+    lg_rng_seed(&r, a->seed + 1);
+    size_t nctx = (size_t)LG_DIT_TEXT_LEN * (size_t)cfg->text_dim;
+    ctx = calloc(nctx, sizeof *ctx);
+    if (!ctx) goto done;
+    for (size_t i = 0; i < (size_t)20 * (size_t)cfg->text_dim; i++)
+      ctx[i] = (float)lg_rng_normal(&r) * 0.1f; /* a 20-token prompt, zero rows after */
+    if (lg_kv_cache_clear(kv) < 0 || lg_wan_dit_set_context(m, ws, kv, ctx) < 0) goto done;
+    int64_t sh[5] = {B, frames, lat_h, lat_w, 16};
+    if (lg_tensor_alloc(be, &x, be->act_dtype, 5, sh) < 0 ||
+        lg_tensor_alloc(be, &vout, be->act_dtype, 5, sh) < 0)
+      goto done;
+    int64_t n = lg_tensor_numel(&x);
+    xh = malloc((size_t)n * sizeof *xh);
+    if (!xh) goto done;
+    for (int64_t i = 0; i < n; i++)
+      xh[i] = (float)lg_rng_normal(&r);
+    if (lg_tensor_upload_f32(&x, xh) < 0) goto done;
+  }
+  /* steady state: every row's cache full (kv_frames = kvf), the chunk written to the last
+   * slots, RoPE index past the sinks */
+  lg_dit_row rows[LG_DIT_MAX_ROWS];
+  memset(rows, 0, sizeof rows);
+  for (int b = 0; b < B; b++) {
+    rows[b].t = tsteps[b];
+    rows[b].rope_start = 10 + b;
+    rows[b].kv_frames = kvf;
+    for (int f = 0; f < frames; f++)
+      rows[b].slot[f] = kvf - frames + f;
+  }
+  ms = calloc((size_t)iters, sizeof *ms);
+  if (!ms) goto done;
+  for (int i = 0; i < a->warmup; i++)
+    if (lg_wan_dit_forward(m, ws, kv, &x, rows, &vout) < 0 || be->ops->sync(be) < 0) goto done;
+  for (int i = 0; i < iters; i++) {
+    double h0 = lg_now();
+    if (cuda && lg_cuda_mark(be, 0) < 0) goto done;
+    if (lg_wan_dit_forward(m, ws, kv, &x, rows, &vout) < 0) goto done;
+    if (cuda) {
+      float e = 0;
+      if (lg_cuda_mark(be, 1) < 0 || lg_cuda_elapsed_ms(be, 0, 1, &e) < 0) goto done;
+      ms[i] = e;
+    } else {
+      if (be->ops->sync(be) < 0) goto done;
+      ms[i] = (lg_now() - h0) * 1e3;
+    }
+  }
+  double split[LG_CUDA_PROF_N] = {0};
+  int nops = 0;
+  bool have_split = false;
+  if (cuda && lg_cuda_profile_begin(be) == 0) {
+    if (lg_wan_dit_forward(m, ws, kv, &x, rows, &vout) < 0) goto done;
+    have_split = lg_cuda_profile_end(be, split, &nops) == 0;
+  }
+  {
+    /* the output must be finite: random weights must not hide a NaN */
+    int64_t n = lg_tensor_numel(&vout);
+    int nonfinite = 0;
+    vh = malloc((size_t)n * sizeof *vh);
+    if (!vh || lg_tensor_download_f32(&vout, vh) < 0) goto done;
+    for (int64_t i = 0; i < n; i++)
+      nonfinite += !isfinite(vh[i]);
+    if (nonfinite) {
+      fprintf(stderr, "livegen bench dit: %d non-finite outputs\n", nonfinite);
+      goto done;
+    }
+  }
+  qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
+  double med = iters % 2 ? ms[iters / 2] : 0.5 * (ms[iters / 2 - 1] + ms[iters / 2]);
+  double p90 = ms[(int)((iters - 1) * 0.9)];
+  /* FLOPs, MODELS.md 6 */
+  const double d = cfg->dim, ff = cfg->ffn_dim, L = cfg->layers;
+  const double tpf = (double)(lat_h / 2) * (lat_w / 2), tokens = B * frames * tpf;
+  double pairs = 0;
+  for (int b = 0; b < B; b++)
+    pairs += frames * tpf * rows[b].kv_frames * tpf;
+  double fl_lin = 2.0 * tokens * L * (6 * d * d + 2 * d * ff);
+  double fl_att = 4.0 * d * L * (pairs + tokens * LG_DIT_TEXT_LEN);
+  double tflop = (fl_lin + fl_att) * 1e-12, tflops = tflop / (med * 1e-3);
+  const char *dev = cuda ? lg_cuda_device_name(be) : "cpu";
+  double roof = (strstr(dev, "H100") || strstr(dev, "H200")) ? 790.0 : 0.0;
+  size_t peak = 0, now = 0;
+  bool have_mem = cuda && lg_cuda_mem_stats(be, &peak, &now) == 0;
+  printf("{\"bench\":\"dit\",\"preset\":\"%s\",\"res\":\"%dx%d\",\"latent\":\"%dx%d\","
+         "\"tokens_per_frame\":%d,\"rows\":%d,\"frames_per_row\":%d,\"kv_frames\":%d,"
+         "\"backend\":\"%s\",\"device\":\"%s\",\"iters\":%d,\"cuda_graph\":false,"
+         "\"ms_median\":%.3f,\"ms_min\":%.3f,\"ms_p90\":%.3f,\"tflop\":%.3f,"
+         "\"tflop_linear\":%.3f,\"tflop_attention\":%.3f,\"tflops\":%.1f,",
+         a->preset, a->px_h, a->px_w, lat_h, lat_w, (int)tpf, B, frames, kvf, be->ops->name, dev,
+         iters, med, ms[0], p90, tflop, fl_lin * 1e-12, fl_att * 1e-12, tflops);
+  if (roof > 0)
+    printf("\"roofline_tflops\":%.0f,\"roofline_frac\":%.3f,", roof, tflops / roof);
+  else
+    printf("\"roofline_tflops\":null,\"roofline_frac\":null,");
+  if (have_mem)
+    printf("\"peak_mem_gib\":%.3f,", peak / 1073741824.0);
+  else
+    printf("\"peak_mem_gib\":null,");
+  if (have_split)
+    printf("\"split_ms\":{\"gemm\":%.3f,\"attention\":%.3f,\"elementwise\":%.3f,\"ops\":%d},",
+           split[LG_CUDA_PROF_GEMM], split[LG_CUDA_PROF_ATTN], split[LG_CUDA_PROF_ELEM], nops);
+  else
+    printf("\"split_ms\":null,");
+  printf("\"load_s\":%.1f}\n", t_load);
+  fflush(stdout);
+  err = 0;
+done:
+  free(ms);
+  free(ctx);
+  free(xh);
+  free(vh);
+  lg_tensor_free(&x);
+  lg_tensor_free(&vout);
+  lg_kv_cache_free(&kv);
+  lg_dit_ws_free(&ws);
+  return err;
+}
+
+static int bench_dit(int argc, char **argv) {
+  bench_args a = {.preset = "1.3b",
+                  .backend = "cuda",
+                  .px_h = 480,
+                  .px_w = 832,
+                  .kvf = 6,
+                  .frames = 1,
+                  .iters = 20,
+                  .warmup = 3,
+                  .nsteps = 1,
+                  .steps = {2},
+                  .seed = 42};
+  for (int i = 1; i < argc; i++) {
+    const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
+      usage(stdout);
+      return 0;
+    }
+    if (!v) {
+      fprintf(stderr, "livegen bench dit: %s needs a value\n", k);
+      return 2;
+    }
+    if (!strcmp(k, "--preset"))
+      a.preset = v;
+    else if (!strcmp(k, "--backend"))
+      a.backend = v;
+    else if (!strcmp(k, "--res")) {
+      if (sscanf(v, "%dx%d", &a.px_h, &a.px_w) != 2) {
+        fprintf(stderr, "livegen bench dit: --res wants HxW, e.g. 480x832\n");
+        return 2;
+      }
+    } else if (!strcmp(k, "--steps")) {
+      /* one value or a comma list (each configuration on the one loaded model) */
+      char *end = NULL;
+      const char *p = v;
+      a.nsteps = 0;
+      while (*p && a.nsteps < 4) {
+        long s = strtol(p, &end, 10);
+        if (end == p || s < 1 || s > 4) {
+          fprintf(stderr, "livegen bench dit: --steps wants 1..4 or a list like 1,2,4\n");
+          return 2;
+        }
+        a.steps[a.nsteps++] = (int)s;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') {
+          fprintf(stderr, "livegen bench dit: --steps wants 1..4 or a list like 1,2,4\n");
+          return 2;
+        }
+      }
+      if (*p) {
+        fprintf(stderr, "livegen bench dit: at most 4 --steps values\n");
+        return 2;
+      }
+    } else if (!strcmp(k, "--kv-frames"))
+      a.kvf = atoi(v);
+    else if (!strcmp(k, "--frames"))
+      a.frames = atoi(v);
+    else if (!strcmp(k, "--iters"))
+      a.iters = atoi(v);
+    else if (!strcmp(k, "--warmup"))
+      a.warmup = atoi(v);
+    else if (!strcmp(k, "--seed"))
+      a.seed = strtoull(v, NULL, 10);
+    else {
+      fprintf(stderr, "livegen bench dit: unknown option %s\n", k);
+      usage(stderr);
+      return 2;
+    }
+    i++;
+  }
+  if (a.nsteps < 1 || a.px_h < 16 || a.px_w < 16 || a.px_h % 16 || a.px_w % 16 || a.kvf < 1 ||
+      a.kvf > 64 || a.frames < 1 || a.frames > LG_DIT_MAX_CALL || a.frames > a.kvf || a.iters < 1 ||
+      a.iters > 10000 || a.warmup < 0 || a.warmup > 1000) {
+    fprintf(stderr, "livegen bench dit: bad arguments (steps 1..4, res multiples of 16, "
+                    "1 <= frames <= kv-frames, iters >= 1)\n");
+    return 2;
+  }
+  int rc = 1, err = 0;
+  lg_backend *be = NULL;
+  lg_ckpt *ck = NULL;
+  lg_wan_dit *m = NULL;
+  char path[256], msg[256] = "";
+  const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+  snprintf(path, sizeof path, "%s/lg_bench_dit_%s_%d.safetensors", dir, a.preset, (int)getpid());
+
+  be = lg_backend_new_by_name(a.backend);
+  if (!be) goto done;
+  double t0 = lg_now();
+  err = lg_bench_write_random_ckpt("wan-dit", a.preset, path, a.seed, LG_BF16);
+  if (err) {
+    unlink(path);
+    fprintf(stderr, "livegen bench dit: cannot write random weights to %s: %s\n", path,
+            lg_strerror(err));
+    goto done;
+  }
+  ck = lg_ckpt_open(path, msg, sizeof msg);
+  unlink(path); /* the mapping stays valid */
+  if (!ck) {
+    fprintf(stderr, "livegen bench dit: %s\n", msg);
+    goto done;
+  }
+  m = lg_wan_dit_load(be, ck, NULL, msg, sizeof msg);
+  if (!m) {
+    fprintf(stderr, "livegen bench dit: %s\n", msg);
+    goto done;
+  }
+  lg_ckpt_free(&ck);
+  double t_load = lg_now() - t0;
+  for (int i = 0; i < a.nsteps; i++)
+    if (bench_one(&a, be, m, a.steps[i], t_load) < 0) goto done;
+  rc = 0;
+done:
+  if (rc) fprintf(stderr, "livegen bench dit: failed (see the log above)\n");
+  lg_wan_dit_free(&m);
+  lg_ckpt_free(&ck);
+  lg_backend_free(&be);
+  return rc;
+}
 
 int lg_cmd_bench(int argc, char **argv) {
-  (void)argc;
-  fprintf(stderr, "livegen %s: not implemented in this build\n", argv[0]);
-  return 1;
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "dit")) return bench_dit(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "vae") || !strcmp(argv[1], "pipeline")) {
+    fprintf(stderr, "livegen bench %s: not implemented yet (only bench dit)\n", argv[1]);
+    return 1;
+  }
+  fprintf(stderr, "livegen bench: unknown target '%s' (dit)\n", argv[1]);
+  return 2;
 }

@@ -1,0 +1,615 @@
+/* gpu_parity.c: lg_gpu_tests, the CUDA backend against the CPU reference backend. Every op on
+ * random inputs of odd sizes (strided views, shared K/V, masked keys, both flash and fallback
+ * attention paths), then the tiny Wan DiT through a multi-call KV-cache sequence on both
+ * backends. Inputs are rounded to bf16 before they reach either backend, so the error measures
+ * the CUDA op's arithmetic and its bf16 output, not the input rounding. Outputs on the GPU are
+ * poisoned (NaN) first, so an unwritten element fails. Error = ||gpu - cpu|| / ||cpu||.
+ * Prints one table row per check and exits 1 if any fails (2 if no GPU).
+ * Usage: lg_gpu_tests [filter-substring]. Main thread only; run by tests/gpu/run. */
+#include "kv_cache.h"
+#include "lg_backend.h"
+#include "lg_cuda.h"
+#include "model_spec.h"
+#include "wan_dit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Defined in pipeline/cmd_bench.c: writes random weights for lg_model_spec(arch, preset). */
+int lg_bench_write_random_ckpt(const char *arch, const char *preset, const char *path,
+                               uint64_t seed, lg_dtype dt);
+
+static lg_backend *g_cpu, *g_gpu;
+static lg_rng g_rng;
+static int g_fail, g_run;
+static const char *g_filter;
+
+/* ---------------------------------------------------------------- helpers */
+
+typedef struct pair {
+  lg_tensor c, g; /* cpu (F32) and gpu (dtype) tensors holding the same values */
+  float *h;       /* host values (bf16-rounded) */
+} pair;
+
+static float *rand_vals(int64_t n, float lo, float hi) {
+  float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+  for (int64_t i = 0; i < n; i++)
+    v[i] = lg_bf16_to_f32(lg_f32_to_bf16(lo + (hi - lo) * (float)lg_rng_uniform(&g_rng)));
+  return v;
+}
+
+static void must(int rc, const char *what) {
+  if (rc < 0) {
+    fprintf(stderr, "fatal: %s failed (%s)\n", what, lg_strerror(rc));
+    exit(1);
+  }
+}
+
+/* New pair of contiguous tensors of the given shape; gpu dtype gdt. */
+static pair mk(lg_dtype gdt, int nd, const int64_t *sh, float lo, float hi) {
+  pair p;
+  must(lg_tensor_alloc(g_cpu, &p.c, LG_F32, nd, sh), "cpu alloc");
+  must(lg_tensor_alloc(g_gpu, &p.g, gdt, nd, sh), "gpu alloc");
+  int64_t n = lg_tensor_numel(&p.c);
+  p.h = rand_vals(n, lo, hi);
+  must(lg_tensor_upload(&p.c, p.h), "cpu upload");
+  must(lg_tensor_upload_f32(&p.g, p.h), "gpu upload");
+  return p;
+}
+
+/* Output pair: cpu zero, gpu poisoned with NaN bytes. */
+static pair mk_out(lg_dtype gdt, int nd, const int64_t *sh) {
+  pair p;
+  p.h = NULL;
+  must(lg_tensor_alloc(g_cpu, &p.c, LG_F32, nd, sh), "cpu alloc");
+  must(lg_tensor_alloc(g_gpu, &p.g, gdt, nd, sh), "gpu alloc");
+  size_t nb = lg_tensor_nbytes(&p.g);
+  uint8_t *ff = malloc(nb ? nb : 1);
+  memset(ff, 0xff, nb);
+  must(lg_tensor_upload(&p.g, ff), "poison");
+  free(ff);
+  memset(p.c.data, 0, lg_tensor_nbytes(&p.c));
+  return p;
+}
+
+static void pfree(pair *p) {
+  lg_tensor_free(&p->c);
+  lg_tensor_free(&p->g);
+  free(p->h);
+  p->h = NULL;
+}
+
+/* Same view on both tensors of a pair. */
+static void view2(pair *p, lg_tensor *c, lg_tensor *g, int nd, const int64_t *ne, const int64_t *nb,
+                  int64_t off) {
+  *c = p->c, *g = p->g;
+  c->ndim = g->ndim = nd;
+  for (int i = 0; i < nd; i++) {
+    c->ne[i] = g->ne[i] = ne[i];
+    c->nb[i] = g->nb[i] = nb[i];
+  }
+  c->data = (float *)p->c.data + off;
+  g->data = (uint8_t *)p->g.data + off * (int64_t)lg_dtype_size(p->g.dtype);
+}
+
+/* ||g - c|| / ||c|| over a tensor (any strides), NaN if the gpu has a non-finite value. */
+static double rel_err(const lg_tensor *gt, const lg_tensor *ct) {
+  int64_t n = lg_tensor_numel(ct);
+  float *a = malloc((size_t)(n ? n : 1) * 4), *b = malloc((size_t)(n ? n : 1) * 4);
+  must(lg_tensor_download_f32(gt, a), "gpu download");
+  must(lg_tensor_download_f32(ct, b), "cpu download");
+  double num = 0, den = 0;
+  bool bad = false;
+  for (int64_t i = 0; i < n; i++) {
+    if (!isfinite(a[i])) bad = true;
+    double d = (double)a[i] - b[i];
+    num += d * d, den += (double)b[i] * b[i];
+  }
+  free(a);
+  free(b);
+  if (bad) return NAN;
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static bool want(const char *name) {
+  return !g_filter || strstr(name, g_filter);
+}
+
+static void row(const char *name, const char *shape, double err, double tol, int rc) {
+  bool ok = rc == 0 && err == err && err <= tol;
+  g_run++;
+  if (!ok) g_fail++;
+  if (rc)
+    printf("| %-34s | %-30s | %9s | %7.0e | FAIL (rc %s) |\n", name, shape, "-", tol,
+           lg_strerror(rc));
+  else
+    printf("| %-34s | %-30s | %9.2e | %7.0e | %s |\n", name, shape, err, tol, ok ? "ok" : "FAIL");
+  fflush(stdout);
+}
+
+#define TOL_GEMM 1e-2
+#define TOL_ATTN 1e-2
+#define TOL_NORM 5e-3
+#define TOL_ELEM 5e-3
+#define TOL_DIT 5e-2
+
+/* ---------------------------------------------------------------- op tests */
+
+static void t_copy(void) {
+  if (!want("copy")) return;
+  int64_t sh[3] = {5, 7, 9};
+  pair x = mk(LG_BF16, 3, sh, -2, 2);
+  int perm[3] = {2, 0, 1};
+  lg_tensor xc = lg_tensor_permute(&x.c, perm), xg = lg_tensor_permute(&x.g, perm);
+  int64_t osh[3] = {9, 5, 7};
+  for (int k = 0; k < 3; k++) {
+    lg_dtype dt = k == 0 ? LG_BF16 : (k == 1 ? LG_F32 : LG_F16);
+    pair y = mk_out(dt, 3, osh);
+    int rc = LG_OP(g_gpu, copy, &y.g, &xg);
+    if (!rc) rc = LG_OP(g_cpu, copy, &y.c, &xc);
+    char nm[64];
+    snprintf(nm, sizeof nm, "copy permuted bf16->%s", lg_dtype_name(dt));
+    row(nm, "[9,5,7] of [5,7,9]", rc ? 0 : rel_err(&y.g, &y.c), TOL_ELEM, rc);
+    pfree(&y);
+  }
+  pfree(&x);
+}
+
+static void t_matmul_case(const char *nm, int64_t M, int64_t K, int64_t N, bool wload, bool bias_on,
+                          lg_act act, bool accumulate, bool trans_a, lg_dtype adt) {
+  char shape[64];
+  snprintf(shape, sizeof shape, "M%lld K%lld N%lld", (long long)M, (long long)K, (long long)N);
+  int64_t ash[2] = {trans_a ? K : M, trans_a ? M : K}, wsh[2] = {N, K}, bsh[1] = {N},
+          ysh[2] = {M, N};
+  pair a = mk(adt, 2, ash, -1, 1), w = mk(LG_BF16, 2, wsh, -0.3f, 0.3f),
+       b = mk(LG_BF16, 1, bsh, -1, 1);
+  pair y = accumulate ? mk(LG_BF16, 2, ysh, -1, 1) : mk_out(LG_BF16, 2, ysh);
+  lg_tensor wg = w.g, wc = w.c;
+  int rc = 0;
+  if (wload) {
+    lg_tensor host = lg_tensor_make(NULL, w.h, LG_F32, 2, wsh);
+    rc = g_gpu->ops->load_weight(g_gpu, &wg, &host, LG_WEIGHT_LINEAR);
+    if (!rc) rc = g_cpu->ops->load_weight(g_cpu, &wc, &host, LG_WEIGHT_LINEAR);
+  }
+  lg_matmul_opts o = {.trans_a = trans_a, .trans_b = true, .act = act, .accumulate = accumulate};
+  if (!rc) rc = LG_OP(g_gpu, matmul, &y.g, &a.g, &wg, bias_on ? &b.g : NULL, &o);
+  if (!rc) rc = LG_OP(g_cpu, matmul, &y.c, &a.c, &wc, bias_on ? &b.c : NULL, &o);
+  row(nm, shape, rc ? 0 : rel_err(&y.g, &y.c), TOL_GEMM, rc);
+  if (wload) {
+    g_gpu->ops->free(g_gpu, wg.data);
+    g_cpu->ops->free(g_cpu, wc.data);
+  }
+  pfree(&a), pfree(&w), pfree(&b), pfree(&y);
+}
+
+static void t_matmul(void) {
+  if (!want("matmul")) return;
+  t_matmul_case("matmul weight+bias", 37, 72, 40, true, true, LG_ACT_NONE, false, false, LG_BF16);
+  t_matmul_case("matmul bias+gelu_tanh", 301, 256, 520, true, true, LG_ACT_GELU_TANH, false, false,
+                LG_BF16);
+  t_matmul_case("matmul bias+silu", 33, 64, 24, true, true, LG_ACT_SILU, false, false, LG_BF16);
+  t_matmul_case("matmul accumulate+bias", 45, 128, 96, false, true, LG_ACT_NONE, true, false,
+                LG_BF16);
+  t_matmul_case("matmul trans_a", 40, 48, 56, false, false, LG_ACT_NONE, false, true, LG_BF16);
+  t_matmul_case("matmul f32 a, odd K", 29, 67, 33, true, true, LG_ACT_NONE, false, false, LG_F32);
+  t_matmul_case("matmul odd K/N bf16", 31, 67, 35, false, true, LG_ACT_RELU, false, false, LG_BF16);
+  /* strided batch: a [2,L,K] is a view of [2,L+5,K] rows, y written into [2,L+3,N] */
+  {
+    int64_t L = 19, K = 64, N = 48;
+    int64_t ash[3] = {2, L + 5, K}, ysh[3] = {2, L + 3, N}, wsh[2] = {N, K};
+    pair a = mk(LG_BF16, 3, ash, -1, 1), w = mk(LG_BF16, 2, wsh, -0.3f, 0.3f),
+         y = mk_out(LG_BF16, 3, ysh);
+    lg_tensor ac, ag, yc, yg;
+    int64_t ane[3] = {2, L, K}, anb[3] = {(L + 5) * K, K, 1}, yne[3] = {2, L, N},
+            ynb[3] = {(L + 3) * N, N, 1};
+    view2(&a, &ac, &ag, 3, ane, anb, 2 * K);
+    view2(&y, &yc, &yg, 3, yne, ynb, N);
+    lg_matmul_opts o = {.trans_b = true};
+    int rc = LG_OP(g_gpu, matmul, &yg, &ag, &w.g, NULL, &o);
+    if (!rc) rc = LG_OP(g_cpu, matmul, &yc, &ac, &w.c, NULL, &o);
+    row("matmul strided batch views", "[2,19,64]x[48,64]^T", rc ? 0 : rel_err(&yg, &yc), TOL_GEMM,
+        rc);
+    pfree(&a), pfree(&w), pfree(&y);
+  }
+}
+
+static void t_unary_axpby(void) {
+  if (!want("unary") && !want("axpby")) return;
+  int64_t sh[2] = {13, 77};
+  pair x = mk(LG_BF16, 2, sh, -4, 4);
+  struct {
+    lg_act a;
+    float alpha;
+    const char *n;
+  } cs[] = {{LG_ACT_GELU_TANH, 0, "unary gelu_tanh"},
+            {LG_ACT_SILU, 0, "unary silu"},
+            {LG_ACT_RELU, 0, "unary relu"},
+            {LG_ACT_TANH_SCALED, 3, "unary tanh_scaled"},
+            {LG_ACT_CLAMP, 1.5f, "unary clamp"}};
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+    if (!want(cs[i].n)) continue;
+    pair y = mk_out(LG_BF16, 2, sh);
+    int rc = LG_OP(g_gpu, unary, &y.g, &x.g, cs[i].a, cs[i].alpha);
+    if (!rc) rc = LG_OP(g_cpu, unary, &y.c, &x.c, cs[i].a, cs[i].alpha);
+    row(cs[i].n, "[13,77]", rc ? 0 : rel_err(&y.g, &y.c), TOL_ELEM, rc);
+    pfree(&y);
+  }
+  if (want("axpby")) {
+    pair b = mk(LG_F32, 2, sh, -1, 1);
+    int rc = LG_OP(g_gpu, axpby, &x.g, 0.7f, &x.g, -1.3f, &b.g);
+    if (!rc) rc = LG_OP(g_cpu, axpby, &x.c, 0.7f, &x.c, -1.3f, &b.c);
+    row("axpby in place (bf16, f32)", "[13,77]", rc ? 0 : rel_err(&x.g, &x.c), TOL_ELEM, rc);
+    pfree(&b);
+  }
+  pfree(&x);
+}
+
+static void t_norms(void) {
+  if (!want("norm") && !want("modulate") && !want("gated")) return;
+  int64_t R = 37, D = 328;
+  int64_t sh[2] = {R, D}, vsh[1] = {D};
+  pair x = mk(LG_BF16, 2, sh, -3, 5), w = mk(LG_BF16, 1, vsh, 0.5f, 1.5f),
+       b = mk(LG_BF16, 1, vsh, -1, 1);
+  for (int k = 0; k < 2; k++) {
+    pair y = mk_out(LG_BF16, 2, sh);
+    int rc = LG_OP(g_gpu, layer_norm, &y.g, &x.g, k ? &w.g : NULL, k ? &b.g : NULL, 1e-6f);
+    if (!rc) rc = LG_OP(g_cpu, layer_norm, &y.c, &x.c, k ? &w.c : NULL, k ? &b.c : NULL, 1e-6f);
+    row(k ? "layer_norm affine" : "layer_norm plain", "[37,328]", rc ? 0 : rel_err(&y.g, &y.c),
+        TOL_NORM, rc);
+    pfree(&y);
+  }
+  {
+    pair y = mk_out(LG_BF16, 2, sh);
+    int rc = LG_OP(g_gpu, rms_norm, &y.g, &x.g, &w.g, 1e-6f);
+    if (!rc) rc = LG_OP(g_cpu, rms_norm, &y.c, &x.c, &w.c, 1e-6f);
+    row("rms_norm weight", "[37,328]", rc ? 0 : rel_err(&y.g, &y.c), TOL_NORM, rc);
+    pfree(&y);
+  }
+  {
+    int64_t s3[2] = {R, 13}, g3[1] = {13};
+    pair x3 = mk(LG_BF16, 2, s3, -2, 2), gm = mk(LG_BF16, 1, g3, 0.5f, 1.5f),
+         y = mk_out(LG_BF16, 2, s3);
+    int rc = LG_OP(g_gpu, channel_rms_norm, &y.g, &x3.g, &gm.g);
+    if (!rc) rc = LG_OP(g_cpu, channel_rms_norm, &y.c, &x3.c, &gm.c);
+    row("channel_rms_norm", "[37,13]", rc ? 0 : rel_err(&y.g, &y.c), TOL_NORM, rc);
+    pfree(&x3), pfree(&gm), pfree(&y);
+  }
+  /* modulate / gated_add: tokens in groups of 5 frames-worth (R = 40 rows, group 8), the
+   * shift/scale/gate rows are strided views of a [5, 6, D] table like the DiT's */
+  {
+    int64_t RR = 40, G = 8, NG = RR / G;
+    int64_t xs[2] = {RR, D}, ts[3] = {NG, 6, D};
+    pair xx = mk(LG_BF16, 2, xs, -3, 3), tab = mk(LG_BF16, 3, ts, -0.5f, 0.5f);
+    lg_tensor shc, shg, scc, scg, gc, gg;
+    int64_t ne[2] = {NG, D}, nb[2] = {6 * D, 1};
+    view2(&tab, &shc, &shg, 2, ne, nb, 0);
+    view2(&tab, &scc, &scg, 2, ne, nb, D);
+    view2(&tab, &gc, &gg, 2, ne, nb, 2 * D);
+    for (int ln = 0; ln < 2; ln++) {
+      pair y = mk_out(LG_BF16, 2, xs);
+      int rc = LG_OP(g_gpu, modulate, &y.g, &xx.g, &shg, &scg, G, ln, 1e-6f);
+      if (!rc) rc = LG_OP(g_cpu, modulate, &y.c, &xx.c, &shc, &scc, G, ln, 1e-6f);
+      row(ln ? "modulate ln (strided table)" : "modulate no-ln (strided table)", "[40,328] g8",
+          rc ? 0 : rel_err(&y.g, &y.c), TOL_NORM, rc);
+      pfree(&y);
+    }
+    {
+      pair yy = mk(LG_BF16, 2, xs, -1, 1);
+      int rc = LG_OP(g_gpu, gated_add, &xx.g, &yy.g, &gg, G);
+      if (!rc) rc = LG_OP(g_cpu, gated_add, &xx.c, &yy.c, &gc, G);
+      row("gated_add gate", "[40,328] g8", rc ? 0 : rel_err(&xx.g, &xx.c), TOL_ELEM, rc);
+      rc = LG_OP(g_gpu, gated_add, &xx.g, &yy.g, NULL, 1);
+      if (!rc) rc = LG_OP(g_cpu, gated_add, &xx.c, &yy.c, NULL, 1);
+      row("gated_add plain", "[40,328]", rc ? 0 : rel_err(&xx.g, &xx.c), TOL_ELEM, rc);
+      pfree(&yy);
+    }
+    pfree(&xx), pfree(&tab);
+  }
+  pfree(&x), pfree(&w), pfree(&b);
+}
+
+static void t_rope(void) {
+  if (!want("rope")) return;
+  int dhs[2] = {128, 40};
+  for (int k = 0; k < 2; k++) {
+    int64_t F = 2, H = 3, W = 5, dh = dhs[k];
+    int64_t sh[4] = {2, F * H * W, 3, dh};
+    pair x = mk(LG_BF16, 4, sh, -2, 2);
+    int32_t fs[2] = {0, 37};
+    int rc = LG_OP(g_gpu, rope3d, &x.g, F, H, W, fs);
+    if (!rc) rc = LG_OP(g_cpu, rope3d, &x.c, F, H, W, fs);
+    char nm[64], shape[64];
+    snprintf(nm, sizeof nm, "rope3d dh %lld", (long long)dh);
+    snprintf(shape, sizeof shape, "[2,30,3,%lld] fs 0/37", (long long)dh);
+    row(nm, shape, rc ? 0 : rel_err(&x.g, &x.c), TOL_ELEM, rc);
+    pfree(&x);
+  }
+}
+
+/* q [B,Lq,nh,dh] contiguous; K/V views [B,cap,nh,dh] of a [B,cap+3,nh,dh] buffer (or one
+ * shared row); kv_len per row. */
+static void t_attn_case(const char *nm, int B, int Lq, int cap, int nh, int dh, const int32_t *kvl,
+                        bool shared, lg_dtype dt) {
+  int64_t qs[4] = {B, Lq, nh, dh}, ks[4] = {shared ? 1 : B, cap + 3, nh, dh};
+  pair q = mk(dt, 4, qs, -2, 2), k = mk(dt, 4, ks, -2, 2), v = mk(dt, 4, ks, -1, 1),
+       o = mk_out(dt, 4, qs);
+  lg_tensor kc, kg, vc, vg;
+  int64_t ne[4] = {shared ? 1 : B, cap, nh, dh}, nb[4] = {(cap + 3) * nh * dh, nh * dh, dh, 1};
+  view2(&k, &kc, &kg, 4, ne, nb, nh * dh);
+  view2(&v, &vc, &vg, 4, ne, nb, 2 * nh * dh);
+  float scale = 1.f / sqrtf((float)dh);
+  int rc = LG_OP(g_gpu, attention, &o.g, &q.g, &kg, &vg, kvl, scale);
+  if (!rc) rc = LG_OP(g_cpu, attention, &o.c, &q.c, &kc, &vc, kvl, scale);
+  char shape[64];
+  snprintf(shape, sizeof shape, "B%d Lq%d cap%d h%d d%d", B, Lq, cap, nh, dh);
+  row(nm, shape, rc ? 0 : rel_err(&o.g, &o.c), TOL_ATTN, rc);
+  pfree(&q), pfree(&k), pfree(&v), pfree(&o);
+}
+
+static void t_attention(void) {
+  if (!want("attention")) return;
+  int32_t kvl[2] = {150, 93};
+  t_attn_case("attention flash d128 kv_len", 2, 77, 150, 3, 128, kvl, false, LG_BF16);
+  int32_t kvl2[2] = {200, 64};
+  t_attn_case("attention flash d64 kv_len", 2, 130, 200, 2, 64, kvl2, false, LG_BF16);
+  t_attn_case("attention flash shared K/V (cross)", 2, 65, 96, 2, 128, NULL, true, LG_BF16);
+  int32_t kvl3[2] = {45, 1};
+  t_attn_case("attention fallback d40", 2, 33, 50, 2, 40, kvl3, false, LG_BF16);
+  t_attn_case("attention fallback f32 d128", 2, 21, 70, 2, 128, kvl, false, LG_F32);
+  int32_t kvl4[1] = {1560 * 3};
+  t_attn_case("attention flash long (3 frames)", 1, 300, 1560 * 3, 2, 128, kvl4, false, LG_BF16);
+}
+
+static void t_conv(void) {
+  if (!want("conv")) return;
+  struct {
+    const char *n;
+    int64_t T, H, W, Ci, Co, kt, kh, kw;
+    lg_conv_opts o;
+  } cs[] = {
+      {"conv3d patchify k(1,2,2) s(1,2,2)", 2, 6, 10, 16, 24, 1, 2, 2, {.stride = {1, 2, 2}}},
+      {"conv3d k3 causal pad",
+       3,
+       5,
+       7,
+       8,
+       12,
+       3,
+       3,
+       3,
+       {.pad_t_front = 2, .pad_h = {1, 1}, .pad_w = {1, 1}}},
+      {"conv2d k3 s2 pad r/b",
+       1,
+       9,
+       11,
+       8,
+       6,
+       1,
+       3,
+       3,
+       {.stride = {1, 2, 2}, .pad_h = {0, 1}, .pad_w = {0, 1}}},
+      {"conv3d 1x1x1", 2, 4, 5, 24, 40, 1, 1, 1, {.stride = {1, 1, 1}}},
+  };
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+    int64_t xs[4] = {cs[i].T, cs[i].H, cs[i].W, cs[i].Ci};
+    int64_t ws[5] = {cs[i].Co, cs[i].Ci, cs[i].kt, cs[i].kh, cs[i].kw}, bs[1] = {cs[i].Co};
+    const lg_conv_opts *o = &cs[i].o;
+    int st = o->stride[0] ? o->stride[0] : 1, sh = o->stride[1] ? o->stride[1] : 1,
+        sw = o->stride[2] ? o->stride[2] : 1;
+    int64_t To = (cs[i].T + o->pad_t_front + o->pad_t_back - cs[i].kt) / st + 1;
+    int64_t Ho = (cs[i].H + o->pad_h[0] + o->pad_h[1] - cs[i].kh) / sh + 1;
+    int64_t Wo = (cs[i].W + o->pad_w[0] + o->pad_w[1] - cs[i].kw) / sw + 1;
+    int64_t ys[4] = {To, Ho, Wo, cs[i].Co};
+    pair x = mk(LG_BF16, 4, xs, -1, 1), w = mk(LG_BF16, 5, ws, -0.3f, 0.3f),
+         b = mk(LG_BF16, 1, bs, -1, 1), y = mk_out(LG_BF16, 4, ys);
+    lg_tensor host = lg_tensor_make(NULL, w.h, LG_F32, 5, ws), wg, wc;
+    int rc = g_gpu->ops->load_weight(g_gpu, &wg, &host, LG_WEIGHT_CONV);
+    if (!rc) rc = g_cpu->ops->load_weight(g_cpu, &wc, &host, LG_WEIGHT_CONV);
+    if (!rc) rc = LG_OP(g_gpu, conv3d, &y.g, &x.g, &wg, &b.g, o);
+    if (!rc) rc = LG_OP(g_cpu, conv3d, &y.c, &x.c, &wc, &b.c, o);
+    char shape[64];
+    snprintf(shape, sizeof shape, "[%lld,%lld,%lld,%lld]->%lld", (long long)xs[0], (long long)xs[1],
+             (long long)xs[2], (long long)xs[3], (long long)cs[i].Co);
+    row(cs[i].n, shape, rc ? 0 : rel_err(&y.g, &y.c), TOL_GEMM, rc);
+    if (!rc) {
+      g_gpu->ops->free(g_gpu, wg.data);
+      g_cpu->ops->free(g_cpu, wc.data);
+    }
+    pfree(&x), pfree(&w), pfree(&b), pfree(&y);
+  }
+}
+
+static void t_misc(void) {
+  if (!want("upsample") && !want("cosine") && !want("sq_diff")) return;
+  int64_t xs[4] = {2, 3, 5, 7}, ys[4] = {2, 6, 10, 7};
+  pair x = mk(LG_BF16, 4, xs, -1, 1), y = mk_out(LG_BF16, 4, ys);
+  int rc = LG_OP(g_gpu, upsample2x, &y.g, &x.g);
+  if (!rc) rc = LG_OP(g_cpu, upsample2x, &y.c, &x.c);
+  row("upsample2x", "[2,3,5,7]", rc ? 0 : rel_err(&y.g, &y.c), TOL_ELEM, rc);
+  int64_t s2[2] = {33, 130};
+  pair a = mk(LG_BF16, 2, s2, -1, 1), b = mk(LG_BF16, 2, s2, -1, 1);
+  double cg = 0, cc = 0, qg = 0, qc = 0;
+  rc = LG_OP(g_gpu, axpby, &b.g, 0.5f, &a.g, 0.5f, &b.g); /* correlate a and b */
+  if (!rc) rc = LG_OP(g_cpu, axpby, &b.c, 0.5f, &a.c, 0.5f, &b.c);
+  if (!rc) rc = LG_OP(g_gpu, cosine_mean, &cg, &a.g, &b.g);
+  if (!rc) rc = LG_OP(g_cpu, cosine_mean, &cc, &a.c, &b.c);
+  row("cosine_mean", "[33,130]", rc ? 0 : fabs(cg - cc) / fabs(cc), TOL_ELEM, rc);
+  if (!rc) rc = LG_OP(g_gpu, sq_diff_sum, &qg, &a.g, &b.g);
+  if (!rc) rc = LG_OP(g_cpu, sq_diff_sum, &qc, &a.c, &b.c);
+  row("sq_diff_sum", "[33,130]", rc ? 0 : fabs(qg - qc) / fabs(qc), TOL_ELEM, rc);
+  pfree(&x), pfree(&y), pfree(&a), pfree(&b);
+}
+
+/* ---------------------------------------------------------------- tiny DiT sequence */
+
+typedef struct dit_side {
+  lg_backend *be;
+  lg_wan_dit *m;
+  lg_dit_ws *ws;
+  lg_kv_cache *kv;
+  lg_tensor x, v;
+} dit_side;
+
+static int dit_side_init(dit_side *s, lg_backend *be, lg_ckpt *ck, int rows, int cap, int lh,
+                         int lw, const float *ctx) {
+  char err[256];
+  memset(s, 0, sizeof *s);
+  s->be = be;
+  s->m = lg_wan_dit_load(be, ck, NULL, err, sizeof err);
+  if (!s->m) {
+    fprintf(stderr, "dit load on %s: %s\n", be->ops->name, err);
+    return LG_EFORMAT;
+  }
+  s->ws = lg_dit_ws_new(s->m, rows, lh, lw);
+  s->kv = lg_wan_dit_cache_new(s->m, rows, cap, lh, lw);
+  if (!s->ws || !s->kv) return LG_ENOMEM;
+  int rc = lg_kv_cache_clear(s->kv);
+  if (!rc) rc = lg_wan_dit_set_context(s->m, s->ws, s->kv, ctx);
+  return rc;
+}
+
+static void dit_side_free(dit_side *s) {
+  lg_tensor_free(&s->x);
+  lg_tensor_free(&s->v);
+  lg_kv_cache_free(&s->kv);
+  lg_dit_ws_free(&s->ws);
+  lg_wan_dit_free(&s->m);
+}
+
+static void t_dit(void) {
+  if (!want("dit")) return;
+  char path[] = "/tmp/lg_gpu_tiny_dit_XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) {
+    row("dit tiny: temp file", "-", 0, TOL_DIT, LG_EIO);
+    return;
+  }
+  close(fd);
+  int rc = lg_bench_write_random_ckpt("wan-dit", "tiny", path, 1234, LG_F32);
+  char err[256] = "";
+  lg_ckpt *ck = rc ? NULL : lg_ckpt_open(path, err, sizeof err);
+  unlink(path);
+  if (!ck) {
+    fprintf(stderr, "tiny dit checkpoint: %s\n", err);
+    row("dit tiny: checkpoint", "-", 0, TOL_DIT, rc ? rc : LG_EFORMAT);
+    return;
+  }
+  const int rows = 2, cap = 4, lh = 6, lw = 10; /* 3x5 = 15 tokens per frame */
+  const lg_wan_dit_config *cfg = NULL;
+  float *ctx = NULL;
+  dit_side c, g;
+  memset(&c, 0, sizeof c), memset(&g, 0, sizeof g);
+  {
+    lg_wan_dit_config cf;
+    rc = lg_wan_dit_read_config(ck, &cf, err, sizeof err);
+    if (rc) goto done;
+    ctx = rand_vals((int64_t)LG_DIT_TEXT_LEN * cf.text_dim, -1, 1);
+    for (int r = 20 * cf.text_dim; r < LG_DIT_TEXT_LEN * cf.text_dim; r++)
+      ctx[r] = 0.f; /* rows past a 20-token prompt are zero, as T5 gives them */
+  }
+  rc = dit_side_init(&c, g_cpu, ck, rows, cap, lh, lw, ctx);
+  if (!rc) rc = dit_side_init(&g, g_gpu, ck, rows, cap, lh, lw, ctx);
+  if (rc) goto done;
+  cfg = lg_wan_dit_get_config(g.m);
+  {
+    /* the sequence: fill slots 0..3 over four calls (row 1 one call behind, like the stream
+     * batch), then overwrite a non-sink slot, with timesteps and RoPE starts per row */
+    struct {
+      int F, kvf[2], slot[2][2], rope[2];
+      float t[2];
+    } calls[] = {
+        {1, {1, 1}, {{0}, {0}}, {0, 0}, {700, 500}},
+        {1, {2, 1}, {{1}, {0}}, {1, 0}, {700, 500}},
+        {2, {4, 3}, {{2, 3}, {1, 2}}, {2, 1}, {500, 400}},
+        {1, {4, 4}, {{3}, {3}}, {9, 4}, {400, 200}},
+    };
+    for (size_t ci = 0; ci < sizeof calls / sizeof calls[0]; ci++) {
+      int F = calls[ci].F;
+      int64_t sh[5] = {rows, F, lh, lw, 16};
+      lg_tensor_free(&c.x), lg_tensor_free(&c.v), lg_tensor_free(&g.x), lg_tensor_free(&g.v);
+      rc = lg_tensor_alloc(g_cpu, &c.x, g_cpu->act_dtype, 5, sh);
+      if (!rc) rc = lg_tensor_alloc(g_cpu, &c.v, g_cpu->act_dtype, 5, sh);
+      if (!rc) rc = lg_tensor_alloc(g_gpu, &g.x, g_gpu->act_dtype, 5, sh);
+      if (!rc) rc = lg_tensor_alloc(g_gpu, &g.v, g_gpu->act_dtype, 5, sh);
+      if (rc) goto done;
+      float *xh = rand_vals(lg_tensor_numel(&c.x), -1.5f, 1.5f);
+      rc = lg_tensor_upload_f32(&c.x, xh);
+      if (!rc) rc = lg_tensor_upload_f32(&g.x, xh);
+      free(xh);
+      if (rc) goto done;
+      lg_dit_row r[2];
+      memset(r, 0, sizeof r);
+      for (int b = 0; b < rows; b++) {
+        r[b].t = calls[ci].t[b];
+        r[b].rope_start = calls[ci].rope[b];
+        r[b].kv_frames = calls[ci].kvf[b];
+        for (int f = 0; f < F; f++)
+          r[b].slot[f] = calls[ci].slot[b][f];
+      }
+      rc = lg_wan_dit_forward(c.m, c.ws, c.kv, &c.x, r, &c.v);
+      if (!rc) rc = lg_wan_dit_forward(g.m, g.ws, g.kv, &g.x, r, &g.v);
+      char nm[64], shape[64];
+      snprintf(nm, sizeof nm, "dit tiny call %zu (v)", ci + 1);
+      snprintf(shape, sizeof shape, "B2 F%d %dx%d kv %d/%d", F, lh, lw, calls[ci].kvf[0],
+               calls[ci].kvf[1]);
+      row(nm, shape, rc ? 0 : rel_err(&g.v, &c.v), TOL_DIT, rc);
+      if (rc) goto done;
+    }
+    /* the caches must agree too: layer 0 and the last layer, K and V, row 1 */
+    for (int which = 0; which < 2; which++) {
+      int layer = which ? cfg->layers - 1 : 0;
+      lg_tensor kc = lg_kv_cache_slot(c.kv, layer, 0, 1, 2),
+                kg = lg_kv_cache_slot(g.kv, layer, 0, 1, 2);
+      lg_tensor vc = lg_kv_cache_slot(c.kv, layer, 1, 1, 2),
+                vg = lg_kv_cache_slot(g.kv, layer, 1, 1, 2);
+      char nm[64];
+      snprintf(nm, sizeof nm, "dit tiny cache K layer %d", layer);
+      row(nm, "row 1 slot 2", rel_err(&kg, &kc), TOL_DIT, 0);
+      snprintf(nm, sizeof nm, "dit tiny cache V layer %d", layer);
+      row(nm, "row 1 slot 2", rel_err(&vg, &vc), TOL_DIT, 0);
+    }
+  }
+done:
+  if (rc) row("dit tiny sequence", "-", 0, TOL_DIT, rc);
+  dit_side_free(&g);
+  dit_side_free(&c);
+  free(ctx);
+  lg_ckpt_free(&ck);
+}
+
+int main(int argc, char **argv) {
+  g_filter = argc > 1 ? argv[1] : NULL;
+  lg_log_set_level(LG_LOG_WARN);
+  if (lg_cuda_device_count() < 1) {
+    fprintf(stderr, "lg_gpu_tests: no CUDA device\n");
+    return 2;
+  }
+  g_cpu = lg_backend_new_cpu(0);
+  g_gpu = lg_backend_new_cuda(0);
+  if (!g_cpu || !g_gpu) {
+    fprintf(stderr, "lg_gpu_tests: cannot create the backends\n");
+    return 2;
+  }
+  lg_rng_seed(&g_rng, 20261124);
+  printf("lg_gpu_tests on %s: CUDA (bf16) vs CPU (fp32), error = ||gpu-cpu|| / ||cpu||\n\n",
+         lg_cuda_device_name(g_gpu));
+  printf("| %-34s | %-30s | %9s | %7s | %s |\n", "check", "shape", "error", "tol", "result");
+  printf("|%s|%s|%s|%s|%s|\n", "------------------------------------",
+         "--------------------------------", "-----------", "---------", "------");
+  t_copy();
+  t_matmul();
+  t_unary_axpby();
+  t_norms();
+  t_rope();
+  t_attention();
+  t_conv();
+  t_misc();
+  t_dit();
+  printf("\n%d checks, %d failed\n", g_run, g_fail);
+  lg_backend_free(&g_gpu);
+  lg_backend_free(&g_cpu);
+  return g_fail ? 1 : 0;
+}
