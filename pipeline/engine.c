@@ -1,0 +1,573 @@
+/* engine.c: the streaming engine (engine.h): backend, models (tiny random ones generated into
+ * the cache folder on first use), VAE encode -> motion-aware noise -> v2v stream batch (or the
+ * t2v block loop) -> VAE/TAEHV decode, prompt contexts with blending, parameters applied at
+ * chunk boundaries, per-chunk stats. Every call but set/get_params and get_stats runs on the
+ * GPU worker thread that created the engine; those three take the mutex. */
+#include "engine.h"
+
+#include "checkpoint.h"
+#include "model_spec.h"
+#include "stream.h"
+#include "taehv.h"
+#include "text_ctx.h"
+#include "wan_dit.h"
+#include "wan_vae.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_PUSH_FRAMES 5 /* v2v input frames per push */
+#define MAX_OUT_FRAMES 12 /* t2v: one block of 3 latents -> up to 12 frames */
+
+struct lg_engine {
+  lg_config cfg;
+  lg_backend *be;
+  lg_ckpt *dit_ck, *dit_over, *vae_ck, *taehv_ck;
+  lg_wan_dit *dit;
+  lg_wan_vae *vae;
+  lg_vae_stream *vs;
+  lg_taehv *taehv;
+  lg_taehv_stream *ts;
+  lg_stream *st;
+  bool t2v;
+  int W, H, lh, lw, text_dim;
+  lg_rng noise_rng;
+  /* buffers (backend) */
+  lg_tensor pix32, pix;   /* [5,H,W,3] f32 / act: input pixels in [-1,1] */
+  lg_tensor lat, mu;      /* [2,lh,lw,16] act: chunk latents; [1,lh,lw,16] one VAE call */
+  lg_tensor olat;         /* [3,lh,lw,16] act: emitted x0 */
+  lg_tensor opix, opix32; /* [4,H,W,3] act / f32: decoded frames */
+  float *hpix;            /* host [max(5,4)*H*W*3] floats */
+  /* contexts */
+  float *ctx_from, *ctx_to, *ctx_cur; /* [512*text_dim] */
+  double blend_s, blend_t;            /* blend length and output seconds into it */
+  bool blending;
+  /* state */
+  lg_engine_params cur;
+  double s_prev;       /* previous noise scale (motion-aware) */
+  uint8_t *last_frame; /* last input frame of the previous chunk (RGB24) */
+  bool have_last;
+  bool first_out_done;
+  double t_start;
+  /* thread-shared */
+  pthread_mutex_t mu_lock;
+  lg_engine_params pending;
+  bool have_pending;
+  lg_engine_stats stats;
+};
+
+static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (err && n) vsnprintf(err, n, fmt, ap);
+  va_end(ap);
+  return LG_EINVAL;
+}
+
+/* ---------------------------------------------------------------- tiny models */
+
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++)
+    h = (h ^ (uint8_t)*s) * 1099511628211ull;
+  return h;
+}
+
+typedef struct gen_ctx {
+  const lg_tensor_spec *specs;
+  uint64_t seed;
+  lg_rng rng;
+} gen_ctx;
+
+/* Same values as `livegen init-model --arch A --preset tiny --seed S` (f32). */
+static int gen_fill(void *user, int i, size_t offset, void *buf, size_t nbytes) {
+  gen_ctx *g = user;
+  const lg_tensor_spec *s = &g->specs[i];
+  if (offset == 0) lg_rng_seed(&g->rng, g->seed ^ fnv1a(s->name));
+  float *p = buf;
+  for (size_t k = 0; k < nbytes / 4; k++)
+    p[k] = s->mean + (s->std != 0.0f ? s->std * (float)lg_rng_normal(&g->rng) : 0.0f);
+  return 0;
+}
+
+static int mkdirs(const char *path) {
+  char tmp[LG_PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+  return 0;
+}
+
+static void cache_dir(const lg_config *cfg, char *out, size_t n) {
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  if (cfg->model.cache_dir[0])
+    snprintf(out, n, "%s", cfg->model.cache_dir);
+  else if (xdg && xdg[0])
+    snprintf(out, n, "%s/livegen", xdg);
+  else
+    snprintf(out, n, "%s/.cache/livegen", home && home[0] ? home : "/tmp");
+}
+
+/* Opens `path`, or for "tiny" the tiny random model of `arch` in the cache dir (written to a
+ * temporary name and renamed, so a half-written file is never seen). */
+static lg_ckpt *open_model(const lg_config *cfg, const char *path, const char *arch, char *err,
+                           size_t n) {
+  char dir[LG_PATH_MAX], file[LG_PATH_MAX + 128], tmp[LG_PATH_MAX + 160];
+  if (strcmp(path, "tiny")) {
+    lg_ckpt *c = lg_ckpt_open(path, err, n);
+    if (!c) {
+      char e2[512];
+      snprintf(e2, sizeof e2, "%s", err);
+      fail(err, n, "%s: %s", path, e2);
+    }
+    return c;
+  }
+  cache_dir(cfg, dir, sizeof dir);
+  snprintf(file, sizeof file, "%s/%s-tiny-seed%llu.safetensors", dir, arch, cfg->model.seed);
+  if (access(file, R_OK)) {
+    lg_tensor_spec *specs = NULL;
+    int ns = 0;
+    if (lg_model_spec(arch, "tiny", &specs, &ns, err, n)) return NULL;
+    const char **names = malloc(sizeof *names * (size_t)ns);
+    lg_tensor *ts = malloc(sizeof *ts * (size_t)ns);
+    int e = LG_ENOMEM;
+    if (names && ts && !mkdirs(dir)) {
+      for (int i = 0; i < ns; i++) {
+        names[i] = specs[i].name;
+        ts[i] = lg_tensor_make(NULL, NULL, LG_F32, specs[i].ndim, specs[i].shape);
+      }
+      snprintf(tmp, sizeof tmp, "%s.tmp%ld", file, (long)getpid());
+      gen_ctx g = {.specs = specs, .seed = cfg->model.seed};
+      e = lg_safetensors_write_fill(tmp, names, ts, ns, NULL, 0, gen_fill, &g);
+      if (!e && rename(tmp, file)) e = LG_EIO;
+      if (e) unlink(tmp);
+    }
+    free(names);
+    free(ts);
+    free(specs);
+    if (e) {
+      fail(err, n, "cannot write the tiny %s model to %s: %s", arch, file, lg_strerror(e));
+      return NULL;
+    }
+    LG_INFO("engine", "generated tiny %s model %s", arch, file);
+  }
+  lg_ckpt *c = lg_ckpt_open(file, err, n);
+  if (!c) {
+    char e2[512];
+    snprintf(e2, sizeof e2, "%s", err);
+    fail(err, n, "%s: %s", file, e2);
+  }
+  return c;
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static int build_stream(lg_engine *e, int steps, char *err, size_t n) {
+  lg_stream_free(&e->st);
+  const lg_engine_config *c = &e->cfg.engine;
+  lg_stream_opts o = {.t2v = e->t2v,
+                      .steps = steps,
+                      .shift = c->shift,
+                      .kv_frames = c->kv_frames,
+                      .sink_frames = c->sink_frames,
+                      .adapt_sink = c->adapt_sink,
+                      .lat_h = e->lh,
+                      .lat_w = e->lw};
+  lg_flow_sched sched;
+  if (lg_flow_sched_init(&sched, c->shift)) return fail(err, n, "engine: bad shift %g", c->shift);
+  for (int i = 0; i < steps; i++) {
+    double t = i < c->n_step_list ? c->step_list[i] : c->step_list[c->n_step_list - 1];
+    /* t2v (Self-Forcing) warps its steps through the shifted schedule; v2v uses them raw */
+    o.step_list[i] = e->t2v ? lg_flow_sched_warp(&sched, t) : t;
+  }
+  e->st = lg_stream_new(e->dit, &o, err, n);
+  if (!e->st) return LG_EINVAL;
+  if (lg_stream_set_context(e->st, e->ctx_cur) < 0)
+    return fail(err, n, "engine: setting the text context failed");
+  return 0;
+}
+
+static int alloc4(lg_engine *e, lg_tensor *t, lg_dtype dt, int64_t a, int64_t b, int64_t c,
+                  int64_t d) {
+  int64_t s[4] = {a, b, c, d};
+  return lg_tensor_alloc(e->be, t, dt, 4, s);
+}
+
+lg_engine *lg_engine_new(const lg_config *cfg, char *err, size_t n) {
+  lg_engine *e = calloc(1, sizeof *e);
+  if (!e) {
+    fail(err, n, "engine: out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&e->mu_lock, NULL);
+  e->cfg = *cfg;
+  const lg_engine_config *c = &cfg->engine;
+  e->t2v = !strcmp(c->mode, "t2v");
+  e->W = c->width;
+  e->H = c->height;
+  if (e->W % 16 || e->H % 16 || e->W < 16 || e->H < 16) {
+    fail(err, n, "engine: width and height must be multiples of 16 (got %dx%d)", e->W, e->H);
+    goto fail;
+  }
+  e->lh = e->H / 8;
+  e->lw = e->W / 8;
+  if (lg_text_ctx_check_encoder(cfg->model.text_encoder, err, n)) goto fail;
+  if (!strcmp(c->backend, "cpu"))
+    e->be = lg_backend_new_cpu(c->threads);
+  else
+    e->be = lg_backend_new_by_name(c->backend);
+  if (!e->be) {
+    fail(err, n, "engine: cannot create backend '%s'", c->backend);
+    goto fail;
+  }
+  snprintf(e->stats.device, sizeof e->stats.device, "%s", e->be->ops->name);
+  /* DiT */
+  if (!(e->dit_ck = open_model(cfg, cfg->model.dit, "wan-dit", err, n))) goto fail;
+  if (cfg->model.dit_weights[0] && !(e->dit_over = lg_ckpt_open(cfg->model.dit_weights, err, n)))
+    goto fail;
+  if (!(e->dit = lg_wan_dit_load(e->be, e->dit_ck, e->dit_over, err, n))) goto fail;
+  e->text_dim = lg_wan_dit_get_config(e->dit)->text_dim;
+  lg_ckpt_free(&e->dit_over);
+  lg_ckpt_free(&e->dit_ck);
+  /* VAE: the encoder for v2v, the decoder unless TAEHV decodes */
+  bool taehv = !strcmp(cfg->model.decoder, "taehv");
+  if (!e->t2v || !taehv) {
+    if (!(e->vae_ck = open_model(cfg, cfg->model.vae, "wan-vae", err, n))) goto fail;
+    if (!(e->vae = lg_wan_vae_load(e->be, e->vae_ck, err, n))) goto fail;
+    lg_ckpt_free(&e->vae_ck);
+    if (!(e->vs = lg_vae_stream_new(e->vae, e->H, e->W))) {
+      fail(err, n, "engine: cannot create the VAE stream for %dx%d", e->W, e->H);
+      goto fail;
+    }
+  }
+  if (taehv) {
+    if (!(e->taehv_ck = open_model(cfg, cfg->model.taehv, "taehv", err, n))) goto fail;
+    if (!(e->taehv = lg_taehv_load(e->be, e->taehv_ck, err, n))) goto fail;
+    lg_ckpt_free(&e->taehv_ck);
+    if (!(e->ts = lg_taehv_stream_new(e->taehv, e->H, e->W))) {
+      fail(err, n, "engine: cannot create the TAEHV stream for %dx%d", e->W, e->H);
+      goto fail;
+    }
+  }
+  /* contexts */
+  size_t cn = (size_t)LG_TEXT_CTX_LEN * (size_t)e->text_dim;
+  e->ctx_from = malloc(cn * sizeof(float));
+  e->ctx_to = malloc(cn * sizeof(float));
+  e->ctx_cur = malloc(cn * sizeof(float));
+  e->hpix = malloc((size_t)MAX_PUSH_FRAMES * e->W * e->H * 3 * sizeof(float));
+  e->last_frame = malloc((size_t)e->W * e->H * 3);
+  if (!e->ctx_from || !e->ctx_to || !e->ctx_cur || !e->hpix || !e->last_frame) {
+    fail(err, n, "engine: out of memory");
+    goto fail;
+  }
+  lg_text_ctx_hash(c->prompt, e->text_dim, e->ctx_cur);
+  /* params */
+  snprintf(e->cur.prompt, sizeof e->cur.prompt, "%s", c->prompt);
+  e->cur.noise_scale = c->noise_scale;
+  e->cur.steps = c->steps;
+  e->cur.seed = c->seed;
+  e->cur.blend_s = c->prompt_blend_s;
+  e->cur.paused = false;
+  lg_rng_seed(&e->noise_rng, c->seed);
+  lg_dtype ad = e->be->act_dtype;
+  if (alloc4(e, &e->pix32, LG_F32, MAX_PUSH_FRAMES, e->H, e->W, 3) ||
+      alloc4(e, &e->pix, ad, MAX_PUSH_FRAMES, e->H, e->W, 3) ||
+      alloc4(e, &e->lat, ad, 2, e->lh, e->lw, 16) || alloc4(e, &e->mu, ad, 1, e->lh, e->lw, 16) ||
+      alloc4(e, &e->olat, ad, LG_T2V_BLOCK, e->lh, e->lw, 16) ||
+      alloc4(e, &e->opix, ad, 4, e->H, e->W, 3) ||
+      alloc4(e, &e->opix32, LG_F32, 4, e->H, e->W, 3)) {
+    fail(err, n, "engine: cannot allocate frame buffers on the backend");
+    goto fail;
+  }
+  if (build_stream(e, c->steps, err, n)) goto fail;
+  e->s_prev = c->noise_scale;
+  e->t_start = lg_now();
+  return e;
+fail:
+  lg_engine_free(&e);
+  return NULL;
+}
+
+void lg_engine_free(lg_engine **pe) {
+  if (!pe || !*pe) return;
+  lg_engine *e = *pe;
+  lg_stream_free(&e->st);
+  lg_vae_stream_free(&e->vs);
+  lg_wan_vae_free(&e->vae);
+  lg_taehv_stream_free(&e->ts);
+  lg_taehv_free(&e->taehv);
+  lg_wan_dit_free(&e->dit);
+  lg_ckpt_free(&e->dit_ck);
+  lg_ckpt_free(&e->dit_over);
+  lg_ckpt_free(&e->vae_ck);
+  lg_ckpt_free(&e->taehv_ck);
+  lg_tensor *ts[] = {&e->pix32, &e->pix, &e->lat, &e->mu, &e->olat, &e->opix, &e->opix32};
+  for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+    lg_tensor_free(ts[i]);
+  lg_backend_free(&e->be);
+  free(e->ctx_from);
+  free(e->ctx_to);
+  free(e->ctx_cur);
+  free(e->hpix);
+  free(e->last_frame);
+  pthread_mutex_destroy(&e->mu_lock);
+  free(e);
+  *pe = NULL;
+}
+
+int lg_engine_frames_needed(const lg_engine *e) {
+  if (e->t2v) return 0;
+  return lg_stream_chunks(e->st) == 0 ? 5 : 4;
+}
+
+void lg_engine_frame_size(const lg_engine *e, int *width, int *height) {
+  *width = e->W;
+  *height = e->H;
+}
+
+/* ---------------------------------------------------------------- params */
+
+static int check_params(const lg_engine_params *p, char *err, size_t n) {
+  if (!(p->noise_scale >= 0.0 && p->noise_scale <= 1.0))
+    return fail(err, n, "noise_scale %g must be in [0,1]", p->noise_scale);
+  if (p->steps < 1 || p->steps > LG_MAX_STEPS)
+    return fail(err, n, "steps %d must be 1..%d", p->steps, LG_MAX_STEPS);
+  if (!(p->blend_s >= 0.0 && p->blend_s <= 600.0))
+    return fail(err, n, "blend_s %g must be in [0,600]", p->blend_s);
+  if (!memchr(p->prompt, 0, sizeof p->prompt)) return fail(err, n, "prompt is not terminated");
+  return 0;
+}
+
+int lg_engine_set_params(lg_engine *e, const lg_engine_params *p, char *err, size_t n) {
+  int rc = check_params(p, err, n);
+  if (rc) return rc;
+  pthread_mutex_lock(&e->mu_lock);
+  e->pending = *p;
+  e->have_pending = true;
+  pthread_mutex_unlock(&e->mu_lock);
+  return 0;
+}
+
+void lg_engine_get_params(lg_engine *e, lg_engine_params *p) {
+  pthread_mutex_lock(&e->mu_lock);
+  *p = e->have_pending ? e->pending : e->cur;
+  pthread_mutex_unlock(&e->mu_lock);
+}
+
+void lg_engine_get_stats(lg_engine *e, lg_engine_stats *s) {
+  pthread_mutex_lock(&e->mu_lock);
+  *s = e->stats;
+  pthread_mutex_unlock(&e->mu_lock);
+}
+
+static int reset_state(lg_engine *e) {
+  int err = lg_stream_reset(e->st);
+  if (!err && e->vs) err = lg_vae_stream_reset(e->vs);
+  if (!err && e->ts) err = lg_taehv_stream_reset(e->ts);
+  e->have_last = false;
+  e->s_prev = e->cur.noise_scale;
+  e->first_out_done = false;
+  e->t_start = lg_now();
+  return err;
+}
+
+int lg_engine_reset(lg_engine *e) {
+  return reset_state(e);
+}
+
+/* Chunk boundary: pending parameters take effect. */
+static int apply_pending(lg_engine *e) {
+  lg_engine_params p;
+  pthread_mutex_lock(&e->mu_lock);
+  bool have = e->have_pending;
+  if (have) p = e->pending;
+  e->have_pending = false;
+  pthread_mutex_unlock(&e->mu_lock);
+  if (!have) return 0;
+  int err = 0;
+  if (strcmp(p.prompt, e->cur.prompt)) {
+    size_t cn = (size_t)LG_TEXT_CTX_LEN * (size_t)e->text_dim;
+    memcpy(e->ctx_from, e->ctx_cur, cn * sizeof(float));
+    lg_text_ctx_hash(p.prompt, e->text_dim, e->ctx_to);
+    e->blend_s = p.blend_s;
+    e->blend_t = 0.0;
+    e->blending = true;
+  }
+  if (p.seed != e->cur.seed) lg_rng_seed(&e->noise_rng, p.seed);
+  bool rebuild = p.steps != e->cur.steps;
+  e->cur = p;
+  if (rebuild) {
+    char msg[256];
+    err = build_stream(e, p.steps, msg, sizeof msg);
+    if (err) {
+      LG_ERR("engine", "%s", msg);
+      return err;
+    }
+    err = reset_state(e);
+  }
+  return err;
+}
+
+/* Advances the prompt blend by dt seconds of output and refreshes the context. */
+static int blend_step(lg_engine *e, double dt) {
+  if (!e->blending) return 0;
+  size_t cn = (size_t)LG_TEXT_CTX_LEN * (size_t)e->text_dim;
+  e->blend_t += dt;
+  double a = e->blend_s > 0 ? e->blend_t / e->blend_s : 1.0;
+  if (a >= 1.0) {
+    memcpy(e->ctx_cur, e->ctx_to, cn * sizeof(float));
+    e->blending = false;
+  } else {
+    lg_text_ctx_blend(e->ctx_from, e->ctx_to, a, cn, e->ctx_cur);
+  }
+  return lg_stream_set_context(e->st, e->ctx_cur);
+}
+
+/* ---------------------------------------------------------------- push */
+
+static int noise_rng(void *user, int chunk, int step, float *out, size_t n) {
+  (void)chunk;
+  (void)step;
+  lg_engine *e = user;
+  for (size_t i = 0; i < n; i++)
+    out[i] = (float)lg_rng_normal(&e->noise_rng);
+  return 0;
+}
+
+/* MODELS.md 3: d = clamp(max_f rms(x_f - x_{f-1}) / 0.2, 0, 1) over consecutive frames in
+ * [-1,1] (the previous chunk's last frame first), s = 0.9*(s0 - 0.1 d) + 0.1 s_prev. */
+static double motion_scale(lg_engine *e, const uint8_t *const *in, int n_in) {
+  size_t px = (size_t)e->W * e->H * 3;
+  double dmax = 0.0;
+  for (int f = e->have_last ? 0 : 1; f < n_in; f++) {
+    const uint8_t *a = f == 0 ? e->last_frame : in[f - 1], *b = in[f];
+    double acc = 0.0;
+    for (size_t i = 0; i < px; i++) {
+      double d = ((double)b[i] - (double)a[i]) * (2.0 / 255.0);
+      acc += d * d;
+    }
+    double r = sqrt(acc / (double)px);
+    if (r > dmax) dmax = r;
+  }
+  double d = dmax / 0.2;
+  if (d > 1.0) d = 1.0;
+  double s = 0.9 * (e->cur.noise_scale - 0.1 * d) + 0.1 * e->s_prev;
+  if (s < 0.0) s = 0.0;
+  if (s > 1.0) s = 1.0;
+  return s;
+}
+
+/* Decodes nf latent frames of e->olat into RGB24 out buffers; returns frames written. */
+static int decode_out(lg_engine *e, int nf, uint8_t *const *out, int max_out, double *ms) {
+  double t0 = lg_now();
+  int written = 0;
+  size_t px = (size_t)e->W * e->H * 3;
+  for (int f = 0; f < nf; f++) {
+    lg_tensor z = lg_tensor_narrow(&e->olat, 0, f, 1);
+    /* the decoder gives 1 frame on its first call after a reset, then 4 */
+    int T = e->first_out_done || f > 0 ? 4 : 1;
+    lg_tensor x = lg_tensor_narrow(&e->opix, 0, 0, T);
+    int err = e->ts ? lg_taehv_decode(e->ts, &z, &x) : lg_wan_vae_decode(e->vs, &z, &x);
+    if (err < 0) return err;
+    lg_tensor x32 = lg_tensor_narrow(&e->opix32, 0, 0, T);
+    err = LG_OP(e->be, copy, &x32, &x);
+    if (!err) err = lg_tensor_download(&x32, e->hpix);
+    if (err < 0) return err;
+    for (int k = 0; k < T && written < max_out; k++, written++) {
+      const float *src = e->hpix + (size_t)k * px;
+      for (size_t i = 0; i < px; i++) {
+        double v = (src[i] + 1.0) * 127.5;
+        out[written][i] = v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)lrint(v);
+      }
+    }
+  }
+  if (nf > 0) e->first_out_done = true;
+  *ms = (lg_now() - t0) * 1e3;
+  return written;
+}
+
+int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *const *out,
+                   int max_out) {
+  double t_total = lg_now();
+  int err = apply_pending(e);
+  if (err) return err;
+  if (e->cur.paused) return 0;
+  double ms_enc = 0, ms_dit = 0, ms_dec = 0;
+  int nf = 0, written = 0;
+  if (e->t2v) {
+    double t0 = lg_now();
+    nf = lg_stream_next_t2v(e->st, noise_rng, e, &e->olat);
+    if (nf < 0) return nf;
+    ms_dit = (lg_now() - t0) * 1e3;
+  } else {
+    int need = lg_engine_frames_needed(e);
+    if (!in || n_in != need) {
+      LG_ERR("engine", "push: %d input frames, this chunk needs %d", n_in, need);
+      return LG_EINVAL;
+    }
+    double t0 = lg_now();
+    size_t px = (size_t)e->W * e->H * 3;
+    for (int f = 0; f < n_in; f++)
+      for (size_t i = 0; i < px; i++)
+        e->hpix[(size_t)f * px + i] = (float)(in[f][i] * (2.0 / 255.0) - 1.0);
+    lg_tensor p32 = lg_tensor_narrow(&e->pix32, 0, 0, n_in),
+              p = lg_tensor_narrow(&e->pix, 0, 0, n_in);
+    err = lg_tensor_upload(&p32, e->hpix);
+    if (!err) err = LG_OP(e->be, copy, &p, &p32);
+    /* first chunk: encode frame 0 alone (1 latent), then frames 1-4 (1 latent) */
+    int F = n_in == 5 ? 2 : 1, f0 = 0;
+    for (int l = 0; !err && l < F; l++) {
+      int T = (n_in == 5 && l == 0) ? 1 : 4;
+      lg_tensor xs = lg_tensor_narrow(&e->pix, 0, f0, T);
+      err = lg_wan_vae_encode(e->vs, &xs, &e->mu);
+      lg_tensor dst = lg_tensor_narrow(&e->lat, 0, l, 1);
+      if (!err) err = LG_OP(e->be, copy, &dst, &e->mu);
+      f0 += T;
+    }
+    if (err) return err;
+    double s = e->cfg.engine.motion_noise ? motion_scale(e, in, n_in) : e->cur.noise_scale;
+    e->s_prev = s;
+    memcpy(e->last_frame, in[n_in - 1], px);
+    e->have_last = true;
+    ms_enc = (lg_now() - t0) * 1e3;
+    t0 = lg_now();
+    int oc = -1;
+    lg_tensor lat = lg_tensor_narrow(&e->lat, 0, 0, F);
+    nf = lg_stream_push_v2v(e->st, &lat, s, noise_rng, e, &e->olat, &oc);
+    if (nf < 0) return nf;
+    ms_dit = (lg_now() - t0) * 1e3;
+  }
+  if (nf > 0) {
+    written = decode_out(e, nf, out, max_out, &ms_dec);
+    if (written < 0) return written;
+    err = blend_step(e, written / (e->cfg.engine.fps > 0 ? e->cfg.engine.fps : 16.0));
+    if (err) return err;
+  }
+  pthread_mutex_lock(&e->mu_lock);
+  e->stats.chunks++;
+  e->stats.frames_in += (uint64_t)(e->t2v ? 0 : n_in);
+  e->stats.frames_out += (uint64_t)written;
+  e->stats.ms_encode = ms_enc;
+  e->stats.ms_dit = ms_dit;
+  e->stats.ms_decode = ms_dec;
+  e->stats.ms_total = (lg_now() - t_total) * 1e3;
+  if (written > 0 && e->stats.ttff_s == 0.0) e->stats.ttff_s = lg_now() - e->t_start;
+  size_t mem = lg_stream_bytes(e->st) + (e->vs ? lg_vae_stream_bytes(e->vs) : 0) +
+               (e->ts ? lg_taehv_stream_bytes(e->ts) : 0);
+  if (mem > e->stats.mem_peak_bytes) e->stats.mem_peak_bytes = mem;
+  pthread_mutex_unlock(&e->mu_lock);
+  return written;
+}
