@@ -11,9 +11,9 @@
 
 #include <stdlib.h>
 
-int lg_backend_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q,
-                              const lg_tensor *k, const lg_tensor *v, const lg_tensor *bias,
-                              const int32_t *kv_len, float scale) {
+int lg_backend_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                              const lg_tensor *v, const lg_tensor *bias, const int32_t *kv_len,
+                              float scale) {
   if (!be || !be->ops) {
     LG_ERR("backend", "attention_bias: no backend");
     return LG_EINVAL;
