@@ -23,6 +23,7 @@ typedef struct st_source {
   int width, height, fps, keyint;
   int frames;        /* how many to produce */
   bool close_at_end; /* close the ring after the last frame */
+  atomic_bool stop;  /* set to end early */
   /* results */
   atomic_int written; /* access units written */
   atomic_int keyframes;
@@ -70,7 +71,7 @@ static inline void *st_source_main(void *user) {
   size_t stride = (size_t)s->width * 3;
   uint8_t *rgb = malloc(stride * (size_t)s->height);
   double t0 = lg_now();
-  for (int i = 0; i < s->frames && rgb; i++) {
+  for (int i = 0; i < s->frames && rgb && !atomic_load(&s->stop); i++) {
     for (int y = 0; y < s->height; y++)
       for (int x = 0; x < s->width; x++) {
         uint8_t *p = rgb + (size_t)y * stride + (size_t)x * 3;
