@@ -39,6 +39,7 @@ static int probe(int argc, char **argv) {
   if (!strcmp(kind, "dit")) return lg_cmd_probe_dit(argc - 1, argv + 1);
   if (!strcmp(kind, "stream")) return lg_cmd_probe_stream(argc - 1, argv + 1);
   if (!strcmp(kind, "compare")) return lg_cmd_probe_compare(argc - 1, argv + 1);
+  if (!strcmp(kind, "umt5")) return lg_cmd_probe_umt5(argc - 1, argv + 1);
   if (!strcmp(kind, "vae-encode") || !strcmp(kind, "vae-decode") || !strcmp(kind, "taehv-decode"))
     return lg_cmd_probe_vae(argc - 1, argv + 1);
   fprintf(stderr, "livegen probe: unknown kind '%s'\n", kind);
