@@ -152,7 +152,7 @@ describe(`page against ${against}`, () => {
     assert.equal(await page.textContent('#stat-gpu'), st.gpu.name);
     assert.match(await page.textContent('#stat-latency'), /\d+ (ms|s)$/);
     fs.mkdirSync(OUT, { recursive: true });
-    await page.screenshot({ path: path.join(OUT, 'page.png') });
+    await page.screenshot({ path: path.join(OUT, 'page.png'), fullPage: true });
   });
 
   test('a prompt typed and applied with the keyboard reaches GET /api/v1/status', T, async () => {
@@ -329,6 +329,23 @@ describe(`page against ${against}`, () => {
     assert.equal(await page.getAttribute('#error', 'role'), 'alert');
     assert.equal(await page.getAttribute('#notice', 'aria-live'), 'polite');
     assert.equal(await page.getAttribute('#publish-info', 'aria-live'), 'polite');
+  });
+
+  test('fullscreen from the button and from the F key', T, async () => {
+    await page.click('#fullscreen');
+    await until(() => page.evaluate(() => document.fullscreenElement && document.fullscreenElement.id === 'theater'), 5000, 'the video in fullscreen');
+    await until(async () => (await page.textContent('#fullscreen')) === 'Exit fullscreen', 5000, 'the button to say Exit fullscreen');
+    await page.click('#fullscreen');
+    await until(() => page.evaluate(() => !document.fullscreenElement), 5000, 'fullscreen to end');
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await page.keyboard.press('f');
+    await until(() => page.evaluate(() => document.fullscreenElement && document.fullscreenElement.id === 'theater'), 5000, 'fullscreen from the F key');
+    await page.keyboard.press('f');
+    await until(() => page.evaluate(() => !document.fullscreenElement), 5000, 'fullscreen to end from the F key');
+    // Typing an "f" in the prompt must not toggle fullscreen.
+    await page.focus('#prompt');
+    await page.keyboard.press('f');
+    assert.equal(await page.evaluate(() => document.fullscreenElement), null);
   });
 
   test('fits a phone-width screen without sideways scrolling', T, async () => {

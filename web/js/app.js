@@ -17,6 +17,7 @@ const el = {
   connText: $('conn-text'),
   gpuSummary: $('gpu-summary'),
   stage: $('stage'),
+  theater: $('theater'),
   paneInput: $('pane-input'),
   inputCanvas: $('input-canvas'),
   outputCanvas: $('output-canvas'),
@@ -290,9 +291,10 @@ async function applyParams(params, what) {
     showError(errs.join(' '));
     return false;
   }
-  for (const k of Object.keys(params)) app.dirty.add(k);
   try {
     const ack = await app.control.setParams(params);
+    // Applied: from now on the server's value is the truth for these fields. (On failure
+    // they stay dirty, so that what the user typed is not overwritten while they fix it.)
     for (const k of Object.keys(params)) app.dirty.delete(k);
     if (ack && ack.params && typeof ack.params === 'object') {
       app.view = { ...app.view, params: ack.params };
@@ -304,8 +306,6 @@ async function applyParams(params, what) {
   } catch (e) {
     showError(e.message);
     return false;
-  } finally {
-    for (const k of Object.keys(params)) app.dirty.delete(k);
   }
 }
 
@@ -325,8 +325,9 @@ el.prompt.addEventListener('keydown', (ev) => {
     el.promptForm.requestSubmit();
   }
 });
-el.prompt.addEventListener('input', () => app.dirty.add('prompt'));
-el.prompt.addEventListener('blur', () => app.dirty.delete('prompt'));
+// A field the user has touched is not overwritten by status pushes until it is applied.
+for (const [key, input] of [['prompt', el.prompt], ['blend', el.blend], ['steps', el.steps], ['seed', el.seed]])
+  input.addEventListener('input', () => app.dirty.add(key));
 el.genForm.addEventListener('submit', (ev) => ev.preventDefault());
 
 let strengthTimer = 0;
@@ -467,7 +468,7 @@ el.transport.addEventListener('change', () => {
 
 function toggleFullscreen() {
   if (document.fullscreenElement) document.exitFullscreen();
-  else if (el.stage.requestFullscreen) el.stage.requestFullscreen().catch((e) => showError(`Fullscreen is not available: ${e.message}`));
+  else if (el.theater.requestFullscreen) el.theater.requestFullscreen().catch((e) => showError(`Fullscreen is not available: ${e.message}`));
 }
 el.fullscreen.addEventListener('click', toggleFullscreen);
 document.addEventListener('keydown', (ev) => {
