@@ -43,8 +43,9 @@ struct lg_ingest {
   pthread_mutex_t mu; /* guards everything below and the wait on cv */
   pthread_cond_t cv;  /* wakes the supervisor's backoff sleep on stop */
   lg_ingest_status st;
-  GstElement *appsrc; /* current ws/rtmp-listen appsrc (new reference) or NULL */
-  bool got_frame;     /* a frame arrived since the pipeline was built */
+  GstElement *appsrc;   /* current ws/rtmp-listen appsrc (new reference) or NULL */
+  bool got_frame;       /* a frame arrived since the pipeline was built */
+  uint64_t whip_pushed; /* whip: ring pushes seen by the last _get_status */
 
   /* rtmp-listen reader (one per pipeline instance) */
   pthread_t reader;
@@ -82,14 +83,15 @@ static bool starts_with(const char *s, const char *p) {
   return strncmp(s, p, strlen(p)) == 0;
 }
 
-/* rtmp-listen:[HOST:]PORT/APP/KEY -> rtmp://HOST:PORT/APP/KEY. Only [A-Za-z0-9._-] in the
- * path parts so the URL cannot carry options. */
+/* rtmp-listen:[HOST:]PORT[/APP/KEY] -> rtmp://HOST:PORT/APP/KEY (default live/stream). Only
+ * [A-Za-z0-9._-] in APP and KEY so the URL cannot carry options. FFmpeg's server accepts a
+ * publisher whatever app/key it names (it only logs the mismatch): the key is no secret. */
 static int parse_rtmp_listen(const char *spec, char *url, size_t n) {
   char host[64] = "127.0.0.1";
   const char *p = spec;
   const char *slash = strchr(p, '/');
-  if (!slash) return LG_EINVAL;
-  const char *colon = memchr(p, ':', (size_t)(slash - p));
+  const char *port_end = slash ? slash : p + strlen(p);
+  const char *colon = memchr(p, ':', (size_t)(port_end - p));
   if (colon) {
     size_t hl = (size_t)(colon - p);
     if (hl == 0 || hl >= sizeof(host)) return LG_EINVAL;
@@ -101,8 +103,8 @@ static int parse_rtmp_listen(const char *spec, char *url, size_t n) {
   }
   char *end = NULL;
   long port = strtol(p, &end, 10);
-  if (end != slash || port < 1 || port > 65535) return LG_EINVAL;
-  const char *path = slash + 1;
+  if (end != port_end || end == p || port < 1 || port > 65535) return LG_EINVAL;
+  const char *path = slash ? slash + 1 : "live/stream";
   int slashes = 0;
   for (const char *c = path; *c; c++) {
     if (*c == '/') {
@@ -513,7 +515,7 @@ lg_ingest *lg_ingest_new(const char *uri, int width, int height, double fps, lg_
   if (parse_uri(uri, &in->kind, in->arg, sizeof(in->arg)) < 0) {
     LG_ERR(MOD,
            "unknown or invalid input URI `%s` (test:, file:, v4l2:, rtmp://, srt://, "
-           "rtmp-listen:PORT/APP/KEY, ws, whip)",
+           "rtmp-listen:PORT[/APP/KEY], ws, whip)",
            uri ? uri : "(null)");
     free(in);
     return NULL;
@@ -538,7 +540,10 @@ lg_ingest *lg_ingest_new(const char *uri, int width, int height, double fps, lg_
   pthread_cond_init(&in->cv, &ca);
   pthread_condattr_destroy(&ca);
   if (in->kind == LG_INGEST_KIND_WHIP) {
-    in->st.state = LG_INGEST_STATE_WAITING; /* streaming/webrtc.c pushes into the ring */
+    lg_frame_ring_stats rs; /* streaming/webrtc.c pushes into the ring; count from here on */
+    lg_frame_ring_get_stats(ring, &rs);
+    in->whip_pushed = rs.pushed;
+    in->st.state = LG_INGEST_STATE_WAITING;
     return in;
   }
   if (in->kind == LG_INGEST_KIND_FILE) {
@@ -600,6 +605,19 @@ int lg_ingest_push_jpeg(lg_ingest *in, const uint8_t *data, size_t len) {
 void lg_ingest_get_status(lg_ingest *in, lg_ingest_status *st) {
   if (!in || !st) return;
   pthread_mutex_lock(&in->mu);
+  if (in->kind == LG_INGEST_KIND_WHIP) { /* webrtc.c pushes: judge by the ring's counters */
+    lg_frame_ring_stats rs;
+    lg_frame_ring_get_stats(in->ring, &rs);
+    double now = lg_now();
+    if (rs.pushed != in->whip_pushed) {
+      in->st.frames += rs.pushed - in->whip_pushed;
+      in->whip_pushed = rs.pushed;
+      in->st.last_frame_t = now;
+    }
+    in->st.state = in->st.last_frame_t > 0 && now - in->st.last_frame_t < 2.0
+                       ? LG_INGEST_STATE_RUNNING
+                       : LG_INGEST_STATE_WAITING;
+  }
   *st = in->st;
   pthread_mutex_unlock(&in->mu);
 }

@@ -8,8 +8,11 @@
  *   v4l2:/dev/videoN       a webcam (raw or MJPEG, via decodebin)
  *   rtmp://... rtmps://... pull from an RTMP server (uridecodebin)
  *   srt://HOST:PORT[?mode=caller|listener|...]  SRT (srtsrc via uridecodebin)
- *   rtmp-listen:[HOST:]PORT/APP/KEY   an RTMP publish endpoint OBS/ffmpeg push to, e.g.
- *                          `ffmpeg -re -i x.mp4 -c:v libx264 -f flv rtmp://HOST:PORT/APP/KEY`.
+ *   rtmp-listen:[HOST:]PORT[/APP/KEY]  an RTMP publish endpoint OBS/ffmpeg push to, e.g.
+ *                          `ffmpeg -re -i x.mp4 -c:v libx264 -f flv rtmp://HOST:PORT/APP/KEY`
+ *                          (OBS: Server rtmp://HOST:PORT/APP, Stream Key KEY). APP/KEY default
+ *                          to live/stream; FFmpeg's server accepts any app/key a publisher
+ *                          names, so the key is not an access control.
  *                          GStreamer has no RTMP server element, so a thread of ours runs
  *                          FFmpeg's built-in RTMP server (avio_open2 with listen=1, which
  *                          yields the FLV byte stream) and feeds appsrc ! flvdemux ! decodebin.
@@ -18,7 +21,8 @@
  *   ws                     JPEG frames pushed by the server with lg_ingest_push_jpeg
  *                          (appsrc ! jpegdec ! ...)
  *   whip                   frames come from a WHIP publisher decoded by streaming/webrtc.c,
- *                          which pushes into the same ring; the ingest only reports status.
+ *                          which pushes into the same ring; the ingest only reports status
+ *                          (running while frames arrived in the last 2 s, else waiting).
  * Every pipeline ends in videoconvert ! videoscale ! videorate !
  * video/x-raw,format=RGB,width,height,framerate,pixel-aspect-ratio=1/1 (letterboxed) !
  * appsink (max-buffers=2 drop=true).

@@ -74,6 +74,10 @@ static void test_bad_uris_are_refused(void **state) {
   assert_int_equal(k, LG_INGEST_KIND_URI);
   assert_int_equal(lg_ingest_parse_kind("rtmp-listen:0.0.0.0:1935/live/key", &k), 0);
   assert_int_equal(k, LG_INGEST_KIND_RTMP_LISTEN);
+  assert_int_equal(lg_ingest_parse_kind("rtmp-listen:1935", &k), 0);
+  assert_int_equal(lg_ingest_parse_kind("rtmp-listen:", &k), LG_EINVAL);
+  assert_int_equal(lg_ingest_parse_kind("rtmp-listen:99999", &k), LG_EINVAL);
+  assert_int_equal(lg_ingest_parse_kind("rtmp-listen:host.example:1935", &k), LG_EINVAL);
   lg_frame_ring_free(&r);
 }
 
@@ -180,7 +184,7 @@ static void test_rtmp_listen_accepts_ffmpeg_publish(void **state) {
   int port = st_free_port(SOCK_STREAM);
   assert_true(port > 0);
   char uri[128], cmd[1024];
-  snprintf(uri, sizeof(uri), "rtmp-listen:127.0.0.1:%d/live/key", port);
+  snprintf(uri, sizeof(uri), "rtmp-listen:%d", port); /* 127.0.0.1, app/key live/stream */
   lg_frame_ring *r = lg_frame_ring_new(W, H, 8);
   lg_ingest *in = lg_ingest_new(uri, W, H, 10, r, NULL);
   assert_non_null(in);
@@ -192,8 +196,8 @@ static void test_rtmp_listen_accepts_ffmpeg_publish(void **state) {
     snprintf(cmd, sizeof(cmd),
              "exec ffmpeg -nostdin -v error -re -f lavfi -i testsrc=size=160x120:rate=15 -t 2.5 "
              "-c:v libx264 -preset ultrafast -tune zerolatency -g 15 -f flv "
-             "rtmp://127.0.0.1:%d/live/key",
-             port);
+             "rtmp://127.0.0.1:%d/live/%s",
+             port, round ? "another-key" : "stream");
     pid_t pid = st_spawn(cmd);
     assert_true(pid > 0);
     assert_int_equal(wait_first(r, 10.0), 0);
@@ -293,6 +297,46 @@ static void test_lost_live_input_is_retried_with_backoff(void **state) {
   lg_frame_ring_free(&r);
 }
 
+static void test_missing_webcam_reported(void **state) {
+  (void)state;
+  lg_frame_ring *r = lg_frame_ring_new(W, H, 2);
+  lg_ingest_options o;
+  lg_ingest_options_default(&o);
+  o.reconnect_min_s = 0.2;
+  lg_ingest *in = lg_ingest_new("v4l2:/dev/video-lg-missing", W, H, 10, r, &o);
+  assert_non_null(in); /* a webcam may be plugged in later: retried like any live input */
+  lg_ingest_status st;
+  double end = lg_now() + 10.0;
+  do {
+    usleep(100000);
+    lg_ingest_get_status(in, &st);
+  } while (st.reconnects < 1 && lg_now() < end);
+  fprintf(stderr, "v4l2: %s, %s\n", lg_ingest_state_name(st.state), st.last_error);
+  assert_true(st.reconnects >= 1);
+  assert_true(strlen(st.last_error) > 0);
+  lg_ingest_free(&in);
+  lg_frame_ring_free(&r);
+}
+
+static void test_whip_status_follows_ring(void **state) {
+  (void)state;
+  lg_frame_ring *r = lg_frame_ring_new(W, H, 2);
+  lg_ingest *in = lg_ingest_new("whip", W, H, 10, r, NULL);
+  assert_non_null(in);
+  lg_ingest_status st;
+  lg_ingest_get_status(in, &st);
+  assert_int_equal(st.state, LG_INGEST_STATE_WAITING);
+  static uint8_t f[W * H * 3];
+  lg_frame_ring_push(r, f, W * 3, 0); /* what webrtc.c does for each decoded WHIP frame */
+  lg_frame_ring_push(r, f, W * 3, 1);
+  lg_ingest_get_status(in, &st);
+  assert_int_equal(st.state, LG_INGEST_STATE_RUNNING);
+  assert_int_equal(st.frames, 2);
+  assert_int_equal(lg_ingest_push_jpeg(in, f, 10), LG_ENOTSUP);
+  lg_ingest_free(&in);
+  lg_frame_ring_free(&r);
+}
+
 static int setup(void **state) {
   (void)state;
   return st_tmpdir(g_dir, sizeof(g_dir), "ingest");
@@ -313,6 +357,8 @@ int main(void) {
       cmocka_unit_test(test_rtmp_listen_accepts_ffmpeg_publish),
       cmocka_unit_test(test_srt_listener_receives_caller),
       cmocka_unit_test(test_lost_live_input_is_retried_with_backoff),
+      cmocka_unit_test(test_missing_webcam_reported),
+      cmocka_unit_test(test_whip_status_follows_ring),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
