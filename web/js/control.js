@@ -11,10 +11,11 @@ const REQUEST_TIMEOUT_MS = 5000;
 const STATUS_STALE_MS = 2500; // poll over HTTP when no status was pushed for this long
 
 export class ControlClient extends EventTarget {
-  constructor({ wsUrl, apiBase = 'api/v1/' }) {
+  constructor({ wsUrl, apiBase = '/api/v1/', requestTimeoutMs = REQUEST_TIMEOUT_MS }) {
     super();
     this.wsUrl = wsUrl;
     this.apiBase = apiBase;
+    this.requestTimeoutMs = requestTimeoutMs;
     this.ws = null;
     this.nextId = 1;
     this.pending = new Map(); // id -> {resolve, reject, timer}
@@ -141,7 +142,7 @@ export class ControlClient extends EventTarget {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new Error('The server did not answer in time.'));
-      }, REQUEST_TIMEOUT_MS);
+      }, this.requestTimeoutMs);
       this.pending.set(id, { resolve, reject, timer, viaWs: true });
       ws.send(JSON.stringify(m));
     });
