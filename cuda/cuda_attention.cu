@@ -8,9 +8,9 @@
 #include "cuda_internal.cuh"
 
 #include <math.h>
+#include <stdlib.h>
 
 #define ATT_MAX_B 64
-#define ATT_BM 64 /* queries per block (16 per warp) */
 #define ATT_BN 64 /* keys per tile */
 
 typedef struct att_params {
@@ -105,7 +105,10 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *(uint32_t *)&h;
 }
 
-template <int D> __global__ void __launch_bounds__(128, 3) k_flash(att_params p) {
+/* WARPS warps of 16 queries each; MINB blocks per SM bounds the registers. */
+template <int D, int WARPS, int MINB>
+__global__ void __launch_bounds__(32 * WARPS, MINB) k_flash(att_params p) {
+  constexpr int BM = 16 * WARPS, NTH = 32 * WARPS;
   constexpr int LDS = D + 8; /* padded smem row (elements): ldmatrix without bank conflicts */
   constexpr int KT = D / 16; /* k-steps over the head dim */
   constexpr int NT = D / 8;  /* n-tiles of the output */
@@ -115,7 +118,7 @@ template <int D> __global__ void __launch_bounds__(128, 3) k_flash(att_params p)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, t = lane % 4;
   const int b = blockIdx.z, h = blockIdx.y;
-  const int q0 = blockIdx.x * ATT_BM + warp * 16;
+  const int q0 = blockIdx.x * BM + warp * 16;
   const int n = p.kv_len[b];
 
   const __nv_bfloat16 *qp = (const __nv_bfloat16 *)p.q + b * p.qb + h * p.qh;
@@ -150,7 +153,7 @@ template <int D> __global__ void __launch_bounds__(128, 3) k_flash(att_params p)
     constexpr int CPR = D / 8; /* chunks per row */
     __nv_bfloat16 *kd = Ks + buf * ATT_BN * LDS, *vd = Vs + buf * ATT_BN * LDS;
 #pragma unroll
-    for (int c = tid; c < ATT_BN * CPR; c += 128) {
+    for (int c = tid; c < ATT_BN * CPR; c += NTH) {
       int r = c / CPR, col = (c % CPR) * 8;
       int key = tile * ATT_BN + r;
       bool ok = key < n;
@@ -264,23 +267,35 @@ static bool al16(const void *p, int64_t s1, int64_t s2, int64_t s3) {
   return ((uintptr_t)p % 16) == 0 && s1 % 8 == 0 && s2 % 8 == 0 && s3 % 8 == 0;
 }
 
-template <int D> static int launch_flash(lg_cuda *c, const att_params &p, int B) {
+template <int D, int WARPS, int MINB>
+static int launch_flash(lg_cuda *c, const att_params &p, int B) {
   int err = 0;
   size_t smem = (size_t)4 * ATT_BN * (D + 8) * 2;
-  static bool attr_set = false; /* per process; all devices are Hopper here */
+  static bool attr_set = false; /* per instantiation; one device kind per process */
   if (!attr_set) {
-    CUDA_CHECK(
-        cudaFuncSetAttribute(k_flash<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    CUDA_CHECK(cudaFuncSetAttribute(k_flash<D, WARPS, MINB>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     attr_set = true;
   }
   {
-    dim3 grid((p.Lq + ATT_BM - 1) / ATT_BM, p.nh, B);
-    k_flash<D><<<grid, 128, smem, c->stream>>>(p);
+    dim3 grid((p.Lq + 16 * WARPS - 1) / (16 * WARPS), p.nh, B);
+    k_flash<D, WARPS, MINB><<<grid, 32 * WARPS, smem, c->stream>>>(p);
     CUDA_LAUNCH_CHECK();
   }
   return 0;
 fail:
   return err;
+}
+
+/* LG_ATTN_WARPS=4 (64 queries per block, 3 blocks/SM) or 8 (128 queries, 1 block/SM, fewer
+ * K/V re-reads from L2); read once per process. */
+static int attn_warps(void) {
+  static int w = 0;
+  if (!w) {
+    const char *e = getenv("LG_ATTN_WARPS");
+    w = e && atoi(e) == 8 ? 8 : (e && atoi(e) == 6 ? 6 : 4);
+  }
+  return w;
 }
 
 int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
@@ -325,8 +340,12 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
         q->dtype == LG_BF16 && k->dtype == LG_BF16 && v->dtype == LG_BF16 && o->dtype == LG_BF16;
     bool aligned = al16(q->data, p.qb, p.ql, p.qh) && al16(k->data, p.kb, p.kl, p.kh) &&
                    al16(v->data, p.vb, p.vl, p.vh) && al16(o->data, p.ob, p.ol, p.oh);
-    if (bf && aligned && p.dh == 128) return launch_flash<128>(c, p, B);
-    if (bf && aligned && p.dh == 64) return launch_flash<64>(c, p, B);
+    if (bf && aligned && p.dh == 128) {
+      if (attn_warps() == 8) return launch_flash<128, 8, 1>(c, p, B);
+      if (attn_warps() == 6) return launch_flash<128, 6, 2>(c, p, B);
+      return launch_flash<128, 4, 3>(c, p, B);
+    }
+    if (bf && aligned && p.dh == 64) return launch_flash<64, 4, 3>(c, p, B);
     LG_CHECK(p.dh <= 256, LG_ENOTSUP, LG_CUDA_MOD, "attention: head dim %d over 256", p.dh);
     {
       int warps = p.Lq * p.nh;

@@ -59,12 +59,17 @@ void lg_cuda_prof_begin(lg_backend *be) {
   cudaEventRecord(c->prof_ev[2 * c->prof_n], c->stream);
 }
 
-void lg_cuda_prof_end(lg_backend *be, lg_cuda_prof_class cls) {
+void lg_cuda_prof_end(lg_backend *be, lg_cuda_prof_class cls, int op) {
   lg_cuda *c = lg_cu(be);
   if (!c->prof || c->prof_n >= LG_PROF_EVENTS) return;
   cudaEventRecord(c->prof_ev[2 * c->prof_n + 1], c->stream);
-  c->prof_cls[c->prof_n++] = (uint8_t)cls;
+  c->prof_cls[c->prof_n] = (uint8_t)cls;
+  c->prof_op[c->prof_n++] = (uint8_t)op;
 }
+
+static const char *const op_names[LG_OP_COUNT] = {
+    "copy",     "matmul",    "unary",  "axpby",     "layer_norm", "rms_norm",  "channel_rms_norm",
+    "modulate", "gated_add", "rope3d", "attention", "conv3d",     "upsample2x"};
 
 /* ------------------------------------------------------------------ memory */
 
@@ -275,7 +280,7 @@ fail:
 static int cu_copy(lg_backend *be, lg_tensor *y, const lg_tensor *x) {
   lg_cuda_prof_begin(be);
   int err = lg_cuda_copy(be, y, x);
-  lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM);
+  lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM, LG_OP_COPY);
   return err;
 }
 
@@ -347,7 +352,7 @@ fail:
 static int cu_unary(lg_backend *be, lg_tensor *y, const lg_tensor *x, lg_act act, float alpha) {
   lg_cuda_prof_begin(be);
   int err = lg_cuda_unary_act(be, y, x, act, alpha);
-  lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM);
+  lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM, LG_OP_UNARY);
   return err;
 }
 
@@ -375,7 +380,7 @@ static int cu_axpby(lg_backend *be, lg_tensor *y, float alpha, const lg_tensor *
                                                     a->dtype, lg_nd_of(a), beta, b->data, b->dtype,
                                                     lg_nd_of(b), n);
   CUDA_LAUNCH_CHECK();
-  lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM);
+  lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM, LG_OP_AXPBY);
   return 0;
 fail:
   return err;
@@ -416,7 +421,7 @@ static int cu_upsample2x(lg_backend *be, lg_tensor *y, const lg_tensor *x) {
   k_upsample2x<<<lg_grid1d(lg_tensor_numel(y), 256), 256, 0, c->stream>>>(
       y->data, y->dtype, lg_nd_of(y), x->data, x->dtype, lg_nd_of(x), lg_tensor_numel(y));
   CUDA_LAUNCH_CHECK();
-  lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM);
+  lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM, LG_OP_UPSAMPLE2X);
   return 0;
 fail:
   return err;
@@ -518,42 +523,42 @@ fail:
 
 /* ------------------------------------------------------------------ profiled op wrappers */
 
-#define PROF_WRAP(cls, name, sig, args)                                                            \
+#define PROF_WRAP(cls, op, name, sig, args)                                                        \
   static int cu_##name sig {                                                                       \
     lg_cuda_prof_begin(be);                                                                        \
     int rc_ = lg_cuda_##name args;                                                                 \
-    lg_cuda_prof_end(be, cls);                                                                     \
+    lg_cuda_prof_end(be, cls, op);                                                                 \
     return rc_;                                                                                    \
   }
 
-PROF_WRAP(LG_CUDA_PROF_GEMM, matmul,
+PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_MATMUL, matmul,
           (lg_backend * be, lg_tensor *y, const lg_tensor *a, const lg_tensor *b,
            const lg_tensor *bias, const lg_matmul_opts *o),
           (be, y, a, b, bias, o))
-PROF_WRAP(LG_CUDA_PROF_ELEM, layer_norm,
+PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_LAYER_NORM, layer_norm,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
            const lg_tensor *b, float eps),
           (be, y, x, w, b, eps))
-PROF_WRAP(LG_CUDA_PROF_ELEM, rms_norm,
+PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_RMS_NORM, rms_norm,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w, float eps),
           (be, y, x, w, eps))
-PROF_WRAP(LG_CUDA_PROF_ELEM, channel_rms_norm,
+PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_CHANNEL_RMS_NORM, channel_rms_norm,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *g), (be, y, x, g))
-PROF_WRAP(LG_CUDA_PROF_ELEM, modulate,
+PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_MODULATE, modulate,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *shift,
            const lg_tensor *scale, int64_t group, bool ln, float eps),
           (be, y, x, shift, scale, group, ln, eps))
-PROF_WRAP(LG_CUDA_PROF_ELEM, gated_add,
+PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_GATED_ADD, gated_add,
           (lg_backend * be, lg_tensor *x, const lg_tensor *y, const lg_tensor *gate, int64_t group),
           (be, x, y, gate, group))
-PROF_WRAP(LG_CUDA_PROF_ELEM, rope3d,
+PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_ROPE3D, rope3d,
           (lg_backend * be, lg_tensor *x, int64_t F, int64_t H, int64_t W, const int32_t *fs),
           (be, x, F, H, W, fs))
-PROF_WRAP(LG_CUDA_PROF_ATTN, attention,
+PROF_WRAP(LG_CUDA_PROF_ATTN, LG_OP_ATTENTION, attention,
           (lg_backend * be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
            const lg_tensor *v, const int32_t *kv_len, float scale),
           (be, o, q, k, v, kv_len, scale))
-PROF_WRAP(LG_CUDA_PROF_GEMM, conv3d,
+PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_CONV3D, conv3d,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
            const lg_tensor *bias, const lg_conv_opts *o),
           (be, y, x, w, bias, o))
@@ -576,6 +581,7 @@ static void cu_destroy(lg_backend *be) {
       free(c->prof_ev);
     }
     free(c->prof_cls);
+    free(c->prof_op);
     for (int i = 0; i < 16; i++)
       if (c->marks[i]) cudaEventDestroy(c->marks[i]);
     if (c->stream) cudaStreamSynchronize(c->stream);
@@ -712,7 +718,9 @@ extern "C" int lg_cuda_profile_begin(lg_backend *be) {
   if (!c->prof_ev) {
     c->prof_ev = (cudaEvent_t *)calloc(2 * LG_PROF_EVENTS, sizeof(cudaEvent_t));
     c->prof_cls = (uint8_t *)calloc(LG_PROF_EVENTS, 1);
-    LG_CHECK(c->prof_ev && c->prof_cls, LG_ENOMEM, LG_CUDA_MOD, "profiler: out of memory");
+    c->prof_op = (uint8_t *)calloc(LG_PROF_EVENTS, 1);
+    LG_CHECK(c->prof_ev && c->prof_cls && c->prof_op, LG_ENOMEM, LG_CUDA_MOD,
+             "profiler: out of memory");
     for (int i = 0; i < 2 * LG_PROF_EVENTS; i++)
       CUDA_CHECK(cudaEventCreate(&c->prof_ev[i]));
   }
@@ -731,16 +739,33 @@ extern "C" int lg_cuda_profile_end(lg_backend *be, double *ms, int *ops) {
   c->prof = false;
   for (int i = 0; i < LG_CUDA_PROF_N; i++)
     ms[i] = 0;
+  for (int i = 0; i < LG_OP_COUNT; i++)
+    c->op_ms[i] = 0, c->op_n[i] = 0;
   CUDA_CHECK(cudaStreamSynchronize(c->stream));
   for (int i = 0; i < c->prof_n; i++) {
     float t = 0;
     CUDA_CHECK(cudaEventElapsedTime(&t, c->prof_ev[2 * i], c->prof_ev[2 * i + 1]));
     ms[c->prof_cls[i]] += t;
+    c->op_ms[c->prof_op[i]] += t;
+    c->op_n[c->prof_op[i]]++;
   }
   if (ops) *ops = c->prof_n;
   return 0;
 fail:
   return err;
+}
+
+extern "C" int lg_cuda_profile_ops(lg_backend *be, const char **names, double *ms, int *counts,
+                                   int max) {
+  if (!lg_backend_is_cuda(be)) return LG_ENOTSUP;
+  lg_cuda *c = lg_cu(be);
+  int n = 0;
+  for (int i = 0; i < LG_OP_COUNT && n < max; i++) {
+    if (!c->op_n[i]) continue;
+    names[n] = op_names[i], ms[n] = c->op_ms[i], counts[n] = c->op_n[i];
+    n++;
+  }
+  return n;
 }
 
 struct lg_cuda_graph {

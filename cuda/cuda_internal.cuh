@@ -39,6 +39,24 @@
 /* After a kernel launch: catch launch errors at once (bad config, missing image). */
 #define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
+/* Op ids for the profiler's per-op table (names in cuda_backend.cu). */
+enum {
+  LG_OP_COPY = 0,
+  LG_OP_MATMUL,
+  LG_OP_UNARY,
+  LG_OP_AXPBY,
+  LG_OP_LAYER_NORM,
+  LG_OP_RMS_NORM,
+  LG_OP_CHANNEL_RMS_NORM,
+  LG_OP_MODULATE,
+  LG_OP_GATED_ADD,
+  LG_OP_ROPE3D,
+  LG_OP_ATTENTION,
+  LG_OP_CONV3D,
+  LG_OP_UPSAMPLE2X,
+  LG_OP_COUNT
+};
+
 /* One cached cuBLASLt plan: layouts, descriptor and the algorithm the heuristic chose. */
 typedef struct lg_gemm_plan {
   uint64_t key[8];
@@ -69,7 +87,9 @@ typedef struct lg_cuda {
   bool prof;
   int prof_n;
   cudaEvent_t *prof_ev; /* 2*LG_PROF_EVENTS */
-  uint8_t *prof_cls;
+  uint8_t *prof_cls, *prof_op;
+  double op_ms[LG_OP_COUNT]; /* per op kind, from the last profile_end */
+  int op_n[LG_OP_COUNT];
   cudaEvent_t marks[16];
 } lg_cuda;
 
@@ -82,7 +102,7 @@ void *lg_cuda_scratch(lg_backend *be, size_t bytes);
 
 /* Profiler hooks around an op (no-ops unless profiling). */
 void lg_cuda_prof_begin(lg_backend *be);
-void lg_cuda_prof_end(lg_backend *be, lg_cuda_prof_class cls);
+void lg_cuda_prof_end(lg_backend *be, lg_cuda_prof_class cls, int op);
 
 /* ---- device helpers ---- */
 __device__ __forceinline__ float lg_ld(const void *p, int dt, int64_t i) {

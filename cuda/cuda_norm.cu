@@ -190,6 +190,90 @@ __global__ void k_norm(TY *y, lg_rows yr, const TX *x, lg_rows xr, int64_t D, no
   }
 }
 
+/* Fast path: bf16 activations and bf16 parameters (w, b, shift, scale), D % 8 == 0, 16-byte
+ * aligned rows; the row stays in registers (at most MAXC chunks of 8 per thread), so x is read
+ * once. */
+#define NORM_MAXC 4
+template <int MODE>
+__global__ void k_norm_fast(__nv_bfloat16 *y, lg_rows yr, const __nv_bfloat16 *x, lg_rows xr,
+                            int64_t D, norm_params p) {
+  __shared__ float sh[32];
+  typedef io<__nv_bfloat16> B;
+  const int64_t r = blockIdx.x;
+  const __nv_bfloat16 *xrow = x + lg_row_off(xr, r);
+  __nv_bfloat16 *yrow = y + lg_row_off(yr, r);
+  float v[NORM_MAXC][8];
+  float s = 0.f;
+#pragma unroll
+  for (int k = 0; k < NORM_MAXC; k++) {
+    int64_t i = (threadIdx.x + (int64_t)k * blockDim.x) * 8;
+    if (i < D) {
+      B::ld8(xrow + i, v[k]);
+#pragma unroll
+      for (int j = 0; j < 8; j++)
+        s += MODE == NORM_LN || MODE == NORM_MOD_LN ? v[k][j] : v[k][j] * v[k][j];
+    }
+  }
+  float mean = 0.f, rs = 1.f;
+  if (MODE == NORM_LN || MODE == NORM_MOD_LN) {
+    mean = block_sum(s, sh) / (float)D;
+    float q = 0.f;
+#pragma unroll
+    for (int k = 0; k < NORM_MAXC; k++) {
+      int64_t i = (threadIdx.x + (int64_t)k * blockDim.x) * 8;
+      if (i < D) {
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+          q += (v[k][j] - mean) * (v[k][j] - mean);
+      }
+    }
+    rs = rsqrtf(block_sum(q, sh) / (float)D + p.eps);
+  } else if (MODE == NORM_RMS) {
+    rs = rsqrtf(block_sum(s, sh) / (float)D + p.eps);
+  } else if (MODE == NORM_CRMS) {
+    rs = sqrtf((float)D) / fmaxf(sqrtf(block_sum(s, sh)), 1e-12f);
+  }
+  const __nv_bfloat16 *pa = NULL, *pb = NULL; /* w/b, or scale/shift rows */
+  if (MODE == NORM_MOD || MODE == NORM_MOD_LN) {
+    int64_t g = r / p.group;
+    pa = (const __nv_bfloat16 *)p.scale + lg_row_off(p.scr, g);
+    pb = (const __nv_bfloat16 *)p.shift + lg_row_off(p.shr, g);
+  } else {
+    pa = (const __nv_bfloat16 *)p.w;
+    pb = (const __nv_bfloat16 *)p.b;
+  }
+#pragma unroll
+  for (int k = 0; k < NORM_MAXC; k++) {
+    int64_t i = (threadIdx.x + (int64_t)k * blockDim.x) * 8;
+    if (i < D) {
+      float a[8], b[8];
+      if (pa) B::ld8(pa + i, a);
+      if (pb) B::ld8(pb + i, b);
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        float t = (v[k][j] - mean) * rs;
+        if (MODE == NORM_MOD || MODE == NORM_MOD_LN)
+          t = t * (1.f + a[j]) + b[j];
+        else {
+          if (pa) t *= a[j];
+          if (pb) t += b[j];
+        }
+        v[k][j] = t;
+      }
+      B::st8(yrow + i, v[k]);
+    }
+  }
+}
+
+static bool param_fast(const void *p, int dt, const lg_rows *r) {
+  if (!p) return true;
+  if (dt != LG_BF16 || (uintptr_t)p % 16) return false;
+  if (r)
+    for (int i = 0; i < r->nd; i++)
+      if (r->ne[i] > 1 && (r->nb[i] * 2) % 16) return false;
+  return true;
+}
+
 static bool rows_vec_ok(const lg_tensor *t) {
   if ((uintptr_t)t->data % 16) return false;
   if (t->ne[t->ndim - 1] % 8) return false;
@@ -232,6 +316,19 @@ static int launch_norm(lg_backend *be, const char *op, lg_tensor *y, const lg_te
     if (rows == 0 || x->ne[x->ndim - 1] == 0) return 0;
     LG_CHECK(rows < (1ll << 31), LG_ERANGE, LG_CUDA_MOD, "%s: too many rows", op);
     bool vec = rows_vec_ok(x) && rows_vec_ok(y);
+    int64_t D = x->ne[x->ndim - 1];
+    bool mod = MODE == NORM_MOD || MODE == NORM_MOD_LN;
+    if (vec && x->dtype == LG_BF16 && y->dtype == LG_BF16 && D / 8 <= NORM_MAXC * 256 &&
+        (mod ? param_fast(p.shift, p.shdt, &p.shr) && param_fast(p.scale, p.scdt, &p.scr)
+             : param_fast(p.w, p.wdt, NULL) && param_fast(p.b, p.bdt, NULL))) {
+      int th = (int)(D / 8 < 256 ? D / 8 : 256); /* then at most NORM_MAXC chunks each */
+      th = (th + 31) / 32 * 32;
+      k_norm_fast<MODE><<<(unsigned)rows, th, 0, lg_cu(be)->stream>>>(
+          (__nv_bfloat16 *)y->data, lg_rows_of(y), (const __nv_bfloat16 *)x->data, lg_rows_of(x), D,
+          p);
+      CUDA_LAUNCH_CHECK();
+      return 0;
+    }
 #define LN_CASE(TXT, TX)                                                                           \
   if (x->dtype == TXT) {                                                                           \
     if (y->dtype == LG_BF16)                                                                       \
@@ -369,6 +466,32 @@ __global__ void k_gated_add(TX *x, lg_rows xr, const TY *y, lg_rows yr, const vo
   }
 }
 
+/* Fast path: bf16 x, y, gate; 8 elements per thread; rows on grid.y (no divisions). */
+__global__ void k_gated_add_fast(__nv_bfloat16 *x, lg_rows xr, const __nv_bfloat16 *y, lg_rows yr,
+                                 const __nv_bfloat16 *gate, lg_rows gr, int64_t group, int64_t D,
+                                 int64_t R) {
+  typedef io<__nv_bfloat16> B;
+  int64_t i = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * 8;
+  if (i >= D) return;
+  for (int64_t r = blockIdx.y; r < R; r += gridDim.y) {
+    __nv_bfloat16 *xrow = x + lg_row_off(xr, r);
+    float a[8], b[8], g[8];
+    B::ld8(xrow + i, a);
+    B::ld8(y + lg_row_off(yr, r) + i, b);
+    if (gate) {
+      B::ld8(gate + lg_row_off(gr, r / group) + i, g);
+#pragma unroll
+      for (int j = 0; j < 8; j++)
+        a[j] += g[j] * b[j];
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; j++)
+        a[j] += b[j];
+    }
+    B::st8(xrow + i, a);
+  }
+}
+
 template <typename TX, typename TY>
 static void launch_gated(lg_backend *be, lg_tensor *x, const lg_tensor *y, const lg_tensor *gate,
                          int64_t group, bool vec) {
@@ -403,6 +526,16 @@ int lg_cuda_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *y, const lg
       group = 1;
     }
     bool vec = rows_vec_ok(x) && rows_vec_ok(y);
+    lg_rows gr = gate ? lg_rows_of(gate) : lg_rows_of(x);
+    if (vec && x->dtype == LG_BF16 && y->dtype == LG_BF16 &&
+        (!gate || param_fast(gate->data, gate->dtype, &gr))) {
+      dim3 grid((unsigned)((D / 8 + 127) / 128), (unsigned)(R < 65535 ? R : 65535));
+      k_gated_add_fast<<<grid, 128, 0, lg_cu(be)->stream>>>(
+          (__nv_bfloat16 *)x->data, lg_rows_of(x), (const __nv_bfloat16 *)y->data, lg_rows_of(y),
+          gate ? (const __nv_bfloat16 *)gate->data : NULL, gr, group, D, R);
+      CUDA_LAUNCH_CHECK();
+      return 0;
+    }
 #define GA_CASE(TXT, TX)                                                                           \
   if (x->dtype == TXT) {                                                                           \
     if (y->dtype == LG_BF16)                                                                       \
@@ -431,6 +564,46 @@ typedef struct rope_params {
   int npairs, nf, nhp; /* pairs: total, frame part, row part (= column part) */
 } rope_params;
 
+/* sin/cos of pos*theta: the angle (up to ~1e3 rad) is formed and reduced to [-pi, pi] in
+ * double, then the fast float sincos (abs error ~4e-7 there) does the rest. */
+__device__ __forceinline__ void rope_sincos(int64_t pos, double theta, float *s, float *c) {
+  double a = (double)pos * theta;
+  a -= rint(a * 0.15915494309189535) * 6.283185307179586;
+  __sincosf((float)a, s, c);
+}
+
+/* bf16 fast path: one thread per 4 pairs (16 bytes); rows of x need 16-byte alignment. */
+__global__ void k_rope_bf16x8(__nv_bfloat16 *x, lg_nd xn, int64_t F, int64_t H, int64_t W,
+                              int64_t total, rope_params p) {
+  typedef io<__nv_bfloat16> B;
+  const int cpr = p.npairs / 4; /* chunks of 4 pairs per head */
+  for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total;
+       t += (int64_t)gridDim.x * blockDim.x) {
+    int64_t r = t;
+    int j0 = (int)(r % cpr) * 4;
+    r /= cpr;
+    int64_t h = r % xn.ne[2];
+    r /= xn.ne[2];
+    int64_t l = r % xn.ne[1];
+    int64_t b = r / xn.ne[1];
+    int64_t f = l / (H * W), hh = (l / W) % H, w = l % W;
+    __nv_bfloat16 *e = x + b * xn.nb[0] + l * xn.nb[1] + h * xn.nb[2] + 2 * j0;
+    float v[8];
+    B::ld8(e, v);
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      int j = j0 + q;
+      int64_t pos = j < p.nf ? p.frame_start[b] + f : (j < p.nf + p.nhp ? hh : w);
+      float s, c;
+      rope_sincos(pos, p.theta[j], &s, &c);
+      float x0 = v[2 * q], x1 = v[2 * q + 1];
+      v[2 * q] = x0 * c - x1 * s;
+      v[2 * q + 1] = x0 * s + x1 * c;
+    }
+    B::st8(e, v);
+  }
+}
+
 template <typename T>
 __global__ void k_rope(T *x, lg_nd xn, int64_t F, int64_t H, int64_t W, int64_t total,
                        rope_params p) {
@@ -446,12 +619,12 @@ __global__ void k_rope(T *x, lg_nd xn, int64_t F, int64_t H, int64_t W, int64_t 
     int64_t b = r / xn.ne[1];
     int64_t f = l / (H * W), hh = (l / W) % H, w = l % W;
     int64_t pos = j < p.nf ? p.frame_start[b] + f : (j < p.nf + p.nhp ? hh : w);
-    double s, c;
-    sincos((double)pos * p.theta[j], &s, &c);
+    float s, c;
+    rope_sincos(pos, p.theta[j], &s, &c);
     T *e = x + b * xn.nb[0] + l * xn.nb[1] + h * xn.nb[2] + 2 * j;
     float x0 = io<T>::ld(e), x1 = io<T>::ld(e + 1);
-    io<T>::st(e, (float)(x0 * c - x1 * s));
-    io<T>::st(e + 1, (float)(x0 * s + x1 * c));
+    io<T>::st(e, x0 * c - x1 * s);
+    io<T>::st(e + 1, x0 * s + x1 * c);
   }
 }
 
@@ -488,7 +661,12 @@ int lg_cuda_rope3d(lg_backend *be, lg_tensor *x, int64_t F, int64_t H, int64_t W
       p.frame_start[b] = frame_start[b];
     int64_t total = x->ne[0] * x->ne[1] * x->ne[2] * cpairs;
     if (total == 0) return 0;
-    if (x->dtype == LG_BF16)
+    bool vec = x->dtype == LG_BF16 && cpairs % 4 == 0 && (uintptr_t)x->data % 16 == 0 &&
+               x->nb[0] % 8 == 0 && x->nb[1] % 8 == 0 && x->nb[2] % 8 == 0;
+    if (vec)
+      k_rope_bf16x8<<<lg_grid1d(total / 4, 256), 256, 0, c->stream>>>(
+          (__nv_bfloat16 *)x->data, lg_nd_of(x), F, H, W, total / 4, p);
+    else if (x->dtype == LG_BF16)
       k_rope<__nv_bfloat16><<<lg_grid1d(total, 256), 256, 0, c->stream>>>(
           (__nv_bfloat16 *)x->data, lg_nd_of(x), F, H, W, total, p);
     else if (x->dtype == LG_F32)

@@ -27,6 +27,10 @@ int lg_cuda_profile_end(lg_backend *be, double *ms, int *ops) {
   (void)be, (void)ms, (void)ops;
   return LG_ENOTSUP;
 }
+int lg_cuda_profile_ops(lg_backend *be, const char **names, double *ms, int *counts, int max) {
+  (void)be, (void)names, (void)ms, (void)counts, (void)max;
+  return LG_ENOTSUP;
+}
 int lg_cuda_capture_begin(lg_backend *be) {
   (void)be;
   return LG_ENOTSUP;

@@ -33,6 +33,9 @@ typedef enum {
  * milliseconds per class (ms[LG_CUDA_PROF_N]) and the op count. Not during graph capture. */
 int lg_cuda_profile_begin(lg_backend *be);
 int lg_cuda_profile_end(lg_backend *be, double *ms, int *ops);
+/* After profile_end: per op kind that ran, its name (static), summed ms and call count;
+ * returns how many kinds (at most max) or LG_E*. */
+int lg_cuda_profile_ops(lg_backend *be, const char **names, double *ms, int *counts, int max);
 
 /* CUDA graphs: ops enqueued between capture_begin and capture_end are recorded, not run
  * (no op may download or sync in between). graph_launch replays them on the stream; the

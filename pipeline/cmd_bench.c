@@ -165,12 +165,14 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
       ms[i] = (lg_now() - h0) * 1e3;
     }
   }
-  double split[LG_CUDA_PROF_N] = {0};
-  int nops = 0;
+  double split[LG_CUDA_PROF_N] = {0}, op_ms[32];
+  const char *op_name[32];
+  int nops = 0, op_cnt[32], nkinds = 0;
   bool have_split = false;
   if (cuda && lg_cuda_profile_begin(be) == 0) {
     if (lg_wan_dit_forward(m, ws, kv, &x, rows, &vout) < 0) goto done;
     have_split = lg_cuda_profile_end(be, split, &nops) == 0;
+    if (have_split) nkinds = lg_cuda_profile_ops(be, op_name, op_ms, op_cnt, 32);
   }
   {
     /* the output must be finite: random weights must not hide a NaN */
@@ -221,6 +223,14 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
            split[LG_CUDA_PROF_GEMM], split[LG_CUDA_PROF_ATTN], split[LG_CUDA_PROF_ELEM], nops);
   else
     printf("\"split_ms\":null,");
+  if (nkinds > 0) {
+    printf("\"ops_ms\":{");
+    for (int i = 0; i < nkinds; i++)
+      printf("%s\"%s\":[%.3f,%d]", i ? "," : "", op_name[i], op_ms[i], op_cnt[i]);
+    printf("},");
+  }
+  const char *aw = getenv("LG_ATTN_WARPS");
+  printf("\"attn_warps\":\"%s\",", aw ? aw : "default");
   printf("\"load_s\":%.1f}\n", t_load);
   fflush(stdout);
   err = 0;

@@ -358,7 +358,8 @@ static void t_attention(void) {
   t_attn_case("attention flash shared K/V (cross)", 2, 65, 96, 2, 128, NULL, true, LG_BF16);
   int32_t kvl3[2] = {45, 1};
   t_attn_case("attention fallback d40", 2, 33, 50, 2, 40, kvl3, false, LG_BF16);
-  t_attn_case("attention fallback f32 d128", 2, 21, 70, 2, 128, kvl, false, LG_F32);
+  int32_t kvl5[2] = {70, 41};
+  t_attn_case("attention fallback f32 d128", 2, 21, 70, 2, 128, kvl5, false, LG_F32);
   int32_t kvl4[1] = {1560 * 3};
   t_attn_case("attention flash long (3 frames)", 1, 300, 1560 * 3, 2, 128, kvl4, false, LG_BF16);
 }
@@ -463,7 +464,7 @@ static int dit_side_init(dit_side *s, lg_backend *be, lg_ckpt *ck, int rows, int
     fprintf(stderr, "dit load on %s: %s\n", be->ops->name, err);
     return LG_EFORMAT;
   }
-  s->ws = lg_dit_ws_new(s->m, rows, lh, lw);
+  s->ws = lg_dit_ws_new(s->m, rows * 2, lh, lw); /* calls of up to 2 frames per row */
   s->kv = lg_wan_dit_cache_new(s->m, rows, cap, lh, lw);
   if (!s->ws || !s->kv) return LG_ENOMEM;
   int rc = lg_kv_cache_clear(s->kv);
