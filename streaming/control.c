@@ -199,7 +199,7 @@ done:
 /* Dumps obj into out; returns the length or LG_ERANGE. Steals obj. */
 static int dump(json_t *obj, char *out, size_t outn) {
   if (!obj) return LG_ENOMEM;
-  size_t n = json_dumpb(obj, out, outn, JSON_COMPACT);
+  size_t n = json_dumpb(obj, out, outn, JSON_COMPACT | JSON_REAL_PRECISION(12));
   json_decref(obj);
   if (n == 0 || n >= outn) {
     if (outn) out[0] = 0;

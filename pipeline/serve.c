@@ -1,0 +1,743 @@
+/* serve.c: the running service (serve.h). Owns the rings, the engine's GPU worker thread,
+ * the two encoder threads (output and input preview), the server and the outputs (RTMP push,
+ * recorder, WebRTC). Talks to streaming/ through plain structs and callbacks only: the
+ * lg_control_ops table below is called by the server on the lws thread, and never blocks
+ * (parameters go to the engine's thread-safe setter, reset and input switches are flags the
+ * owning threads pick up).
+ * Threads: main (new/poll/free, input switches), GPU worker, output encoder, input encoder,
+ * lws service thread (control ops, publish callback), plus those the streaming modules start.
+ */
+#ifdef LG_HAVE_STREAMING
+
+#include "serve.h"
+
+#include "encoder.h"
+#include "engine.h"
+#include "frame_ring.h"
+#include "ingest.h"
+#include "lg_base.h"
+#include "metrics.h"
+#include "packet_ring.h"
+#include "recorder.h"
+#include "rtmp_push.h"
+#include "server.h"
+#include "webrtc.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MOD "serve"
+#define INGEST_SLOTS 8    /* input frames buffered before the oldest is dropped */
+#define OUT_SLOTS 16      /* decoded frames waiting for the output encoder */
+#define PREVIEW_SLOTS 8   /* input frames waiting for the preview encoder */
+#define PACKET_SLOTS 256  /* encoded access units kept per stream */
+#define CAP_FIFO 64       /* capture times of chunks in flight in the engine */
+#define PREVIEW_MAX_W 640 /* the input preview is encoded at most this wide */
+
+typedef enum state {
+  ST_LOADING = 0,
+  ST_WARMING,
+  ST_RUNNING,
+  ST_ERROR,
+} state;
+
+/* One encoder thread: frames from `frames` -> H.264 -> `packets`. */
+typedef struct enc_worker {
+  struct lg_serve *sv;
+  lg_stream_source source;
+  lg_frame_ring *frames;
+  lg_packet_ring *packets;
+  lg_encoder *enc;
+  pthread_t thread;
+  bool started;
+  uint8_t *buf; /* one frame, (H,W,3) uint8 */
+  int fps_num, fps_den;
+  /* bitrate estimate over ~1 s windows (output stream only updates the gauge) */
+  double win_t0;
+  uint64_t win_bytes;
+} enc_worker;
+
+struct lg_serve {
+  lg_config cfg;
+  int W, H;
+  lg_metrics *metrics;
+  lg_frame_ring *ingest_ring, *out_frames, *in_frames;
+  lg_packet_ring *out_packets, *in_packets;
+  lg_server *server;
+  lg_webrtc *webrtc;
+  lg_rtmp_push *rtmp;
+  lg_recorder *recorder;
+  enc_worker enc_out, enc_in;
+  pthread_t gpu_thread;
+  bool gpu_started;
+  atomic_bool stop;
+  atomic_int state;
+  atomic_bool want_reset;
+  double t0; /* lg_now() at start: pts origin */
+
+  /* mu guards everything below (lws thread vs GPU worker vs main). */
+  pthread_mutex_t mu;
+  lg_engine *engine;       /* set by the GPU worker once loaded; NULL before/after */
+  lg_engine_params params; /* the canonical parameters (what status reports) */
+  bool paused;
+  char input[LG_PATH_MAX];         /* current input spec */
+  char pending_input[LG_PATH_MAX]; /* requested switch, "" = none */
+  lg_ingest *ingest;               /* guarded: the publish callback uses it */
+  char error[256];
+  double ttff_s, latency_ms;
+  lg_engine_stats stats;
+  /* rate estimates for status */
+  double rate_t;
+  uint64_t rate_in, rate_out;
+  double fps_in, fps_out;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void to_ctl_params(const lg_serve *s, lg_ctl_params *c) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->prompt, sizeof c->prompt, "%s", s->params.prompt);
+  c->strength = s->params.noise_scale;
+  c->steps = s->params.steps;
+  c->seed = s->params.seed;
+  c->blend = s->params.blend_s;
+  c->paused = s->paused;
+}
+
+static const char *state_name(int st, bool paused) {
+  switch (st) {
+  case ST_LOADING: return "loading";
+  case ST_WARMING: return paused ? "paused" : "warming";
+  case ST_RUNNING: return paused ? "paused" : "running";
+  default: return "error";
+  }
+}
+
+/* ---------------------------------------------------------------- control ops (lws thread) */
+
+static int op_set_params(void *user, const lg_ctl_params *p, unsigned has, lg_ctl_params *now,
+                         char *err, size_t errn) {
+  lg_serve *s = user;
+  pthread_mutex_lock(&s->mu);
+  lg_engine_params np = s->params;
+  if (has & LG_CTL_HAS_PROMPT) snprintf(np.prompt, sizeof np.prompt, "%s", p->prompt);
+  if (has & LG_CTL_HAS_STRENGTH) np.noise_scale = p->strength;
+  if (has & LG_CTL_HAS_STEPS) np.steps = p->steps;
+  if (has & LG_CTL_HAS_SEED) np.seed = p->seed;
+  if (has & LG_CTL_HAS_BLEND) np.blend_s = p->blend;
+  np.paused = false; /* pause is handled here, not by the engine */
+  int rc = 0;
+  if (s->engine) rc = lg_engine_set_params(s->engine, &np, err, errn);
+  if (!rc) s->params = np; /* before the engine exists, the worker applies them on load */
+  to_ctl_params(s, now);
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int op_set_paused(void *user, bool paused, lg_ctl_params *now, char *err, size_t errn) {
+  (void)err;
+  (void)errn;
+  lg_serve *s = user;
+  pthread_mutex_lock(&s->mu);
+  s->paused = paused;
+  to_ctl_params(s, now);
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static int op_reset(void *user, lg_ctl_params *now, char *err, size_t errn) {
+  (void)err;
+  (void)errn;
+  lg_serve *s = user;
+  atomic_store(&s->want_reset, true);
+  pthread_mutex_lock(&s->mu);
+  to_ctl_params(s, now);
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static int op_set_input(void *user, const char *input, lg_ctl_params *now, char *err, size_t errn) {
+  lg_serve *s = user;
+  lg_ingest_kind kind;
+  bool t2v = !strcmp(s->cfg.engine.mode, "t2v");
+  if (t2v) {
+    snprintf(err, errn, "the engine runs text-to-video: it takes no input");
+    return LG_EINVAL;
+  }
+  if (!strcmp(input, "none") || lg_ingest_parse_kind(input, &kind)) {
+    snprintf(err, errn,
+             "unknown input '%.200s' (test:<pattern>, file:PATH, v4l2:DEVICE, rtmp://, srt://, "
+             "rtmp-listen:PORT/APP/KEY, ws, whip)",
+             input);
+    return LG_EINVAL;
+  }
+  if (kind == LG_INGEST_KIND_WHIP && !s->webrtc) {
+    snprintf(err, errn, "WebRTC (whip) is not available in this build");
+    return LG_ENOTSUP;
+  }
+  pthread_mutex_lock(&s->mu);
+  snprintf(s->pending_input, sizeof s->pending_input, "%s", input);
+  to_ctl_params(s, now);
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static void op_get_status(void *user, lg_ctl_status *st) {
+  lg_serve *s = user;
+  double now = lg_now();
+  uint64_t fin = lg_metrics_get(s->metrics, LG_COUNTER_FRAMES_IN);
+  uint64_t fout = lg_metrics_get(s->metrics, LG_COUNTER_FRAMES_OUT);
+  pthread_mutex_lock(&s->mu);
+  if (now - s->rate_t >= 1.0) {
+    double dt = now - s->rate_t;
+    s->fps_in = (double)(fin - s->rate_in) / dt;
+    s->fps_out = (double)(fout - s->rate_out) / dt;
+    s->rate_t = now;
+    s->rate_in = fin;
+    s->rate_out = fout;
+  }
+  snprintf(st->state, sizeof st->state, "%s", state_name(atomic_load(&s->state), s->paused));
+  to_ctl_params(s, &st->params);
+  snprintf(st->input, sizeof st->input, "%s", s->input);
+  st->fps_in = s->fps_in;
+  st->fps_out = s->fps_out;
+  st->latency_ms = s->latency_ms;
+  st->ttff_s = s->ttff_s;
+  snprintf(st->gpu_name, sizeof st->gpu_name, "%s", s->stats.device[0] ? s->stats.device : "");
+  st->mem_used_mb = (double)s->stats.mem_peak_bytes / (1024.0 * 1024.0);
+  pthread_mutex_unlock(&s->mu);
+  st->frames_in = fin;
+  st->frames_out = fout;
+  st->dropped = lg_metrics_get(s->metrics, LG_COUNTER_FRAMES_DROPPED);
+  st->mem_total_mb = 0;
+  snprintf(st->dit, sizeof st->dit, "%s", s->cfg.model.dit);
+  snprintf(st->decoder, sizeof st->decoder, "%s", s->cfg.model.decoder);
+  st->width = s->W;
+  st->height = s->H;
+}
+
+/* /ws/publish (lws thread): JPEG into the ws ingest, if that is the input. */
+static int on_publish(void *user, const uint8_t *data, size_t n) {
+  lg_serve *s = user;
+  pthread_mutex_lock(&s->mu);
+  int rc = s->ingest ? lg_ingest_push_jpeg(s->ingest, data, n) : LG_ENOTSUP;
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static void on_want_keyframe(void *user, lg_stream_source src) {
+  lg_serve *s = user;
+  lg_encoder *e = src == LG_SOURCE_INPUT ? s->enc_in.enc : s->enc_out.enc;
+  lg_encoder_request_keyframe(e);
+}
+
+static void on_webrtc_keyframe(void *user) {
+  lg_serve *s = user;
+  lg_encoder_request_keyframe(s->enc_out.enc);
+}
+
+static int on_webrtc_answer(void *user, uint64_t req, int status, const char *answer_sdp,
+                            const char *resource_id, const char *message) {
+  lg_serve *s = user;
+  return lg_server_sdp_answer(s->server, req, status, answer_sdp, resource_id, message);
+}
+
+/* ---------------------------------------------------------------- encoder threads */
+
+static int on_packet(void *user, const uint8_t *data, size_t size, int64_t pts_us, bool key) {
+  enc_worker *w = user;
+  lg_serve *s = w->sv;
+  if (key) {
+    lg_stream_info have;
+    lg_packet_ring_get_info(w->packets, &have);
+    const char *cs = lg_encoder_codec_string(w->enc);
+    if (!have.version || strcmp(have.codec, cs)) {
+      lg_stream_info info;
+      memset(&info, 0, sizeof info);
+      lg_encoder_size(w->enc, &info.width, &info.height);
+      info.fps_num = w->fps_num;
+      info.fps_den = w->fps_den;
+      snprintf(info.codec, sizeof info.codec, "%s", cs);
+      size_t hn;
+      const uint8_t *h = lg_encoder_headers(w->enc, &hn);
+      if (hn <= sizeof info.extradata) {
+        memcpy(info.extradata, h, hn);
+        info.extradata_size = hn;
+      }
+      lg_packet_ring_set_info(w->packets, &info);
+    }
+  }
+  int rc = lg_packet_ring_write(w->packets, data, size, pts_us, key);
+  if (w->source == LG_SOURCE_OUTPUT) {
+    lg_metrics_add(s->metrics, LG_COUNTER_BYTES_OUT, size);
+    w->win_bytes += size;
+    double now = lg_now();
+    if (now - w->win_t0 >= 1.0) {
+      lg_metrics_set_gauge(s->metrics, LG_GAUGE_ENCODER_BITRATE,
+                           8.0 * (double)w->win_bytes / (now - w->win_t0));
+      w->win_t0 = now;
+      w->win_bytes = 0;
+    }
+  }
+  lg_server_wake(s->server);
+  return rc;
+}
+
+static void *enc_main(void *arg) {
+  enc_worker *w = arg;
+  lg_serve *s = w->sv;
+  size_t fsz = lg_frame_ring_frame_size(w->frames);
+  w->win_t0 = lg_now();
+  for (;;) {
+    lg_frame_info fi;
+    int rc = lg_frame_ring_pop(w->frames, w->buf, fsz, &fi, 0.2);
+    if (rc == LG_EAGAIN) continue;
+    if (rc) break; /* closed and drained */
+    double t = lg_now();
+    int64_t pts_us = fi.pts_ns / 1000;
+    rc = lg_encoder_encode(w->enc, w->buf, (size_t)lg_frame_ring_width(w->frames) * 3, pts_us,
+                           on_packet, w);
+    if (rc) LG_ERR(MOD, "encoder (%s): %s", w->source ? "input" : "output", lg_strerror(rc));
+    if (w->source == LG_SOURCE_OUTPUT) {
+      double done = lg_now();
+      lg_metrics_observe(s->metrics, LG_STAGE_ENCODE, done - t);
+      /* pts_ns of output frames carries nothing about capture; serve keeps that separately */
+    }
+  }
+  lg_encoder_encode(w->enc, NULL, 0, 0, on_packet, w); /* flush */
+  return NULL;
+}
+
+static int enc_start(lg_serve *s, enc_worker *w, lg_stream_source src, lg_frame_ring *frames,
+                     lg_packet_ring *packets, int out_w, int out_h, int kbps, char *err,
+                     size_t errn) {
+  w->sv = s;
+  w->source = src;
+  w->frames = frames;
+  w->packets = packets;
+  lg_encoder_opts o;
+  memset(&o, 0, sizeof o);
+  snprintf(o.codec, sizeof o.codec, "%s", s->cfg.output.codec);
+  o.width = lg_frame_ring_width(frames);
+  o.height = lg_frame_ring_height(frames);
+  o.out_width = out_w;
+  o.out_height = out_h;
+  /* fps as a rational: 16 -> 16/1, 29.97 -> 29970/1000 */
+  w->fps_num = (int)lround(s->cfg.engine.fps * 1000.0);
+  w->fps_den = 1000;
+  if (w->fps_num % 1000 == 0) {
+    w->fps_num /= 1000;
+    w->fps_den = 1;
+  }
+  o.fps_num = w->fps_num;
+  o.fps_den = w->fps_den;
+  o.bitrate_kbps = kbps;
+  o.keyint = s->cfg.output.keyint;
+  snprintf(o.preset, sizeof o.preset, "%s", s->cfg.output.preset);
+  w->enc = lg_encoder_new(&o, err, errn);
+  if (!w->enc) return LG_ENOTSUP;
+  w->buf = malloc(lg_frame_ring_frame_size(frames));
+  if (!w->buf) return LG_ENOMEM;
+  if (pthread_create(&w->thread, NULL, enc_main, w)) return LG_ENOMEM;
+  w->started = true;
+  return 0;
+}
+
+static void enc_stop(enc_worker *w) {
+  if (w->frames) lg_frame_ring_close(w->frames);
+  if (w->started) pthread_join(w->thread, NULL);
+  w->started = false;
+  if (w->packets) lg_packet_ring_close(w->packets);
+  lg_encoder_free(&w->enc);
+  free(w->buf);
+  w->buf = NULL;
+}
+
+/* ---------------------------------------------------------------- GPU worker */
+
+/* Moves the ingest ring's counters into the metrics (GPU worker only: one writer). */
+static void account_ingest(lg_serve *s, uint64_t *seen_in, uint64_t *seen_drop) {
+  lg_frame_ring_stats rs;
+  lg_frame_ring_get_stats(s->ingest_ring, &rs);
+  if (rs.pushed > *seen_in) lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_IN, rs.pushed - *seen_in);
+  if (rs.dropped > *seen_drop)
+    lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_DROPPED, rs.dropped - *seen_drop);
+  *seen_in = rs.pushed > *seen_in ? rs.pushed : *seen_in;
+  *seen_drop = rs.dropped > *seen_drop ? rs.dropped : *seen_drop;
+}
+
+typedef struct chunk_times {
+  double cap[CAP_FIFO]; /* capture time of the oldest input frame of each pushed chunk */
+  int head, n;
+} chunk_times;
+
+static void *gpu_main(void *arg) {
+  lg_serve *s = arg;
+  char err[512] = {0};
+  lg_engine *e = lg_engine_new(&s->cfg, err, sizeof err);
+  if (!e) {
+    LG_ERR(MOD, "engine: %s", err);
+    pthread_mutex_lock(&s->mu);
+    snprintf(s->error, sizeof s->error, "%s", err[0] ? err : "engine failed to load");
+    pthread_mutex_unlock(&s->mu);
+    atomic_store(&s->state, ST_ERROR);
+    return NULL;
+  }
+  /* Parameters changed while loading are applied now. */
+  pthread_mutex_lock(&s->mu);
+  lg_engine_params p = s->params;
+  if (lg_engine_set_params(e, &p, err, sizeof err)) LG_WARN(MOD, "initial params: %s", err);
+  s->engine = e;
+  pthread_mutex_unlock(&s->mu);
+  atomic_store(&s->state, ST_WARMING);
+  LG_INFO(MOD, "engine ready (%dx%d, %s)", s->W, s->H, s->cfg.engine.mode);
+
+  const bool t2v = !strcmp(s->cfg.engine.mode, "t2v");
+  const size_t fsz = (size_t)s->W * s->H * 3;
+  enum { MAX_IN = 8, MAX_OUT = 16 };
+  uint8_t *in_buf = malloc(fsz * MAX_IN), *out_buf = malloc(fsz * MAX_OUT);
+  uint8_t *last = malloc(fsz);
+  const uint8_t *in_ptr[MAX_IN];
+  uint8_t *out_ptr[MAX_OUT];
+  for (int i = 0; i < MAX_IN; i++)
+    in_ptr[i] = in_buf + fsz * i;
+  for (int i = 0; i < MAX_OUT; i++)
+    out_ptr[i] = out_buf + fsz * i;
+  chunk_times ct = {0};
+  bool have_last = false;
+  const double frame_dt = 1.0 / s->cfg.engine.fps;
+  double next_pts_t = 0; /* seconds since t0 of the next output frame */
+  double last_repeat = 0;
+  bool fatal = !in_buf || !out_buf || !last;
+
+  uint64_t seen_in = 0, seen_drop = 0;
+  int carry = 0; /* input frames already in in_buf for the next push */
+  double carry_cap = 0;
+  while (!fatal && !atomic_load(&s->stop)) {
+    account_ingest(s, &seen_in, &seen_drop);
+    if (atomic_exchange(&s->want_reset, false)) {
+      lg_engine_reset(e);
+      lg_frame_ring_flush(s->ingest_ring);
+      ct.n = 0;
+      LG_INFO(MOD, "engine reset");
+    }
+    pthread_mutex_lock(&s->mu);
+    bool paused = s->paused;
+    pthread_mutex_unlock(&s->mu);
+    if (paused) {
+      /* Output freezes on the last frame (re-sent at the frame rate so the stream and its
+       * keyframes go on); input keeps draining so resuming starts fresh. */
+      lg_frame_info fi;
+      while (!t2v && lg_frame_ring_pop(s->ingest_ring, in_buf, fsz, &fi, 0) == 0)
+        lg_frame_ring_push(s->in_frames, in_buf, (size_t)s->W * 3, fi.pts_ns);
+      double now = lg_now();
+      if (have_last && now - last_repeat >= frame_dt) {
+        double t = fmax(now - s->t0, next_pts_t);
+        lg_frame_ring_push(s->out_frames, last, (size_t)s->W * 3, (int64_t)(t * 1e9));
+        next_pts_t = t + frame_dt;
+        last_repeat = now;
+      }
+      struct timespec ts = {0, 20 * 1000000};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    int need = lg_engine_frames_needed(e);
+    if (need > MAX_IN) need = MAX_IN;
+    int got = carry < need ? carry : need; /* frames kept from a refused push */
+    carry = 0;
+    double cap_oldest = got ? carry_cap : 0;
+    while (!t2v && got < need && !atomic_load(&s->stop) && !atomic_load(&s->want_reset)) {
+      lg_frame_info fi;
+      int rc = lg_frame_ring_pop(s->ingest_ring, (uint8_t *)in_ptr[got], fsz, &fi, 0.1);
+      if (rc == LG_EAGAIN || rc == LG_EEOF) {
+        if (rc == LG_EEOF) {
+          struct timespec ts = {0, 50 * 1000000}; /* input ended or switching: wait */
+          nanosleep(&ts, NULL);
+        }
+        pthread_mutex_lock(&s->mu);
+        bool p2 = s->paused;
+        pthread_mutex_unlock(&s->mu);
+        if (p2) break;
+        continue;
+      }
+      if (rc) break;
+      double now = lg_now();
+      lg_metrics_observe(s->metrics, LG_STAGE_INGEST, now - fi.t_arrival);
+      if (got == 0) cap_oldest = fi.t_arrival;
+      /* The preview shows the input as the engine takes it. */
+      lg_frame_ring_push(s->in_frames, in_ptr[got], (size_t)s->W * 3,
+                         (int64_t)((fi.t_arrival - s->t0) * 1e9));
+      got++;
+    }
+    if (atomic_load(&s->stop)) break;
+    if (got < need) continue; /* reset, pause or stop interrupted the chunk */
+    if (t2v) cap_oldest = lg_now();
+    if (ct.n < CAP_FIFO) {
+      ct.cap[(ct.head + ct.n) % CAP_FIFO] = cap_oldest;
+      ct.n++;
+    }
+    int n_out = lg_engine_push(e, t2v ? NULL : in_ptr, got, out_ptr, MAX_OUT);
+    if (n_out == LG_EINVAL && !t2v && lg_engine_frames_needed(e) != got) {
+      /* A parameter change (steps) restarted the stream at the chunk boundary, so this
+       * push wants a different number of frames: keep what we have and top it up. */
+      carry = got;
+      carry_cap = cap_oldest;
+      ct.n = ct.n ? ct.n - 1 : 0;
+      continue;
+    }
+    if (n_out < 0) {
+      LG_ERR(MOD, "engine push: %s", lg_strerror(n_out));
+      pthread_mutex_lock(&s->mu);
+      snprintf(s->error, sizeof s->error, "engine failed: %s", lg_strerror(n_out));
+      pthread_mutex_unlock(&s->mu);
+      atomic_store(&s->state, ST_ERROR);
+      break;
+    }
+    lg_engine_stats es;
+    lg_engine_get_stats(e, &es);
+    if (n_out > 0) {
+      double cap = ct.n ? ct.cap[ct.head] : cap_oldest;
+      if (ct.n) {
+        ct.head = (ct.head + 1) % CAP_FIFO;
+        ct.n--;
+      }
+      double now = lg_now();
+      double t = fmax(now - s->t0, next_pts_t);
+      for (int i = 0; i < n_out; i++) {
+        lg_frame_ring_push(s->out_frames, out_ptr[i], (size_t)s->W * 3, (int64_t)(t * 1e9));
+        t += frame_dt;
+      }
+      next_pts_t = t;
+      memcpy(last, out_ptr[n_out - 1], fsz);
+      have_last = true;
+      lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_OUT, (uint64_t)n_out);
+      lg_metrics_observe(s->metrics, LG_STAGE_TOTAL, now - cap);
+      if (atomic_load(&s->state) == ST_WARMING) atomic_store(&s->state, ST_RUNNING);
+      pthread_mutex_lock(&s->mu);
+      s->latency_ms = (now - cap) * 1000.0;
+      if (s->ttff_s == 0) s->ttff_s = now - s->t0;
+      pthread_mutex_unlock(&s->mu);
+    }
+    lg_metrics_observe(s->metrics, LG_STAGE_DIT, es.ms_dit / 1000.0);
+    lg_metrics_observe(s->metrics, LG_STAGE_DECODE, es.ms_decode / 1000.0);
+    pthread_mutex_lock(&s->mu);
+    s->stats = es;
+    pthread_mutex_unlock(&s->mu);
+  }
+  pthread_mutex_lock(&s->mu);
+  s->engine = NULL;
+  pthread_mutex_unlock(&s->mu);
+  lg_engine_free(&e);
+  free(in_buf);
+  free(out_buf);
+  free(last);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- ingest */
+
+/* Starts the input named by uri (main thread). "none" and t2v: no ingest. */
+static int start_ingest(lg_serve *s, const char *uri) {
+  if (!strcmp(s->cfg.engine.mode, "t2v") || !strcmp(uri, "none")) return 0;
+  lg_frame_ring_flush(s->ingest_ring);
+  lg_frame_ring_reopen(s->ingest_ring);
+  lg_ingest *in = lg_ingest_new(uri, s->W, s->H, s->cfg.engine.fps, s->ingest_ring, NULL);
+  if (!in) return LG_EINVAL;
+  pthread_mutex_lock(&s->mu);
+  s->ingest = in;
+  snprintf(s->input, sizeof s->input, "%s", uri);
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static void stop_ingest(lg_serve *s) {
+  pthread_mutex_lock(&s->mu);
+  lg_ingest *in = s->ingest;
+  s->ingest = NULL; /* the publish callback no longer sees it */
+  pthread_mutex_unlock(&s->mu);
+  lg_ingest_free(&in);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+lg_serve *lg_serve_new(const lg_config *cfg, char *err, size_t errn) {
+  char tmp[512];
+  if (!err || !errn) {
+    err = tmp;
+    errn = sizeof tmp;
+  }
+  err[0] = 0;
+  lg_serve *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->cfg = *cfg;
+  s->W = cfg->engine.width;
+  s->H = cfg->engine.height;
+  s->t0 = lg_now();
+  s->rate_t = s->t0;
+  pthread_mutex_init(&s->mu, NULL);
+  atomic_init(&s->stop, false);
+  atomic_init(&s->state, ST_LOADING);
+  atomic_init(&s->want_reset, false);
+  snprintf(s->params.prompt, sizeof s->params.prompt, "%s", cfg->engine.prompt);
+  s->params.noise_scale = cfg->engine.noise_scale;
+  s->params.steps = cfg->engine.steps;
+  s->params.seed = cfg->engine.seed;
+  s->params.blend_s = cfg->engine.prompt_blend_s;
+  snprintf(s->input, sizeof s->input, "%s", cfg->input);
+  const bool t2v = !strcmp(cfg->engine.mode, "t2v");
+
+  s->metrics = lg_metrics_new();
+  s->ingest_ring = lg_frame_ring_new(s->W, s->H, INGEST_SLOTS);
+  s->out_frames = lg_frame_ring_new(s->W, s->H, OUT_SLOTS);
+  s->in_frames = lg_frame_ring_new(s->W, s->H, PREVIEW_SLOTS);
+  s->out_packets = lg_packet_ring_new(PACKET_SLOTS);
+  s->in_packets = lg_packet_ring_new(PACKET_SLOTS);
+  if (!s->metrics || !s->ingest_ring || !s->out_frames || !s->in_frames || !s->out_packets ||
+      !s->in_packets) {
+    snprintf(err, errn, "out of memory (rings for %dx%d)", s->W, s->H);
+    goto fail;
+  }
+
+  /* Encoders before the server: viewers may ask for keyframes at once. */
+  if (enc_start(s, &s->enc_out, LG_SOURCE_OUTPUT, s->out_frames, s->out_packets, 0, 0,
+                cfg->output.bitrate_kbps, err, errn))
+    goto fail;
+  int pw = s->W, ph = s->H;
+  if (pw > PREVIEW_MAX_W) {
+    ph = (int)((long)ph * PREVIEW_MAX_W / pw);
+    pw = PREVIEW_MAX_W;
+  }
+  int preview_kbps = cfg->output.bitrate_kbps / 2 > 100 ? cfg->output.bitrate_kbps / 2 : 100;
+  if (enc_start(s, &s->enc_in, LG_SOURCE_INPUT, s->in_frames, s->in_packets, pw, ph, preview_kbps,
+                err, errn))
+    goto fail;
+
+  /* WebRTC (WHEP viewers read the output packets; a WHIP publisher feeds the ingest ring). */
+  lg_webrtc_opts wo;
+  memset(&wo, 0, sizeof wo);
+  wo.packets = s->out_packets;
+  wo.ingest = t2v ? NULL : s->ingest_ring;
+  wo.width = s->W;
+  wo.height = s->H;
+  wo.fps = cfg->engine.fps;
+  wo.max_viewers = cfg->server.max_viewers;
+  for (int i = 0; i < cfg->server.n_ice_servers && i < LG_WEBRTC_MAX_ICE; i++)
+    snprintf(wo.ice_servers[i], sizeof wo.ice_servers[i], "%s", cfg->server.ice_servers[i]);
+  wo.n_ice_servers =
+      cfg->server.n_ice_servers < LG_WEBRTC_MAX_ICE ? cfg->server.n_ice_servers : LG_WEBRTC_MAX_ICE;
+  wo.answer = on_webrtc_answer;
+  wo.answer_user = s;
+  wo.want_keyframe = on_webrtc_keyframe;
+  wo.keyframe_user = s;
+  s->webrtc = lg_webrtc_new(&wo);
+  if (!s->webrtc) LG_WARN(MOD, "WebRTC unavailable: /whep and /whip will answer 503");
+
+  lg_server_opts so;
+  memset(&so, 0, sizeof so);
+  snprintf(so.host, sizeof so.host, "%s", cfg->server.host);
+  so.port = cfg->server.port;
+  if (cfg->server.web_root[0])
+    snprintf(so.web_root, sizeof so.web_root, "%s", cfg->server.web_root);
+  else
+    snprintf(so.web_root, sizeof so.web_root, "%s/web", LG_SOURCE_DIR);
+  so.max_viewers = cfg->server.max_viewers;
+  so.rings[LG_SOURCE_OUTPUT] = s->out_packets;
+  so.rings[LG_SOURCE_INPUT] = s->in_packets;
+  so.metrics = s->metrics;
+  so.control =
+      (lg_control_ops){s, op_set_params, op_set_paused, op_reset, op_set_input, op_get_status};
+  if (s->webrtc) lg_webrtc_fill_hooks(s->webrtc, &so.webrtc);
+  so.user = s;
+  so.publish_jpeg = on_publish;
+  so.want_keyframe = on_want_keyframe;
+  s->server = lg_server_new(&so, err, errn);
+  if (!s->server) goto fail;
+
+  if (cfg->output.rtmp[0]) {
+    s->rtmp = lg_rtmp_push_new(s->out_packets, cfg->output.rtmp, NULL);
+    if (!s->rtmp) LG_WARN(MOD, "RTMP push to %s could not start", cfg->output.rtmp);
+  }
+  if (cfg->output.record[0]) {
+    s->recorder = lg_recorder_new(s->out_packets, cfg->output.record);
+    if (!s->recorder) {
+      snprintf(err, errn, "cannot record to %s", cfg->output.record);
+      goto fail;
+    }
+  }
+
+  if (start_ingest(s, cfg->input)) {
+    snprintf(err, errn, "cannot open input '%s'", cfg->input);
+    goto fail;
+  }
+  if (pthread_create(&s->gpu_thread, NULL, gpu_main, s)) {
+    snprintf(err, errn, "cannot start the GPU worker thread");
+    goto fail;
+  }
+  s->gpu_started = true;
+  if (lg_server_start(s->server)) {
+    snprintf(err, errn, "cannot start the server thread");
+    goto fail;
+  }
+  LG_INFO(MOD, "serving on http://%s:%d/ (input %s)", cfg->server.host, lg_server_port(s->server),
+          s->input);
+  return s;
+fail:
+  LG_ERR(MOD, "%s", err);
+  lg_serve_free(&s);
+  return NULL;
+}
+
+int lg_serve_port(const lg_serve *s) {
+  return s && s->server ? lg_server_port(s->server) : -1;
+}
+
+int lg_serve_poll(lg_serve *s) {
+  if (atomic_load(&s->state) == ST_ERROR) return LG_EBACKEND;
+  char want[LG_PATH_MAX];
+  pthread_mutex_lock(&s->mu);
+  snprintf(want, sizeof want, "%s", s->pending_input);
+  s->pending_input[0] = 0;
+  pthread_mutex_unlock(&s->mu);
+  if (want[0]) {
+    LG_INFO(MOD, "switching input to %s", want);
+    stop_ingest(s);
+    if (start_ingest(s, want)) {
+      LG_WARN(MOD, "input %s failed; back to %s", want, s->cfg.input);
+      start_ingest(s, s->cfg.input);
+    }
+  }
+  return 0;
+}
+
+void lg_serve_free(lg_serve **ps) {
+  if (!ps || !*ps) return;
+  lg_serve *s = *ps;
+  atomic_store(&s->stop, true);
+  /* 1. no more input; 2. the GPU worker ends its chunk and frees the engine. */
+  stop_ingest(s);
+  if (s->ingest_ring) lg_frame_ring_close(s->ingest_ring);
+  if (s->gpu_started) pthread_join(s->gpu_thread, NULL);
+  /* 3. encoders drain and flush; the packet rings close (outputs see EOF). */
+  enc_stop(&s->enc_out);
+  enc_stop(&s->enc_in);
+  /* 4. outputs, then WebRTC (it answers through the server), then the server. */
+  lg_rtmp_push_free(&s->rtmp);
+  lg_recorder_free(&s->recorder);
+  lg_webrtc_free(&s->webrtc);
+  lg_server_free(&s->server);
+  lg_packet_ring_free(&s->out_packets);
+  lg_packet_ring_free(&s->in_packets);
+  lg_frame_ring_free(&s->ingest_ring);
+  lg_frame_ring_free(&s->out_frames);
+  lg_frame_ring_free(&s->in_frames);
+  lg_metrics_free(&s->metrics);
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+  *ps = NULL;
+}
+
+#endif /* LG_HAVE_STREAMING */
