@@ -328,9 +328,19 @@ void lg_engine_free(lg_engine **pe) {
   *pe = NULL;
 }
 
+/* A pending steps change rebuilds the stream batch (and resets the VAE caches), so the chunk
+ * that applies it is a first chunk again. */
+static bool pending_rebuild(const lg_engine *e) {
+  pthread_mutex_t *mu = (pthread_mutex_t *)&e->mu_lock;
+  pthread_mutex_lock(mu);
+  bool r = e->have_pending && e->pending.steps != e->cur.steps;
+  pthread_mutex_unlock(mu);
+  return r;
+}
+
 int lg_engine_frames_needed(const lg_engine *e) {
   if (e->t2v) return 0;
-  return lg_stream_chunks(e->st) == 0 ? 5 : 4;
+  return lg_stream_chunks(e->st) == 0 || pending_rebuild(e) ? 5 : 4;
 }
 
 void lg_engine_frame_size(const lg_engine *e, int *width, int *height) {
@@ -388,13 +398,16 @@ int lg_engine_reset(lg_engine *e) {
   return reset_state(e);
 }
 
-/* Chunk boundary: pending parameters take effect. */
-static int apply_pending(lg_engine *e) {
+/* Chunk boundary: pending parameters take effect. A steps change needs a first chunk (5
+ * frames in v2v); pushed with 4 frames (set_params raced frames_needed) it waits for the next
+ * chunk. */
+static int apply_pending(lg_engine *e, int n_in) {
   lg_engine_params p;
   pthread_mutex_lock(&e->mu_lock);
   bool have = e->have_pending;
   if (have) p = e->pending;
-  e->have_pending = false;
+  if (have && p.steps != e->cur.steps && !e->t2v && n_in != 5) have = false;
+  if (have) e->have_pending = false;
   pthread_mutex_unlock(&e->mu_lock);
   if (!have) return 0;
   int err = 0;
@@ -502,7 +515,7 @@ static int decode_out(lg_engine *e, int nf, uint8_t *const *out, int max_out, do
 int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *const *out,
                    int max_out) {
   double t_total = lg_now();
-  int err = apply_pending(e);
+  int err = apply_pending(e, n_in);
   if (err) return err;
   if (e->cur.paused) return 0;
   double ms_enc = 0, ms_dit = 0, ms_dec = 0;
@@ -513,7 +526,7 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
     if (nf < 0) return nf;
     ms_dit = (lg_now() - t0) * 1e3;
   } else {
-    int need = lg_engine_frames_needed(e);
+    int need = lg_stream_chunks(e->st) == 0 ? 5 : 4;
     if (!in || n_in != need) {
       LG_ERR("engine", "push: %d input frames, this chunk needs %d", n_in, need);
       return LG_EINVAL;
