@@ -48,6 +48,7 @@ struct lg_engine {
   /* contexts */
   float *ctx_from, *ctx_to, *ctx_cur; /* [512*text_dim] */
   double blend_s, blend_t;            /* blend length and output seconds into it */
+  double blend_dt;                    /* output seconds since the last blend step */
   bool blending;
   /* state */
   lg_engine_params cur;
@@ -417,6 +418,7 @@ static int apply_pending(lg_engine *e, int n_in) {
     lg_text_ctx_hash(p.prompt, e->text_dim, e->ctx_to);
     e->blend_s = p.blend_s;
     e->blend_t = 0.0;
+    e->blend_dt = 0.0;
     e->blending = true;
   }
   if (p.seed != e->cur.seed) lg_rng_seed(&e->noise_rng, p.seed);
@@ -518,6 +520,10 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
   int err = apply_pending(e, n_in);
   if (err) return err;
   if (e->cur.paused) return 0;
+  /* the prompt blend advances by the output time since the last chunk */
+  err = blend_step(e, e->blend_dt);
+  e->blend_dt = 0.0;
+  if (err) return err;
   double ms_enc = 0, ms_dit = 0, ms_dec = 0;
   int nf = 0, written = 0;
   if (e->t2v) {
@@ -566,8 +572,7 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
   if (nf > 0) {
     written = decode_out(e, nf, out, max_out, &ms_dec);
     if (written < 0) return written;
-    err = blend_step(e, written / (e->cfg.engine.fps > 0 ? e->cfg.engine.fps : 16.0));
-    if (err) return err;
+    e->blend_dt += written / (e->cfg.engine.fps > 0 ? e->cfg.engine.fps : 16.0);
   }
   pthread_mutex_lock(&e->mu_lock);
   e->stats.chunks++;
