@@ -507,6 +507,8 @@ static void *gpu_main(void *arg) {
       }
       double now = lg_now();
       double t = fmax(now - s->t0, next_pts_t);
+      /* Counted before the frames can reach a viewer, so status never lags the stream. */
+      lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_OUT, (uint64_t)n_out);
       for (int i = 0; i < n_out; i++) {
         lg_frame_ring_push(s->out_frames, out_ptr[i], (size_t)s->W * 3, (int64_t)(t * 1e9));
         t += frame_dt;
@@ -514,7 +516,6 @@ static void *gpu_main(void *arg) {
       next_pts_t = t;
       memcpy(last, out_ptr[n_out - 1], fsz);
       have_last = true;
-      lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_OUT, (uint64_t)n_out);
       lg_metrics_observe(s->metrics, LG_STAGE_TOTAL, now - cap);
       if (atomic_load(&s->state) == ST_WARMING) atomic_store(&s->state, ST_RUNNING);
       pthread_mutex_lock(&s->mu);

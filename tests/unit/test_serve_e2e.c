@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,7 +170,10 @@ static void test_stream_output_and_input(void **state) {
   const char *state_s = json_string_value(json_object_get(j, "state"));
   assert_string_equal(state_s, "running");
   json_t *stats = json_object_get(j, "stats");
-  assert_true(json_integer_value(json_object_get(stats, "frames_out")) >= 8);
+  if (json_integer_value(json_object_get(stats, "frames_out")) < 8) {
+    char *d = json_dumps(j, 0);
+    fail_msg("status after %d output frames: %s", out.frames, d);
+  }
   assert_true(json_integer_value(json_object_get(stats, "frames_in")) >= 8);
   assert_int_equal(json_integer_value(json_object_get(stats, "viewers")), 2);
   assert_true(json_number_value(json_object_get(stats, "ttff_s")) > 0);
@@ -282,11 +286,124 @@ static void test_metrics(void **state) {
   free(body);
 }
 
+/* One 64x64 JPEG (mid grey with a bright square at x) from libavcodec's mjpeg encoder. */
+static int make_jpeg(int x, uint8_t **out, size_t *n) {
+  const AVCodec *c = avcodec_find_encoder(AV_CODEC_ID_MJPEG);
+  if (!c) return -1;
+  AVCodecContext *ctx = avcodec_alloc_context3(c);
+  ctx->width = W;
+  ctx->height = H;
+  ctx->pix_fmt = AV_PIX_FMT_YUVJ420P;
+  ctx->time_base = (AVRational){1, 16};
+  if (avcodec_open2(ctx, c, NULL) < 0) return -1;
+  AVFrame *f = av_frame_alloc();
+  f->format = ctx->pix_fmt;
+  f->width = W;
+  f->height = H;
+  av_frame_get_buffer(f, 0);
+  for (int y = 0; y < H; y++)
+    for (int k = 0; k < W; k++)
+      f->data[0][y * f->linesize[0] + k] = (k >= x && k < x + 16 && y < 16) ? 235 : 128;
+  for (int y = 0; y < H / 2; y++) {
+    memset(f->data[1] + y * f->linesize[1], 128, W / 2);
+    memset(f->data[2] + y * f->linesize[2], 128, W / 2);
+  }
+  f->pts = 0;
+  AVPacket *pkt = av_packet_alloc();
+  int rc = -1;
+  if (avcodec_send_frame(ctx, f) == 0 && avcodec_receive_packet(ctx, pkt) == 0) {
+    *out = malloc((size_t)pkt->size);
+    memcpy(*out, pkt->data, (size_t)pkt->size);
+    *n = (size_t)pkt->size;
+    rc = 0;
+  }
+  av_packet_free(&pkt);
+  av_frame_free(&f);
+  avcodec_free_context(&ctx);
+  return rc;
+}
+
+/* Polls the service (input switches happen there) until status.input == want. */
+static bool wait_input(const char *want, double timeout) {
+  double end = lg_now() + timeout;
+  while (lg_now() < end) {
+    assert_int_equal(lg_serve_poll(g_sv), 0);
+    int st;
+    json_t *j = get_json("/api/v1/status", &st);
+    bool ok = j && !strcmp(json_string_value(json_object_get(j, "input")), want);
+    json_decref(j);
+    if (ok) return true;
+    struct timespec ts = {0, 100 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  return false;
+}
+
+static double frames_in(void) {
+  char *body;
+  http_request(g_port, "GET", "/metrics", NULL, NULL, 0, &body, NULL, 5);
+  double v = body ? prom_sample(body, "livegen_frames_in_total") : -1;
+  free(body);
+  return v;
+}
+
+/* The page's camera path: switch the input to "ws", publish JPEGs over /ws/publish, and
+ * see them counted as input frames; a non-JPEG gets an error; then switch back. */
+static void test_input_switch_and_publish(void **state) {
+  (void)state;
+  ws_client c;
+  assert_int_equal(ws_client_open(&c, g_port, "/ws/control", NULL), 0);
+  assert_true(ws_client_run(&c, 5, ws_is_established, NULL));
+  const char *sw = "{\"type\":\"input\",\"input\":\"ws\",\"id\":1}";
+  ws_client_send(&c, sw, strlen(sw), false);
+  json_t *j = next_of(&c, "ack", 5);
+  assert_non_null(j);
+  json_decref(j);
+  assert_true(wait_input("ws", 10));
+
+  ws_client pub;
+  assert_int_equal(ws_client_open(&pub, g_port, "/ws/publish", NULL), 0);
+  assert_true(ws_client_run(&pub, 5, ws_is_established, NULL));
+  struct timespec ts = {0, 300 * 1000000};
+  nanosleep(&ts, NULL); /* the ws pipeline starts */
+  double before = frames_in();
+  for (int i = 0; i < 12; i++) {
+    uint8_t *jpg = NULL;
+    size_t n = 0;
+    assert_int_equal(make_jpeg(i * 4, &jpg, &n), 0);
+    ws_client_send(&pub, jpg, n, true);
+    free(jpg);
+    ws_client_run(&pub, 0.1, NULL, NULL);
+    lg_serve_poll(g_sv);
+  }
+  double end = lg_now() + 10, after = before;
+  while (lg_now() < end && after < before + 3) {
+    ws_client_run(&pub, 0.2, NULL, NULL);
+    after = frames_in();
+  }
+  assert_true(after >= before + 3);
+  ws_client_send(&pub, "not a jpeg", 10, true);
+  ws_msg *m = ws_client_next(&pub, 5);
+  assert_non_null(m);
+  assert_non_null(strstr((const char *)m->data, "\"error\""));
+  ws_msg_free(m);
+  ws_client_close(&pub);
+
+  sw = "{\"type\":\"input\",\"input\":\"test:smpte\"}";
+  ws_client_send(&c, sw, strlen(sw), false);
+  j = next_of(&c, "ack", 5);
+  assert_non_null(j);
+  json_decref(j);
+  assert_true(wait_input("test:smpte", 10));
+  ws_client_close(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stream_output_and_input),
       cmocka_unit_test(test_control),
       cmocka_unit_test(test_metrics),
+      cmocka_unit_test(test_input_switch_and_publish),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
