@@ -465,6 +465,7 @@ static void *gpu_main(void *arg) {
         continue;
       }
       if (rc) break;
+      account_ingest(s, &seen_in, &seen_drop); /* counted before the preview shows it */
       double now = lg_now();
       lg_metrics_observe(s->metrics, LG_STAGE_INGEST, now - fi.t_arrival);
       if (got == 0) cap_oldest = fi.t_arrival;
