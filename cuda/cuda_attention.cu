@@ -263,6 +263,190 @@ __global__ void __launch_bounds__(32 * WARPS, MINB) k_flash(att_params p) {
   }
 }
 
+/* Variant 2: each warp owns 32 queries (two m16 tiles), so every K/V fragment read from shared
+ * memory feeds two MMAs (half the ldmatrix traffic per FLOP of k_flash, twice the independent
+ * MMAs per warp); Q sits in shared memory and is re-read per tile with ldmatrix. WARPS warps,
+ * BM = 32*WARPS queries per block, K/V double-buffered as in k_flash. */
+template <int D, int WARPS>
+__global__ void __launch_bounds__(32 * WARPS, 2) k_flash2(att_params p) {
+  constexpr int BM = 32 * WARPS, NTH = 32 * WARPS;
+  constexpr int LDS = D + 8, KT = D / 16, NT = D / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __nv_bfloat16 *Ks = (__nv_bfloat16 *)smem_raw; /* [2][BN][LDS] */
+  __nv_bfloat16 *Vs = Ks + 2 * ATT_BN * LDS;     /* [2][BN][LDS] */
+  __nv_bfloat16 *Qs = Vs + 2 * ATT_BN * LDS;     /* [BM][LDS] */
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4, mi = lane / 8, rr = lane % 8;
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int qblk = blockIdx.x * BM;
+  const int n = p.kv_len[b];
+  const __nv_bfloat16 *qp = (const __nv_bfloat16 *)p.q + b * p.qb + h * p.qh;
+  const __nv_bfloat16 *kp = (const __nv_bfloat16 *)p.k + b * p.kb + h * p.kh;
+  const __nv_bfloat16 *vp = (const __nv_bfloat16 *)p.v + b * p.vb + h * p.vh;
+  constexpr int CPR = D / 8;
+  /* Q tile (zero rows past Lq) */
+  for (int c = tid; c < BM * CPR; c += NTH) {
+    int r = c / CPR, col = (c % CPR) * 8, q = qblk + r;
+    bool ok = q < p.Lq;
+    cp_async16(Qs + r * LDS + col, ok ? qp + (int64_t)q * p.ql + col : qp, ok ? 16 : 0);
+  }
+  auto load_tile = [&](int tile, int buf) {
+    __nv_bfloat16 *kd = Ks + buf * ATT_BN * LDS, *vd = Vs + buf * ATT_BN * LDS;
+    for (int c = tid; c < ATT_BN * CPR; c += NTH) {
+      int r = c / CPR, col = (c % CPR) * 8;
+      int key = tile * ATT_BN + r;
+      bool ok = key < n;
+      cp_async16(kd + r * LDS + col, ok ? kp + (int64_t)key * p.kl + col : kp, ok ? 16 : 0);
+      cp_async16(vd + r * LDS + col, ok ? vp + (int64_t)key * p.vl + col : vp, ok ? 16 : 0);
+    }
+  };
+  const int ntiles = (n + ATT_BN - 1) / ATT_BN;
+  if (ntiles > 0) load_tile(0, 0);
+  cp_async_commit(); /* Q and tile 0 */
+
+  float o[2][NT][4];
+#pragma unroll
+  for (int m = 0; m < 2; m++)
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+      o[m][j][0] = o[m][j][1] = o[m][j][2] = o[m][j][3] = 0.f;
+  float mrow[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY}, lrow[4] = {0.f, 0.f, 0.f, 0.f};
+  const __nv_bfloat16 *qw = Qs + (warp * 32) * LDS;
+
+  for (int tile = 0; tile < ntiles; tile++) {
+    const int buf = tile & 1;
+    if (tile + 1 < ntiles) load_tile(tile + 1, buf ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const __nv_bfloat16 *kb = Ks + buf * ATT_BN * LDS, *vb = Vs + buf * ATT_BN * LDS;
+    float s[2][8][4];
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+      for (int j = 0; j < 8; j++)
+        s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KT; kk++) {
+      uint32_t qa[2][4];
+#pragma unroll
+      for (int m = 0; m < 2; m++)
+        ldsm_x4(qa[m][0], qa[m][1], qa[m][2], qa[m][3],
+                qw + (m * 16 + (mi % 2) * 8 + rr) * LDS + kk * 16 + (mi / 2) * 8);
+#pragma unroll
+      for (int j = 0; j < 8; j += 2) {
+        uint32_t b0, b1, b2, b3;
+        ldsm_x4(b0, b1, b2, b3, kb + ((j + mi / 2) * 8 + rr) * LDS + kk * 16 + (mi % 2) * 8);
+        mma16816(s[0][j], qa[0], b0, b1);
+        mma16816(s[0][j + 1], qa[0], b2, b3);
+        mma16816(s[1][j], qa[1], b0, b1);
+        mma16816(s[1][j + 1], qa[1], b2, b3);
+      }
+    }
+    if ((tile + 1) * ATT_BN > n) {
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        int key = tile * ATT_BN + j * 8 + 2 * t;
+#pragma unroll
+        for (int m = 0; m < 2; m++) {
+          if (key >= n) s[m][j][0] = s[m][j][2] = -INFINITY;
+          if (key + 1 >= n) s[m][j][1] = s[m][j][3] = -INFINITY;
+        }
+      }
+    }
+    uint32_t pf[2][4][4];
+#pragma unroll
+    for (int m = 0; m < 2; m++) {
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        mx0 = fmaxf(mx0, fmaxf(s[m][j][0], s[m][j][1]));
+        mx1 = fmaxf(mx1, fmaxf(s[m][j][2], s[m][j][3]));
+      }
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      float mn0 = fmaxf(mrow[2 * m], mx0 * p.scale_log2);
+      float mn1 = fmaxf(mrow[2 * m + 1], mx1 * p.scale_log2);
+      float base0 = mn0 == -INFINITY ? 0.f : mn0, base1 = mn1 == -INFINITY ? 0.f : mn1;
+      float a0 = exp2f(mrow[2 * m] - base0), a1 = exp2f(mrow[2 * m + 1] - base1);
+      mrow[2 * m] = mn0, mrow[2 * m + 1] = mn1;
+      float l0 = lrow[2 * m] * a0, l1 = lrow[2 * m + 1] * a1;
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        o[m][j][0] *= a0, o[m][j][1] *= a0;
+        o[m][j][2] *= a1, o[m][j][3] *= a1;
+      }
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        float e0 = exp2f(fmaf(s[m][j][0], p.scale_log2, -base0));
+        float e1 = exp2f(fmaf(s[m][j][1], p.scale_log2, -base0));
+        float e2 = exp2f(fmaf(s[m][j][2], p.scale_log2, -base1));
+        float e3 = exp2f(fmaf(s[m][j][3], p.scale_log2, -base1));
+        l0 += e0 + e1, l1 += e2 + e3;
+        pf[m][j / 2][(j % 2) * 2 + 0] = pack_bf16(e0, e1);
+        pf[m][j / 2][(j % 2) * 2 + 1] = pack_bf16(e2, e3);
+      }
+      lrow[2 * m] = l0, lrow[2 * m + 1] = l1;
+    }
+#pragma unroll
+    for (int kb2 = 0; kb2 < 4; kb2++) {
+#pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        uint32_t b0, b1, b2, b3;
+        ldsm_x4_t(b0, b1, b2, b3, vb + (kb2 * 16 + (mi % 2) * 8 + rr) * LDS + (j + mi / 2) * 8);
+        mma16816(o[0][j], pf[0][kb2], b0, b1);
+        mma16816(o[0][j + 1], pf[0][kb2], b2, b3);
+        mma16816(o[1][j], pf[1][kb2], b0, b1);
+        mma16816(o[1][j + 1], pf[1][kb2], b2, b3);
+      }
+    }
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+  __nv_bfloat16 *op = (__nv_bfloat16 *)p.o + b * p.ob + h * p.oh;
+#pragma unroll
+  for (int m = 0; m < 2; m++) {
+    float l0 = lrow[2 * m], l1 = lrow[2 * m + 1];
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+    int r0 = qblk + warp * 32 + m * 16 + g, r1 = r0 + 8;
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      int col = j * 8 + 2 * t;
+      if (r0 < p.Lq)
+        *(__nv_bfloat162 *)(op + (int64_t)r0 * p.ol + col) =
+            __floats2bfloat162_rn(o[m][j][0] * i0, o[m][j][1] * i0);
+      if (r1 < p.Lq)
+        *(__nv_bfloat162 *)(op + (int64_t)r1 * p.ol + col) =
+            __floats2bfloat162_rn(o[m][j][2] * i1, o[m][j][3] * i1);
+    }
+  }
+}
+
+template <int D, int WARPS> static int launch_flash2(lg_cuda *c, const att_params &p, int B) {
+  int err = 0;
+  size_t smem = ((size_t)4 * ATT_BN + 32 * WARPS) * (D + 8) * 2;
+  static bool attr_set = false;
+  if (!attr_set) {
+    CUDA_CHECK(cudaFuncSetAttribute(k_flash2<D, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)smem));
+    attr_set = true;
+  }
+  {
+    dim3 grid((p.Lq + 32 * WARPS - 1) / (32 * WARPS), p.nh, B);
+    k_flash2<D, WARPS><<<grid, 32 * WARPS, smem, c->stream>>>(p);
+    CUDA_LAUNCH_CHECK();
+  }
+  return 0;
+fail:
+  return err;
+}
+
 static bool al16(const void *p, int64_t s1, int64_t s2, int64_t s3) {
   return ((uintptr_t)p % 16) == 0 && s1 % 8 == 0 && s2 % 8 == 0 && s3 % 8 == 0;
 }
@@ -293,9 +477,20 @@ static int attn_warps(void) {
   static int w = 0;
   if (!w) {
     const char *e = getenv("LG_ATTN_WARPS");
-    w = e && atoi(e) == 8 ? 8 : (e && atoi(e) == 6 ? 6 : 4);
+    int v = e ? atoi(e) : 4;
+    w = (v == 2 || v == 3 || v == 6 || v == 8) ? v : 4;
   }
   return w;
+}
+
+/* LG_ATTN_KERNEL=1 (16 queries per warp) or 2 (32 per warp, Q in shared memory). */
+static int attn_kernel(void) {
+  static int k = 0;
+  if (!k) {
+    const char *e = getenv("LG_ATTN_KERNEL");
+    k = e && atoi(e) == 2 ? 2 : 1;
+  }
+  return k;
 }
 
 int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
@@ -341,6 +536,11 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
     bool aligned = al16(q->data, p.qb, p.ql, p.qh) && al16(k->data, p.kb, p.kl, p.kh) &&
                    al16(v->data, p.vb, p.vl, p.vh) && al16(o->data, p.ob, p.ol, p.oh);
     if (bf && aligned && p.dh == 128) {
+      if (attn_kernel() == 2) {
+        if (attn_warps() == 2) return launch_flash2<128, 2>(c, p, B);
+        if (attn_warps() == 3) return launch_flash2<128, 3>(c, p, B);
+        return launch_flash2<128, 4>(c, p, B);
+      }
       if (attn_warps() == 8) return launch_flash<128, 8, 1>(c, p, B);
       if (attn_warps() == 6) return launch_flash<128, 6, 2>(c, p, B);
       return launch_flash<128, 4, 3>(c, p, B);

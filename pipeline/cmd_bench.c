@@ -150,12 +150,14 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
   }
   ms = calloc((size_t)iters, sizeof *ms);
   if (!ms) goto done;
+  double host_ms = 0;
   for (int i = 0; i < a->warmup; i++)
     if (lg_wan_dit_forward(m, ws, kv, &x, rows, &vout) < 0 || be->ops->sync(be) < 0) goto done;
   for (int i = 0; i < iters; i++) {
     double h0 = lg_now();
     if (cuda && lg_cuda_mark(be, 0) < 0) goto done;
     if (lg_wan_dit_forward(m, ws, kv, &x, rows, &vout) < 0) goto done;
+    host_ms += (lg_now() - h0) * 1e3 / iters; /* enqueue time: is the host the bottleneck? */
     if (cuda) {
       float e = 0;
       if (lg_cuda_mark(be, 1) < 0 || lg_cuda_elapsed_ms(be, 0, 1, &e) < 0) goto done;
@@ -229,8 +231,9 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
       printf("%s\"%s\":[%.3f,%d]", i ? "," : "", op_name[i], op_ms[i], op_cnt[i]);
     printf("},");
   }
-  const char *aw = getenv("LG_ATTN_WARPS");
-  printf("\"attn_warps\":\"%s\",", aw ? aw : "default");
+  const char *aw = getenv("LG_ATTN_WARPS"), *ak = getenv("LG_ATTN_KERNEL");
+  printf("\"attn_kernel\":\"%s\",\"attn_warps\":\"%s\",\"host_enqueue_ms\":%.3f,",
+         ak ? ak : "default", aw ? aw : "default", host_ms);
   printf("\"load_s\":%.1f}\n", t_load);
   fflush(stdout);
   err = 0;

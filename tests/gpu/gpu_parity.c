@@ -5,7 +5,8 @@
  * the CUDA op's arithmetic and its bf16 output, not the input rounding. Outputs on the GPU are
  * poisoned (NaN) first, so an unwritten element fails. Error = ||gpu - cpu|| / ||cpu||.
  * Prints one table row per check and exits 1 if any fails (2 if no GPU).
- * Usage: lg_gpu_tests [filter-substring]. Main thread only; run by tests/gpu/run. */
+ * Usage: lg_gpu_tests [filter-substring] | --perf (times the row ops at the DiT's sizes).
+ * Main thread only; run by tests/gpu/run. */
 #include "kv_cache.h"
 #include "lg_backend.h"
 #include "lg_cuda.h"
@@ -581,8 +582,62 @@ done:
   lg_ckpt_free(&ck);
 }
 
+/* ---------------------------------------------------------------- op timings (--perf) */
+
+/* Median-free quick timing: 50 back-to-back calls after 5 warm-ups, events around them. */
+#define PERF_TIME(label, bytes, call)                                                              \
+  do {                                                                                             \
+    for (int w_ = 0; w_ < 5; w_++)                                                                 \
+      must(call, label);                                                                           \
+    must(lg_cuda_mark(g_gpu, 2), "mark");                                                          \
+    for (int w_ = 0; w_ < 50; w_++)                                                                \
+      must(call, label);                                                                           \
+    must(lg_cuda_mark(g_gpu, 3), "mark");                                                          \
+    float ms_ = 0;                                                                                 \
+    must(lg_cuda_elapsed_ms(g_gpu, 2, 3, &ms_), "elapsed");                                        \
+    double us_ = ms_ * 1e3 / 50;                                                                   \
+    printf("| %-40s | %9.1f us | %7.0f GB/s |\n", label, us_, (bytes) / (us_ * 1e3));              \
+  } while (0)
+
+static void perf_ops(void) {
+  const int64_t R = 3120, D = 1536, G = 1560;
+  int64_t sh[2] = {R, D}, vsh[1] = {D}, tsh[3] = {2, 6, D}, q4[4] = {2, G, 12, 128};
+  lg_tensor x, y, w, tab, shf, scl, q;
+  must(lg_tensor_alloc(g_gpu, &x, LG_BF16, 2, sh), "alloc");
+  must(lg_tensor_alloc(g_gpu, &y, LG_BF16, 2, sh), "alloc");
+  must(lg_tensor_alloc(g_gpu, &w, LG_BF16, 1, vsh), "alloc");
+  must(lg_tensor_alloc(g_gpu, &tab, LG_BF16, 3, tsh), "alloc");
+  float *h = rand_vals(R * D, -1, 1);
+  must(lg_tensor_upload_f32(&x, h), "up");
+  must(lg_tensor_upload_f32(&y, h), "up");
+  must(lg_tensor_upload_f32(&w, h), "up");
+  must(lg_tensor_upload_f32(&tab, h), "up");
+  free(h);
+  int64_t ne[2] = {2, D}, nb[2] = {6 * D, 1};
+  shf = tab, scl = tab;
+  shf.ndim = scl.ndim = 2;
+  memcpy(shf.ne, ne, sizeof ne), memcpy(shf.nb, nb, sizeof nb);
+  memcpy(scl.ne, ne, sizeof ne), memcpy(scl.nb, nb, sizeof nb);
+  scl.data = (uint16_t *)tab.data + D;
+  must(lg_tensor_reshape(&x, 4, q4, &q), "reshape");
+  int32_t fs[2] = {10, 11};
+  double B = (double)R * D * 2;
+  printf("\nop timings on [3120,1536] bf16 (the 1.3B DiT's 2-row chunk), back to back:\n\n");
+  printf("| %-40s | %12s | %12s |\n|---|---|---|\n", "op", "time", "r+w");
+  PERF_TIME("copy (memcpy d2d)", 2 * B, LG_OP(g_gpu, copy, &y, &x));
+  PERF_TIME("rms_norm in place, weight", 2 * B, LG_OP(g_gpu, rms_norm, &y, &y, &w, 1e-6f));
+  PERF_TIME("layer_norm affine", 2 * B, LG_OP(g_gpu, layer_norm, &y, &x, &w, &w, 1e-6f));
+  PERF_TIME("modulate ln, group 1560", 2 * B,
+            LG_OP(g_gpu, modulate, &y, &x, &shf, &scl, G, true, 1e-6f));
+  PERF_TIME("gated_add gate, group 1560", 3 * B, LG_OP(g_gpu, gated_add, &y, &x, &shf, G));
+  PERF_TIME("gated_add plain", 3 * B, LG_OP(g_gpu, gated_add, &y, &x, NULL, 1));
+  PERF_TIME("rope3d [2,1560,12,128]", 2 * B, LG_OP(g_gpu, rope3d, &q, 1, 30, 52, fs));
+  lg_tensor_free(&x), lg_tensor_free(&y), lg_tensor_free(&w), lg_tensor_free(&tab);
+}
+
 int main(int argc, char **argv) {
-  g_filter = argc > 1 ? argv[1] : NULL;
+  bool perf = argc > 1 && !strcmp(argv[1], "--perf");
+  g_filter = argc > 1 && !perf ? argv[1] : NULL;
   lg_log_set_level(LG_LOG_WARN);
   if (lg_cuda_device_count() < 1) {
     fprintf(stderr, "lg_gpu_tests: no CUDA device\n");
@@ -600,6 +655,12 @@ int main(int argc, char **argv) {
   printf("| %-34s | %-30s | %9s | %7s | %s |\n", "check", "shape", "error", "tol", "result");
   printf("|%s|%s|%s|%s|%s|\n", "------------------------------------",
          "--------------------------------", "-----------", "---------", "------");
+  if (perf) {
+    perf_ops();
+    lg_backend_free(&g_gpu);
+    lg_backend_free(&g_cpu);
+    return 0;
+  }
   t_copy();
   t_matmul();
   t_unary_axpby();
