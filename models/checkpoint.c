@@ -466,7 +466,10 @@ typedef struct pt_ctx {
   char prefix[128]; /* "archive/" */
   char *err;
   size_t errn;
+  size_t steps; /* dict entries visited: bounds walks through shared or cyclic dicts */
 } pt_ctx;
+
+#define PT_MAX_STEPS ((size_t)1 << 20)
 
 static int pt_dtype(const lg_pk_value *st, lg_dtype *out) {
   switch (st->st) {
@@ -546,6 +549,9 @@ static int pt_walk(pt_ctx *x, const lg_pk_value *d, const char *prefix, int dept
   if (depth > 8) return lg_ckpt_fail(x->err, x->errn, LG_EFORMAT, "dicts nested too deeply");
   for (size_t i = 0; i + 1 < d->n; i += 2) {
     const lg_pk_value *k = d->items[i], *v = d->items[i + 1];
+    if (++x->steps > PT_MAX_STEPS)
+      return lg_ckpt_fail(x->err, x->errn, LG_ERANGE,
+                          "more than %zu dict entries (cyclic or shared dicts?)", PT_MAX_STEPS);
     if (k->type != LG_PK_STR) continue;
     if (v->type != LG_PK_TENSOR && v->type != LG_PK_DICT) continue;
     if (strlen(k->s) != k->slen || k->slen == 0)

@@ -16,7 +16,7 @@
 #define PK_MAX_STACK (1u << 20)
 #define PK_MAX_MARKS (1u << 16)
 #define PK_MAX_MEMO (1u << 21)
-#define PK_MAX_VALUES (1u << 26)
+#define PK_MAX_VALUES (1u << 22) /* a state dict needs ~15 per tensor */
 
 size_t lg_pk_storage_elsize(lg_pk_storage_type t) {
   switch (t) {

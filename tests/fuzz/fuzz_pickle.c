@@ -7,8 +7,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static long g_budget; /* values visited per input: memo cycles would make the walk exponential */
+
 static void walk(const lg_pk_value *v, int depth) {
-  if (!v || depth > 16) return;
+  if (!v || depth > 16 || --g_budget < 0) return;
   switch (v->type) {
   case LG_PK_TUPLE:
   case LG_PK_LIST:
@@ -43,6 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lg_pickle pk;
   char err[256];
   if (lg_pickle_load(&pk, data, size, err, sizeof err) != 0) return 0;
+  g_budget = 100000;
   walk(pk.root, 0);
   (void)lg_pk_dict_get(pk.root, "generator");
   lg_pickle_free(&pk);

@@ -1,7 +1,8 @@
 /* test_checkpoint.c: the checkpoint readers and writer on files the test writes itself:
  * safetensors roundtrip (dtypes, name order, alignment, streaming writer), sharded index,
  * name mapping (MODELS.md 1), malformed files (truncated, corrupted, huge lengths, offsets
- * past EOF) and PyTorch zip pickles assembled byte by byte. Main thread. */
+ * past EOF), PyTorch zip pickles assembled byte by byte, and the model spec sizes
+ * (MODELS.md: 825 / 1,418,996,800 for the 1.3B DiT, the VAE tensor list). Main thread. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +11,9 @@
 #include <cmocka.h>
 
 #include "checkpoint.h"
+#include "model_spec.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -947,6 +950,43 @@ static void test_pt_malicious(void **state) {
   b_u8(&pk, 'u');
   b_u8(&pk, '.');
   expect_pickle_fails((const char *)pk.p, pk.n, "archive/data/7");
+
+  /* a dict holding itself: refused at once (depth), not walked forever */
+  pk.n = 0;
+  b_u8(&pk, '}');
+  b_u8(&pk, 'q');
+  b_u8(&pk, 0);
+  b_u8(&pk, '(');
+  for (int i = 0; i < 12; i++) {
+    char k[4] = {'k', (char)('a' + i), 0, 0};
+    pk_unicode(&pk, k);
+    b_u8(&pk, 'h');
+    b_u8(&pk, 0);
+  }
+  b_u8(&pk, 'u');
+  b_u8(&pk, '.');
+  expect_pickle_fails((const char *)pk.p, pk.n, "nested too deeply");
+  /* 8 levels of dicts, each holding the next 12 times (12^8 paths through shared dicts): the
+   * walk stops at its entry budget */
+  pk.n = 0;
+  b_u8(&pk, '}');
+  b_u8(&pk, 'q');
+  b_u8(&pk, 8);
+  for (int lvl = 7; lvl >= 0; lvl--) {
+    b_u8(&pk, '}');
+    b_u8(&pk, 'q');
+    b_u8(&pk, (unsigned)lvl);
+    b_u8(&pk, '(');
+    for (int i = 0; i < 12; i++) {
+      char k[4] = {'k', (char)('a' + i), 0, 0};
+      pk_unicode(&pk, k);
+      b_u8(&pk, 'h');
+      b_u8(&pk, (unsigned)lvl + 1);
+    }
+    b_u8(&pk, 'u');
+  }
+  b_u8(&pk, '.');
+  expect_pickle_fails((const char *)pk.p, pk.n, "dict entries");
   free(pk.p);
 
   /* a zip without data.pkl */
@@ -957,13 +997,126 @@ static void test_pt_malicious(void **state) {
   expect_open_fails(path, "data.pkl");
 }
 
+/* ---- model specs ---- */
+
+static void spec_totals(const char *arch, const char *preset, int *n, uint64_t *params) {
+  lg_tensor_spec *sp;
+  char err[256];
+  if (lg_model_spec(arch, preset, &sp, n, err, sizeof err))
+    fail_msg("%s %s: %s", arch, preset, err);
+  *params = 0;
+  for (int i = 0; i < *n; i++) {
+    uint64_t p = 1;
+    for (int d = 0; d < sp[i].ndim; d++)
+      p *= (uint64_t)sp[i].shape[d];
+    *params += p;
+    assert_true(sp[i].std >= 0.0f && sp[i].std <= 1.0f);
+    for (int j = 0; j < i; j++)
+      if (strcmp(sp[i].name, sp[j].name) == 0) fail_msg("%s: duplicate %s", arch, sp[i].name);
+  }
+  free(sp);
+}
+
+static void test_model_spec_sizes(void **state) {
+  (void)state;
+  static const struct {
+    const char *arch, *preset;
+    int n;
+    uint64_t params;
+  } k[] = {
+      {"wan-dit", "1.3b", 825, 1418996800ull}, {"wan-dit", "14b", 1095, 14288491584ull},
+      {"wan-dit", "tiny", 69, 2227008ull},     {"wan-vae", "1.3b", 194, 126892531ull},
+      {"wan-vae", "14b", 194, 126892531ull},   {"wan-vae", "tiny", 194, 924491ull},
+      {"taehv", "1.3b", 64, 9844611ull},       {"taehv", "tiny", 64, 158515ull},
+      {"umt5", "1.3b", 242, 5680910336ull},    {"umt5", "tiny", 22, 146496ull},
+  };
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+    int n;
+    uint64_t p;
+    spec_totals(k[i].arch, k[i].preset, &n, &p);
+    if (n != k[i].n || p != k[i].params)
+      fail_msg("%s %s: %d tensors / %llu params, expected %d / %llu", k[i].arch, k[i].preset, n,
+               (unsigned long long)p, k[i].n, (unsigned long long)k[i].params);
+  }
+  lg_tensor_spec *sp;
+  int n;
+  char err[256];
+  assert_int_equal(lg_model_spec("gpt", "tiny", &sp, &n, err, sizeof err), LG_EINVAL);
+  assert_non_null(strstr(err, "gpt"));
+  assert_int_equal(lg_model_spec("wan-dit", "7b", &sp, &n, err, sizeof err), LG_EINVAL);
+  assert_non_null(strstr(err, "7b"));
+}
+
+static const lg_tensor_spec *spec_find(const lg_tensor_spec *sp, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(sp[i].name, name) == 0) return &sp[i];
+  return NULL;
+}
+
+static void test_model_spec_shapes(void **state) {
+  (void)state;
+  lg_tensor_spec *sp;
+  int n;
+  char err[256];
+  /* the real VAE is exactly the tensor list of MODELS.md 4 (wan21_vae_tensors.txt) */
+  assert_int_equal(lg_model_spec("wan-vae", "1.3b", &sp, &n, err, sizeof err), 0);
+  FILE *f = fopen(LG_SOURCE_DIR "/tests/fixtures/wan21_vae_tensors.txt", "r");
+  assert_non_null(f);
+  char line[256];
+  int lines = 0;
+  while (fgets(line, sizeof line, f)) {
+    char name[160], dims[96];
+    if (sscanf(line, "%159s (%95[^)])", name, dims) != 2) continue;
+    const lg_tensor_spec *t = spec_find(sp, n, name);
+    if (!t) fail_msg("VAE spec lacks %s", name);
+    char got[96] = "";
+    for (int d = 0; d < t->ndim; d++)
+      snprintf(got + strlen(got), sizeof got - strlen(got), d ? ", %lld" : "%lld",
+               (long long)t->shape[d]);
+    if (t->ndim == 1) strcat(got, ",");
+    if (strcmp(got, dims) != 0) fail_msg("%s: shape (%s), expected (%s)", name, got, dims);
+    lines++;
+  }
+  fclose(f);
+  assert_int_equal(lines, 194);
+  assert_true(spec_find(sp, n, "decoder.head.0.gamma")->mean == 1.0f);
+  free(sp);
+
+  /* tiny DiT: text_embedding.0 is [256, 64], heads of 128 -> dim 256 */
+  assert_int_equal(lg_model_spec("wan-dit", "tiny", &sp, &n, err, sizeof err), 0);
+  const lg_tensor_spec *t = spec_find(sp, n, "text_embedding.0.weight");
+  assert_non_null(t);
+  assert_int_equal(t->shape[0], 256);
+  assert_int_equal(t->shape[1], 64);
+  t = spec_find(sp, n, "blocks.1.self_attn.norm_k.weight");
+  assert_non_null(t);
+  assert_true(t->mean == 1.0f && t->std == 0.0f);
+  t = spec_find(sp, n, "blocks.0.ffn.2.weight");
+  assert_non_null(t);
+  assert_true(fabsf(t->std - 1.0f / sqrtf(512.0f)) < 1e-6f);
+  assert_non_null(spec_find(sp, n, "head.modulation"));
+  assert_null(spec_find(sp, n, "blocks.2.modulation"));
+  free(sp);
+
+  /* taehv: TGrow convs have no bias, MemBlock convs do */
+  assert_int_equal(lg_model_spec("taehv", "1.3b", &sp, &n, err, sizeof err), 0);
+  assert_non_null(spec_find(sp, n, "decoder.13.conv.weight"));
+  assert_int_equal(spec_find(sp, n, "decoder.13.conv.weight")->shape[0], 256);
+  assert_null(spec_find(sp, n, "decoder.13.conv.bias"));
+  assert_int_equal(spec_find(sp, n, "decoder.9.conv.0.weight")->shape[1], 256);
+  assert_non_null(spec_find(sp, n, "decoder.22.bias"));
+  assert_null(spec_find(sp, n, "decoder.20.bias"));
+  free(sp);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_st_roundtrip),    cmocka_unit_test(test_st_write_fill),
-      cmocka_unit_test(test_st_write_chunks), cmocka_unit_test(test_st_malformed),
-      cmocka_unit_test(test_st_sharded),      cmocka_unit_test(test_name_strip),
-      cmocka_unit_test(test_name_diffusers),  cmocka_unit_test(test_pt_plain),
-      cmocka_unit_test(test_pt_nested),       cmocka_unit_test(test_pt_malicious),
+      cmocka_unit_test(test_st_roundtrip),     cmocka_unit_test(test_st_write_fill),
+      cmocka_unit_test(test_st_write_chunks),  cmocka_unit_test(test_st_malformed),
+      cmocka_unit_test(test_st_sharded),       cmocka_unit_test(test_name_strip),
+      cmocka_unit_test(test_name_diffusers),   cmocka_unit_test(test_pt_plain),
+      cmocka_unit_test(test_pt_nested),        cmocka_unit_test(test_pt_malicious),
+      cmocka_unit_test(test_model_spec_sizes), cmocka_unit_test(test_model_spec_shapes),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
