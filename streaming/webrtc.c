@@ -50,7 +50,9 @@ typedef struct session {
   sess_state state;
   double t_state; /* lg_now() when the state was entered */
   atomic_bool gathered, dead, connected, need_key;
-  atomic_int ice_state; /* GstWebRTCICEConnectionState */
+  atomic_int ice_state;   /* GstWebRTCICEConnectionState */
+  _Atomic double t_heard; /* lg_now() of the last RTP/RTCP packet from the peer, 0 = none */
+  double t_connected;     /* when ICE first connected (signalling thread) */
   double t_disconnected;
   int pt;                             /* WHEP: H.264 payload type of the offer */
   GstElement *pipe, *webrtc, *appsrc; /* new references; appsrc for WHEP */
@@ -193,6 +195,43 @@ static void on_ice_candidate(GstElement *webrtc, guint mline, gchar *cand, gpoin
     if (s->candidates[s->n_candidates]) s->n_candidates++;
   }
   pthread_mutex_unlock(&s->cand_mu);
+}
+
+/* Any packet from the peer into rtpbin: it is still there. */
+static GstPadProbeReturn on_peer_packet(GstPad *pad, GstPadProbeInfo *info, gpointer user) {
+  session *s = user;
+  (void)pad;
+  (void)info;
+  atomic_store(&s->t_heard, lg_now());
+  return GST_PAD_PROBE_OK;
+}
+
+/* Watches the peer's incoming RTP/RTCP on webrtcbin's rtpbin (recv_rtp_sink_*,
+ * recv_rtcp_sink_*), which exist once the descriptions are set. A viewer that vanishes
+ * without DELETE or DTLS close (tab killed, network gone) stops sending RTCP. */
+static void watch_peer(session *s) {
+  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(s->webrtc));
+  GValue v = G_VALUE_INIT;
+  while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+    GstElement *e = g_value_get_object(&v);
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && strcmp(GST_OBJECT_NAME(f), "rtpbin") == 0) {
+      GstIterator *pit = gst_element_iterate_sink_pads(e);
+      GValue pv = G_VALUE_INIT;
+      while (gst_iterator_next(pit, &pv) == GST_ITERATOR_OK) {
+        GstPad *pad = g_value_get_object(&pv);
+        if (g_str_has_prefix(GST_OBJECT_NAME(pad), "recv_"))
+          gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
+                            on_peer_packet, s, NULL);
+        g_value_reset(&pv);
+      }
+      g_value_unset(&pv);
+      gst_iterator_free(pit);
+    }
+    g_value_reset(&v);
+  }
+  g_value_unset(&v);
+  gst_iterator_free(it);
 }
 
 /* A PLI/FIR from the viewer reaches the appsrc as an upstream force-key-unit event. */
@@ -592,6 +631,7 @@ static void *signal_main(void *user) {
         s->state = SESS_LIVE;
         s->t_state = lg_now();
         atomic_store(&s->need_key, true);
+        watch_peer(s);
         if (!text || rc == LG_ENOTFOUND) atomic_store(&s->dead, true);
         if (text && s->kind == LG_SDP_WHEP && w->o.want_keyframe)
           w->o.want_keyframe(w->o.keyframe_user);
@@ -611,6 +651,15 @@ static void *signal_main(void *user) {
         if (!atomic_load(&s->connected) && now - s->t_state > CONNECT_TIMEOUT_S) {
           LG_INFO(MOD, "session %s never connected", s->id);
           atomic_store(&s->dead, true);
+        }
+        if (atomic_load(&s->connected)) {
+          if (s->t_connected == 0) s->t_connected = now;
+          double heard = atomic_load(&s->t_heard);
+          if (now - (heard > s->t_connected ? heard : s->t_connected) > w->o.peer_timeout_s) {
+            LG_INFO(MOD, "session %s: nothing from the peer for %.1f s", s->id,
+                    w->o.peer_timeout_s);
+            atomic_store(&s->dead, true);
+          }
         }
         if (atomic_load(&s->dead)) continue; /* removed on this pass */
       }
@@ -705,6 +754,7 @@ lg_webrtc *lg_webrtc_new(const lg_webrtc_opts *o) {
   w->o = *o;
   if (w->o.max_viewers <= 0) w->o.max_viewers = 16;
   if (!(w->o.gather_timeout_s > 0)) w->o.gather_timeout_s = 3.0;
+  if (!(w->o.peer_timeout_s > 0)) w->o.peer_timeout_s = 15.0;
   if (w->o.n_ice_servers < 0 || w->o.n_ice_servers > LG_WEBRTC_MAX_ICE) w->o.n_ice_servers = 0;
   lg_rng_seed(&w->rng, (uint64_t)(lg_now() * 1e9) ^ (uint64_t)(uintptr_t)w);
   pthread_mutex_init(&w->mu, NULL);

@@ -7,7 +7,9 @@
  *   rtph264pay config-interval=-1 pt=<the offer's H.264 payload type> ! webrtcbin
  * fed by one sender thread that reads the shared encoder's packet ring (one reader for all
  * viewers; each viewer starts at a keyframe and a PLI from the browser asks the encoder for
- * one). A viewer is removed on DELETE, on ICE/DTLS failure, or when it stays disconnected.
+ * one). A session is removed on DELETE, on ICE/DTLS failure or close, after ICE stays
+ * disconnected for 10 s, when it never connects within 30 s of the answer, or when the peer
+ * goes silent (no RTP/RTCP for peer_timeout_s).
  * WHIP publishers (at most one at a time): webrtcbin ! decodebin (rtph264depay/avdec_h264,
  * VP8, ...) ! videoconvert ! videoscale ! videorate ! RGB WxH ! appsink -> the ingest frame
  * ring (input "whip").
@@ -55,6 +57,9 @@ typedef struct lg_webrtc_opts {
   int n_ice_servers;
   char local_addresses[256]; /* comma-separated IPs ICE may use; "" = all interfaces */
   double gather_timeout_s;   /* answer with the candidates found so far after this; <= 0: 3 s */
+  double peer_timeout_s;     /* a connected peer that sent no RTP/RTCP for this long is gone (tab
+                                killed, network lost: no DELETE, no DTLS close); <= 0: 15 s.
+                                Browsers send RTCP feedback every second or faster. */
   lg_webrtc_answer_fn answer;
   void *answer_user;
   /* A viewer needs a keyframe (joined, or the browser sent a PLI). Any-thread-safe, e.g.

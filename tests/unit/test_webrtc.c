@@ -135,6 +135,32 @@ static void peer_answer(peer *p, const char *answer) {
   gst_webrtc_session_description_free(d);
 }
 
+/* Browsers send RTCP feedback every second or faster; GStreamer's rtpsession defaults to
+ * one report per ~5 s. Make the test peer behave like a browser (every 0.5 s) so that the
+ * service's silence timeout can be short in the test. */
+static void peer_fast_rtcp(peer *p) {
+  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(p->webrtc));
+  GValue v = G_VALUE_INIT;
+  int found = 0;
+  while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+    GstElement *e = g_value_get_object(&v);
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && strcmp(GST_OBJECT_NAME(f), "rtpbin") == 0) {
+      GObject *session = NULL;
+      g_signal_emit_by_name(e, "get-internal-session", 0u, &session);
+      if (session) {
+        g_object_set(session, "rtcp-min-interval", (guint64)(500 * GST_MSECOND), NULL);
+        g_object_unref(session);
+        found++;
+      }
+    }
+    g_value_reset(&v);
+  }
+  g_value_unset(&v);
+  gst_iterator_free(it);
+  assert_true(found >= 1);
+}
+
 static void peer_start(peer *p, const char *launch) {
   memset(p, 0, sizeof(*p));
   GError *e = NULL;
@@ -164,31 +190,21 @@ static void want_key(void *user) {
   lg_encoder_request_keyframe(((st_source *)user)->enc);
 }
 
-static void test_whep_viewer_decodes_frames(void **state) {
-  (void)state;
-  lg_packet_ring *ring = lg_packet_ring_new(128);
-  st_source src = {
-      .ring = ring, .width = 160, .height = 120, .fps = 25, .keyint = 50, .frames = 25 * 40};
-  assert_int_equal(st_source_start(&src), 0);
-  lg_webrtc_opts o = {.packets = ring, .want_keyframe = want_key, .keyframe_user = &src};
-  snprintf(o.local_addresses, sizeof(o.local_addresses), "127.0.0.1");
-  lg_webrtc *w = lg_webrtc_new(&o);
-  assert_non_null(w);
-
-  peer v;
-  peer_start(&v, "webrtcbin name=webrtc bundle-policy=max-bundle");
+/* Starts a WHEP viewer (recvonly H.264 at payload type 102) and negotiates with w. */
+static void whep_connect(lg_webrtc *w, peer *v, char id[LG_WEBRTC_ID_MAX]) {
+  peer_start(v, "webrtcbin name=webrtc bundle-policy=max-bundle");
   GstCaps *caps = gst_caps_from_string(
       "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,"
       "packetization-mode=(string)1,profile-level-id=(string)42e01f");
   GstWebRTCRTPTransceiver *t = NULL;
-  g_signal_emit_by_name(v.webrtc, "add-transceiver", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY,
+  g_signal_emit_by_name(v->webrtc, "add-transceiver", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY,
                         caps, &t);
   gst_caps_unref(caps);
   assert_non_null(t);
   gst_object_unref(t);
-  assert_int_not_equal(gst_element_set_state(v.pipe, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
-  char *offer = peer_offer(&v);
-  char *answer = NULL, id[LG_WEBRTC_ID_MAX];
+  assert_int_not_equal(gst_element_set_state(v->pipe, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  char *offer = peer_offer(v);
+  char *answer = NULL;
   assert_int_equal(lg_webrtc_offer_sync(w, LG_SDP_WHEP, offer, &answer, id, 10), 0);
   fprintf(stderr, "WHEP answer:\n%s\n", answer);
   assert_non_null(strstr(answer, "a=rtpmap:102 H264/90000")); /* the viewer's payload type */
@@ -196,16 +212,49 @@ static void test_whep_viewer_decodes_frames(void **state) {
   assert_non_null(strstr(answer, "127.0.0.1"));
   assert_non_null(strstr(answer, "a=sendonly"));
   assert_true(strlen(id) >= 16);
-  peer_answer(&v, answer);
+  peer_answer(v, answer);
+  peer_fast_rtcp(v);
   free(answer);
   g_free(offer);
+}
 
-  double end = lg_now() + 20;
-  while (atomic_load(&v.frames) < 25 && lg_now() < end)
+static int wait_frames(peer *v, int n, double timeout_s) {
+  double end = lg_now() + timeout_s;
+  while (atomic_load(&v->frames) < n && lg_now() < end)
     usleep(50000);
-  fprintf(stderr, "WHEP viewer decoded %d frames of %dx%d\n", atomic_load(&v.frames),
-          atomic_load(&v.width), atomic_load(&v.height));
-  assert_true(atomic_load(&v.frames) >= 25);
+  return atomic_load(&v->frames);
+}
+
+static lg_webrtc_stats wait_closed(lg_webrtc *w, uint64_t closed, double timeout_s) {
+  lg_webrtc_stats st;
+  double end = lg_now() + timeout_s;
+  do {
+    usleep(50000);
+    lg_webrtc_get_stats(w, &st);
+  } while (st.sessions_closed < closed && lg_now() < end);
+  return st;
+}
+
+static void test_whep_viewers(void **state) {
+  (void)state;
+  lg_packet_ring *ring = lg_packet_ring_new(128);
+  st_source src = {
+      .ring = ring, .width = 160, .height = 120, .fps = 25, .keyint = 50, .frames = 25 * 40};
+  assert_int_equal(st_source_start(&src), 0);
+  lg_webrtc_opts o = {
+      .packets = ring, .want_keyframe = want_key, .keyframe_user = &src, .peer_timeout_s = 4};
+  snprintf(o.local_addresses, sizeof(o.local_addresses), "127.0.0.1");
+  lg_webrtc *w = lg_webrtc_new(&o);
+  assert_non_null(w);
+
+  /* A viewer decodes the encoder's frames. */
+  peer v;
+  char id[LG_WEBRTC_ID_MAX];
+  whep_connect(w, &v, id);
+  int got = wait_frames(&v, 25, 20);
+  fprintf(stderr, "WHEP viewer decoded %d frames of %dx%d\n", got, atomic_load(&v.width),
+          atomic_load(&v.height));
+  assert_true(got >= 25);
   assert_int_equal(atomic_load(&v.width), 160);
   assert_int_equal(atomic_load(&v.height), 120);
   lg_webrtc_stats st;
@@ -213,17 +262,30 @@ static void test_whep_viewer_decodes_frames(void **state) {
   assert_int_equal(st.viewers, 1);
   assert_int_equal(st.viewers_connected, 1);
   assert_true(st.packets_sent >= 25);
+  /* A healthy viewer outlives the silence timeout: its RTCP keeps it. */
+  usleep(5000000);
+  lg_webrtc_get_stats(w, &st);
+  assert_int_equal(st.viewers_connected, 1);
+  assert_true(atomic_load(&v.frames) >= got + 75); /* 25 fps kept flowing */
+
+  /* A second viewer that vanishes without DELETE (tab killed) is removed. */
+  peer gone;
+  char gone_id[LG_WEBRTC_ID_MAX];
+  whep_connect(w, &gone, gone_id);
+  assert_true(wait_frames(&gone, 10, 20) >= 10);
+  lg_webrtc_get_stats(w, &st);
+  assert_int_equal(st.viewers, 2);
+  peer_stop(&gone);
+  st = wait_closed(w, 1, 15);
+  assert_int_equal(st.sessions_closed, 1);
+  assert_int_equal(st.viewers, 1); /* the first one is untouched */
 
   /* DELETE /whep/<id>: the session goes, the viewer stops receiving. */
   assert_int_equal(lg_webrtc_close(w, LG_SDP_WHEP, id), 0);
   assert_int_equal(lg_webrtc_close(w, LG_SDP_WHEP, "nope"), LG_ENOTFOUND);
-  end = lg_now() + 5;
-  do {
-    usleep(50000);
-    lg_webrtc_get_stats(w, &st);
-  } while (st.sessions_closed < 1 && lg_now() < end);
+  st = wait_closed(w, 2, 5);
   assert_int_equal(st.viewers, 0);
-  assert_int_equal(st.sessions_closed, 1);
+  assert_int_equal(st.sessions_closed, 2);
   usleep(500000);
   int after = atomic_load(&v.frames);
   usleep(1000000);
@@ -283,6 +345,7 @@ static void test_whip_publisher_feeds_ingest(void **state) {
   fprintf(stderr, "WHIP: %d frames in the ingest ring\n", n);
   assert_true(n >= 20);
   assert_true(changed); /* the ball moves */
+  usleep(200000);       /* the counter moves just after the push the test popped */
   lg_webrtc_stats st;
   lg_webrtc_get_stats(w, &st);
   assert_int_equal(st.publishers, 1);
@@ -332,7 +395,7 @@ int main(void) {
   gst_init(NULL, NULL);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_offers_refused),
-      cmocka_unit_test(test_whep_viewer_decodes_frames),
+      cmocka_unit_test(test_whep_viewers),
       cmocka_unit_test(test_whip_publisher_feeds_ingest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
