@@ -71,6 +71,7 @@ int cpu_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q, const l
   int64_t ntask = B * nh * Lq;
   double flops = 4.0 * (double)ntask * (double)Lk * (double)dh;
   const float *bd = bias->data;
+  const bool kf = k->dtype == LG_F32 && k->nb[3] == 1, vf = v->dtype == LG_F32 && v->nb[3] == 1;
 
 #pragma omp parallel for num_threads(nt) if (flops > 2e5) schedule(static)
   for (int64_t task = 0; task < ntask; task++) {
@@ -90,8 +91,12 @@ int cpu_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q, const l
     for (int64_t j = 0; j < L; j++) {
       int64_t ko = kb * k->nb[0] + j * k->nb[1] + h * k->nb[2];
       float acc = 0.0f;
-      for (int64_t d = 0; d < dh; d++)
-        acc += qr[d] * cpu_ld(k->data, k->dtype, ko + d * k->nb[3]);
+      if (kf) /* f32 rows with a contiguous head dim: read in place */
+        for (int64_t d = 0; d < dh; d++)
+          acc += qr[d] * ((const float *)k->data)[ko + d];
+      else
+        for (int64_t d = 0; d < dh; d++)
+          acc += qr[d] * cpu_ld(k->data, k->dtype, ko + d * k->nb[3]);
       s[j] = acc * scale + brow[j];
       if (s[j] > m) m = s[j];
     }
@@ -100,8 +105,12 @@ int cpu_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q, const l
       float p = expf(s[j] - m);
       sum += p;
       int64_t vo = kb * v->nb[0] + j * v->nb[1] + h * v->nb[2];
-      for (int64_t d = 0; d < dh; d++)
-        orow[d] += p * cpu_ld(v->data, v->dtype, vo + d * v->nb[3]);
+      if (vf)
+        for (int64_t d = 0; d < dh; d++)
+          orow[d] += p * ((const float *)v->data)[vo + d];
+      else
+        for (int64_t d = 0; d < dh; d++)
+          orow[d] += p * cpu_ld(v->data, v->dtype, vo + d * v->nb[3]);
     }
     float inv = sum > 0.0f ? 1.0f / sum : 0.0f; /* zero rows when kv_len is 0 */
     int64_t oo = b * o->nb[0] + i * o->nb[1] + h * o->nb[2];

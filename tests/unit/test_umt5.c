@@ -101,6 +101,19 @@ static void test_attention_bias_matches_double_reference(void **state) {
       }
   tu_assert_close(&o, ref, 1e-5, "attention_bias");
 
+  /* BF16 k/v (read element by element) give what their f32 values give */
+  lg_tensor kb = tu_tensor(be, LG_BF16, 4, sk, kv), vb = tu_tensor(be, LG_BF16, 4, sk, vv);
+  float *kr = tu_download(&kb), *vr = tu_download(&vb);
+  lg_tensor k32 = tu_tensor(be, LG_F32, 4, sk, kr), v32 = tu_tensor(be, LG_F32, 4, sk, vr);
+  lg_tensor ob = tu_tensor(be, LG_F32, 4, sq, NULL), o32 = tu_tensor(be, LG_F32, 4, sq, NULL);
+  assert_int_equal(lg_backend_attention_bias(be, &ob, &q, &kb, &vb, &bias, kv_len, scale), 0);
+  assert_int_equal(lg_backend_attention_bias(be, &o32, &q, &k32, &v32, &bias, kv_len, scale), 0);
+  float *gb = tu_download(&ob), *g32 = tu_download(&o32);
+  assert_memory_equal(gb, g32, sizeof(float) * B * LQ * NH * DH);
+  free(gb), free(g32), free(kr), free(vr);
+  lg_tensor_free(&kb), lg_tensor_free(&vb), lg_tensor_free(&k32), lg_tensor_free(&v32);
+  lg_tensor_free(&ob), lg_tensor_free(&o32);
+
   /* a zero bias gives plain attention */
   float *zero = calloc(NH * LQ * LK, sizeof *zero);
   assert_non_null(zero);
