@@ -953,6 +953,7 @@ lg_server *lg_server_new(const lg_server_opts *o, char *err, size_t errn) {
   info.user = s;
   info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
   info.timeout_secs = 20;
+  info.max_http_header_data = 4096; /* browsers send long cookies and user agents */
   s->ctx = lws_create_context(&info);
   if (!s->ctx) {
     snprintf(err, errn, "cannot listen on %s:%d (in use or not permitted)",

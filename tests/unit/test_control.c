@@ -331,6 +331,41 @@ static void test_status(void **state) {
   assert_int_equal(lg_ctl_format_status(&s, NULL, NULL, out, 16), LG_ERANGE);
 }
 
+/* Random bytes and mangled valid messages: always exactly one error or ack answer that is
+ * valid JSON, never a crash, and the service state only changes through valid messages. */
+static void test_garbage(void **state) {
+  (void)state;
+  lg_rng r;
+  lg_rng_seed(&r, 1234);
+  const char *valid = "{\"type\":\"params\",\"prompt\":\"x\",\"strength\":0.5,\"steps\":2,"
+                      "\"seed\":3,\"blend\":1,\"id\":\"a\"}";
+  char msg[256];
+  char out[LG_CTL_ANSWER_MAX];
+  for (int it = 0; it < 20000; it++) {
+    size_t n;
+    if (it % 2) {
+      n = (size_t)(lg_rng_next(&r) % sizeof msg);
+      for (size_t i = 0; i < n; i++)
+        msg[i] = (char)lg_rng_next(&r);
+    } else {
+      n = strlen(valid);
+      memcpy(msg, valid, n);
+      int flips = 1 + (int)(lg_rng_next(&r) % 3);
+      for (int k = 0; k < flips; k++)
+        msg[lg_rng_next(&r) % n] = (char)(lg_rng_next(&r) % 128);
+    }
+    int rc = lg_ctl_handle(&g_ops, msg, n, -1, out, sizeof out);
+    json_t *a = json_loads(out, 0, NULL);
+    if (!a) fail_msg("answer not JSON for iteration %d: %s", it, out);
+    const char *t = json_string_value(json_object_get(a, "type"));
+    assert_non_null(t);
+    assert_true(rc == 0 ? (!strcmp(t, "ack") || !strcmp(t, "status")) : !strcmp(t, "error"));
+    json_decref(a);
+    assert_true(g_f.cur.steps >= 1 && g_f.cur.steps <= 4);
+    assert_true(g_f.cur.strength >= 0 && g_f.cur.strength <= 1);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_params_ack, setup),
@@ -338,6 +373,7 @@ int main(void) {
       cmocka_unit_test_setup(test_limits, setup),
       cmocka_unit_test_setup(test_commands, setup),
       cmocka_unit_test_setup(test_status, setup),
+      cmocka_unit_test_setup(test_garbage, setup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
