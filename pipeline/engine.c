@@ -10,6 +10,8 @@
 #include "stream.h"
 #include "taehv.h"
 #include "text_ctx.h"
+#include "tokenizer.h"
+#include "umt5.h"
 #include "wan_dit.h"
 #include "wan_vae.h"
 
@@ -36,6 +38,9 @@ struct lg_engine {
   lg_taehv *taehv;
   lg_taehv_stream *ts;
   lg_stream *st;
+  lg_tokenizer *tok; /* umT5 text encoder + tokenizer, or NULL: hashed contexts */
+  lg_umt5 *t5;
+  lg_tensor t5out, t5out32; /* [512, text_dim] act / f32 */
   bool t2v;
   int W, H, lh, lw, text_dim;
   lg_rng noise_rng;
@@ -174,6 +179,52 @@ static lg_ckpt *open_model(const lg_config *cfg, const char *path, const char *a
   return c;
 }
 
+/* ---------------------------------------------------------------- text */
+
+/* model.text_encoder "none" (or ""): hashed prompt contexts (text_ctx.h). Otherwise the umT5
+ * encoder (a checkpoint path, or "tiny" for the tiny random one) with model.tokenizer
+ * (spiece.model); its width must be the DiT's text_dim. */
+static int open_text_encoder(lg_engine *e, char *err, size_t n) {
+  const lg_model_config *mc = &e->cfg.model;
+  if (!mc->text_encoder[0] || !strcmp(mc->text_encoder, "none")) return 0;
+  if (!mc->tokenizer[0])
+    return fail(err, n, "model.text_encoder '%s' needs model.tokenizer (spiece.model)",
+                mc->text_encoder);
+  char e2[512] = "";
+  e->tok = lg_tokenizer_load(mc->tokenizer, e2, sizeof e2);
+  if (!e->tok) return fail(err, n, "model.tokenizer: %s", e2);
+  lg_ckpt *ck = open_model(&e->cfg, mc->text_encoder, "umt5", err, n);
+  if (!ck) return LG_EINVAL;
+  e->t5 = lg_umt5_load(e->be, ck, e2, sizeof e2);
+  lg_ckpt_free(&ck);
+  if (!e->t5) return fail(err, n, "model.text_encoder %s: %s", mc->text_encoder, e2);
+  int d = lg_umt5_get_config(e->t5)->dim;
+  if (d != e->text_dim)
+    return fail(err, n, "model.text_encoder has width %d but the DiT takes text_dim %d", d,
+                e->text_dim);
+  int64_t s[2] = {LG_TEXT_CTX_LEN, d};
+  if (lg_tensor_alloc(e->be, &e->t5out, e->be->act_dtype, 2, s) ||
+      lg_tensor_alloc(e->be, &e->t5out32, LG_F32, 2, s))
+    return fail(err, n, "engine: cannot allocate the text context");
+  LG_INFO("engine", "text encoder %s (width %d), tokenizer %s", mc->text_encoder, d, mc->tokenizer);
+  return 0;
+}
+
+/* Context [512, text_dim] host f32 for a prompt. */
+static int prompt_context(lg_engine *e, const char *prompt, float *ctx) {
+  if (!e->t5) {
+    lg_text_ctx_hash(prompt, e->text_dim, ctx);
+    return 0;
+  }
+  int32_t ids[LG_TOKENIZER_MAX_IDS];
+  int nid = lg_tokenizer_encode(e->tok, prompt, ids, LG_UMT5_MAX_LEN);
+  if (nid < 0) return nid;
+  int err = lg_umt5_encode(e->t5, ids, nid, &e->t5out);
+  if (!err) err = LG_OP(e->be, copy, &e->t5out32, &e->t5out);
+  if (!err) err = lg_tensor_download(&e->t5out32, ctx);
+  return err;
+}
+
 /* ---------------------------------------------------------------- setup */
 
 static int build_stream(lg_engine *e, int steps, char *err, size_t n) {
@@ -225,7 +276,6 @@ lg_engine *lg_engine_new(const lg_config *cfg, char *err, size_t n) {
   }
   e->lh = e->H / 8;
   e->lw = e->W / 8;
-  if (lg_text_ctx_check_encoder(cfg->model.text_encoder, err, n)) goto fail;
   if (!strcmp(c->backend, "cpu"))
     e->be = lg_backend_new_cpu(c->threads);
   else
@@ -243,6 +293,7 @@ lg_engine *lg_engine_new(const lg_config *cfg, char *err, size_t n) {
   e->text_dim = lg_wan_dit_get_config(e->dit)->text_dim;
   lg_ckpt_free(&e->dit_over);
   lg_ckpt_free(&e->dit_ck);
+  if (open_text_encoder(e, err, n)) goto fail;
   /* VAE: the encoder for v2v, the decoder unless TAEHV decodes */
   bool taehv = !strcmp(cfg->model.decoder, "taehv");
   if (!e->t2v || !taehv) {
@@ -274,7 +325,10 @@ lg_engine *lg_engine_new(const lg_config *cfg, char *err, size_t n) {
     fail(err, n, "engine: out of memory");
     goto fail;
   }
-  lg_text_ctx_hash(c->prompt, e->text_dim, e->ctx_cur);
+  if (prompt_context(e, c->prompt, e->ctx_cur)) {
+    fail(err, n, "engine: encoding the prompt failed");
+    goto fail;
+  }
   /* params */
   snprintf(e->cur.prompt, sizeof e->cur.prompt, "%s", c->prompt);
   e->cur.noise_scale = c->noise_scale;
@@ -318,6 +372,10 @@ void lg_engine_free(lg_engine **pe) {
   lg_tensor *ts[] = {&e->pix32, &e->pix, &e->lat, &e->mu, &e->olat, &e->opix, &e->opix32};
   for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
     lg_tensor_free(ts[i]);
+  lg_umt5_free(&e->t5);
+  lg_tokenizer_free(&e->tok);
+  lg_tensor_free(&e->t5out);
+  lg_tensor_free(&e->t5out32);
   lg_backend_free(&e->be);
   free(e->ctx_from);
   free(e->ctx_to);
@@ -415,7 +473,8 @@ static int apply_pending(lg_engine *e, int n_in) {
   if (strcmp(p.prompt, e->cur.prompt)) {
     size_t cn = (size_t)LG_TEXT_CTX_LEN * (size_t)e->text_dim;
     memcpy(e->ctx_from, e->ctx_cur, cn * sizeof(float));
-    lg_text_ctx_hash(p.prompt, e->text_dim, e->ctx_to);
+    err = prompt_context(e, p.prompt, e->ctx_to);
+    if (err) return err;
     e->blend_s = p.blend_s;
     e->blend_t = 0.0;
     e->blend_dt = 0.0;

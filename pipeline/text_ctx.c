@@ -4,7 +4,6 @@
 #include "lg_base.h"
 
 #include <ctype.h>
-#include <stdio.h>
 #include <string.h>
 
 int lg_text_ctx_hash(const char *prompt, int text_dim, float *ctx) {
@@ -35,13 +34,4 @@ void lg_text_ctx_blend(const float *from, const float *to, double a, size_t n, f
   if (a > 1.0) a = 1.0;
   for (size_t i = 0; i < n; i++)
     out[i] = (float)((1.0 - a) * from[i] + a * to[i]);
-}
-
-int lg_text_ctx_check_encoder(const char *enc, char *err, size_t n) {
-  if (!enc || !enc[0] || !strcmp(enc, "none")) return 0;
-  snprintf(err, n,
-           "model.text_encoder '%s': the umT5 text encoder is not implemented yet (future "
-           "work); set model.text_encoder: none to use hashed prompt contexts",
-           enc);
-  return LG_ENOTSUP;
 }

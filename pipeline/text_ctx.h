@@ -4,7 +4,8 @@
  * 64) into an lg_rng seed; row i (i < 512) is that word's N(0,1) vector of text_dim draws scaled
  * (unit variance, one row per word, at most 512); rows past the word count are zero, as
  * T5 output is past the prompt. It lets the tiny model react to prompts without a text
- * encoder; it carries no meaning. A real umT5 encoder is future work.
+ * encoder; it carries no meaning. With a text encoder configured the engine uses umT5
+ * (models/umt5.h) instead.
  * Threads: pure functions, any thread. */
 #ifndef LG_TEXT_CTX_H
 #define LG_TEXT_CTX_H
@@ -21,9 +22,6 @@ extern "C" {
 int lg_text_ctx_hash(const char *prompt, int text_dim, float *ctx);
 /* out = (1-a)*from + a*to, n floats (a clamped to [0,1]). */
 void lg_text_ctx_blend(const float *from, const float *to, double a, size_t n, float *out);
-/* Checks model.text_encoder: "none" or "" -> 0; anything else -> LG_ENOTSUP with a message
- * (umT5 is not implemented yet). */
-int lg_text_ctx_check_encoder(const char *text_encoder, char *err, size_t n);
 
 #ifdef __cplusplus
 }

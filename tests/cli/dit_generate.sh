@@ -38,7 +38,7 @@ cmp "$TMP/ball.y4m" "$TMP/ball2.y4m" || { echo "FAIL: not deterministic"; exit 1
   --set 'engine.step_list=[1000,750]' --input none --frames 10 --out "$TMP/t2v.y4m"
 [ "$(frames_of "$TMP/t2v.y4m")" = 10 ] || { echo "FAIL: t2v frame count"; exit 1; }
 
-# refusals: unknown pattern, missing --out, a text encoder that does not exist yet
+# refusals: unknown pattern, missing --out, a text encoder without a tokenizer
 if "$LG" generate "${COMMON[@]}" --input test:nope --frames 2 --out "$TMP/x.y4m" 2>"$TMP/err"; then
   echo "FAIL: unknown pattern accepted"; exit 1
 fi
@@ -50,5 +50,5 @@ if "$LG" generate "${COMMON[@]}" --set model.text_encoder=t5.pth --input test:ba
   --out "$TMP/x.y4m" 2>"$TMP/err"; then
   echo "FAIL: text encoder accepted"; exit 1
 fi
-grep -q "not implemented" "$TMP/err"
+grep -q "model.tokenizer" "$TMP/err"
 echo "dit generate: ok"

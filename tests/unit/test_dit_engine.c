@@ -2,14 +2,16 @@
  * into a temporary cache folder: v2v emits the first chunk at once (5 frames), then nothing
  * while the stream batch fills, then 4 frames per chunk; same config -> same frames, another
  * seed -> other frames; steps 1 has no lag; a steps change restarts with a 5-frame chunk; a
- * prompt change alters the output; pause; t2v blocks of 9 then 12 frames; a configured text
- * encoder is refused with a clear message; stats. */
+ * prompt change alters the output; pause; t2v blocks of 9 then 12 frames; the umT5 text
+ * encoder path (a tokenizer trained here with spm_train, the tiny random umT5) and its
+ * refusals; hashed prompt contexts; stats. */
 #include "test_util.h"
 
 #include "config.h"
 #include "engine.h"
 #include "testsrc.h"
 #include "text_ctx.h"
+#include "tokenizer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -194,15 +196,70 @@ static void test_t2v_blocks(void **state) {
   free(a);
 }
 
-static void test_text_encoder_refused(void **state) {
+static void test_text_encoder(void **state) {
   (void)state;
   lg_config c;
   char err[512] = "";
-  config(&c, NULL);
-  snprintf(c.model.text_encoder, sizeof c.model.text_encoder, "models_t5_umt5-xxl-enc-bf16.pth");
-  lg_engine *e = lg_engine_new(&c, err, sizeof err);
+  config(&c, (const char *[]){"engine.steps=1", NULL});
+  snprintf(c.model.text_encoder, sizeof c.model.text_encoder, "tiny");
+  lg_engine *e = lg_engine_new(&c, err, sizeof err); /* no tokenizer */
   assert_null(e);
-  assert_non_null(strstr(err, "not implemented"));
+  assert_non_null(strstr(err, "model.tokenizer"));
+  snprintf(c.model.tokenizer, sizeof c.model.tokenizer, "%s/nonexistent.model", g_dir);
+  e = lg_engine_new(&c, err, sizeof err);
+  assert_null(e);
+  assert_non_null(strstr(err, "nonexistent.model"));
+  if (!lg_tokenizer_available()) return; /* the build has no SentencePiece: refused above */
+  /* a tiny unigram tokenizer trained here, and the tiny random umT5 (width 64 = text_dim) */
+  char corpus[300], prefix[300], cmd[1024];
+  snprintf(corpus, sizeof corpus, "%s/corpus.txt", g_dir);
+  snprintf(prefix, sizeof prefix, "%s/spm", g_dir);
+  FILE *f = fopen(corpus, "w");
+  assert_non_null(f);
+  static const char *const words[] = {"a",     "watercolor", "painting", "of",  "red",
+                                      "cats",  "blue",       "sky",      "the", "city",
+                                      "night", "neon",       "river",    "old", "house"};
+  lg_rng r;
+  lg_rng_seed(&r, 3);
+  for (int i = 0; i < 300; i++) {
+    for (int k = 0; k < 6; k++)
+      fprintf(f, "%s ", words[lg_rng_next(&r) % 15]);
+    fprintf(f, "\n");
+  }
+  fclose(f);
+  snprintf(cmd, sizeof cmd,
+           "spm_train --input=%s --model_prefix=%s --vocab_size=60 --model_type=unigram "
+           "--character_coverage=1.0 --hard_vocab_limit=false --pad_id=0 --eos_id=1 --unk_id=2 "
+           "--bos_id=-1 >/dev/null 2>&1",
+           corpus, prefix);
+  if (system(cmd) != 0) fail_msg("spm_train failed (Debian package sentencepiece): %s", cmd);
+  snprintf(c.model.tokenizer, sizeof c.model.tokenizer, "%s.model", prefix);
+  e = lg_engine_new(&c, err, sizeof err);
+  if (!e) fail_msg("engine with umT5: %s", err);
+  int n = 0;
+  uint8_t *hashed = run((const char *[]){"engine.steps=1", NULL}, 2, NULL, &n);
+  lg_testsrc src;
+  assert_int_equal(lg_testsrc_init(&src, "ball", W, H), 0);
+  assert_int_equal(push(e, &src), 5);
+  assert_true(memcmp(g_out, hashed, 5 * PX) != 0); /* umT5 context, not the hashed one */
+  uint8_t first[4 * PX];
+  assert_int_equal(push(e, &src), 4);
+  memcpy(first, g_out, sizeof first);
+  lg_engine_free(&e);
+  /* the same run with another prompt from chunk 1 on */
+  e = lg_engine_new(&c, err, sizeof err);
+  assert_non_null(e);
+  assert_int_equal(lg_testsrc_init(&src, "ball", W, H), 0);
+  assert_int_equal(push(e, &src), 5);
+  lg_engine_params p;
+  lg_engine_get_params(e, &p);
+  snprintf(p.prompt, sizeof p.prompt, "the old house by the river at night");
+  p.blend_s = 0.0;
+  assert_int_equal(lg_engine_set_params(e, &p, err, sizeof err), 0);
+  assert_int_equal(push(e, &src), 4);
+  assert_true(memcmp(g_out, first, sizeof first) != 0);
+  lg_engine_free(&e);
+  free(hashed);
 }
 
 static void test_text_context(void **state) {
@@ -230,9 +287,12 @@ static void test_text_context(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_v2v_lag_and_determinism), cmocka_unit_test(test_params_and_stats),
-      cmocka_unit_test(test_prompt_changes_output),   cmocka_unit_test(test_t2v_blocks),
-      cmocka_unit_test(test_text_encoder_refused),    cmocka_unit_test(test_text_context),
+      cmocka_unit_test(test_v2v_lag_and_determinism),
+      cmocka_unit_test(test_params_and_stats),
+      cmocka_unit_test(test_prompt_changes_output),
+      cmocka_unit_test(test_t2v_blocks),
+      cmocka_unit_test(test_text_encoder),
+      cmocka_unit_test(test_text_context),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
