@@ -423,6 +423,7 @@ static void *gpu_main(void *arg) {
       lg_engine_reset(e);
       lg_frame_ring_flush(s->ingest_ring);
       ct.n = 0;
+      carry = 0;
       LG_INFO(MOD, "engine reset");
     }
     pthread_mutex_lock(&s->mu);
@@ -432,6 +433,7 @@ static void *gpu_main(void *arg) {
       /* Output freezes on the last frame (re-sent at the frame rate so the stream and its
        * keyframes go on); input keeps draining so resuming starts fresh. */
       lg_frame_info fi;
+      carry = 0; /* in_buf is reused below */
       while (!t2v && lg_frame_ring_pop(s->ingest_ring, in_buf, fsz, &fi, 0) == 0)
         lg_frame_ring_push(s->in_frames, in_buf, (size_t)s->W * 3, fi.pts_ns);
       double now = lg_now();
@@ -475,7 +477,11 @@ static void *gpu_main(void *arg) {
       got++;
     }
     if (atomic_load(&s->stop)) break;
-    if (got < need) continue; /* reset, pause or stop interrupted the chunk */
+    if (got < need) { /* reset, pause or stop interrupted the chunk: keep the frames */
+      carry = got;
+      carry_cap = cap_oldest;
+      continue;
+    }
     if (t2v) cap_oldest = lg_now();
     if (ct.n < CAP_FIFO) {
       ct.cap[(ct.head + ct.n) % CAP_FIFO] = cap_oldest;
