@@ -417,16 +417,28 @@ lg_ckpt *lg_ckpt_open(const char *path, char *err, size_t errn) {
     rc = lg_pt_read(c, p, n, err, errn);
   } else if (n >= 4 && p[0] == 'P' && p[1] == 'K' && p[2] == 5 && p[3] == 6) {
     rc = lg_ckpt_fail(err, errn, LG_EFORMAT, "%s: empty zip archive", path);
-  } else if (n >= 9 && p[8] == '{') {
-    c->format = "safetensors";
-    rc = lg_st_read(c, p, n, path, err, errn);
   } else {
+    /* safetensors: u64 header length then '{'. An index is JSON text; a safetensors file whose
+     * length byte happens to be '{' is told apart by its header length fitting the file. */
+    bool st_like = n >= 9 && p[8] == '{';
+    uint64_t hl = 0;
+    for (int k = 7; st_like && k >= 0; k--)
+      hl = (hl << 8) | p[k];
+    bool st_fits = st_like && hl <= n - 8;
     size_t i = 0;
     while (i < n && i < 64 && isspace(p[i]))
       i++;
-    if (i < n && p[i] == '{') {
+    bool json = i < n && p[i] == '{';
+    if (st_fits || (st_like && !json)) {
+      c->format = "safetensors";
+      rc = lg_st_read(c, p, n, path, err, errn);
+    } else if (json) {
       c->format = "safetensors-sharded";
       rc = open_index(c, path, p, n, err, errn);
+      if (rc && st_like) { /* more likely a truncated safetensors file: say so */
+        c->format = "safetensors";
+        rc = lg_st_read(c, p, n, path, err, errn);
+      }
     } else if (n >= 2 && p[0] == 0x80 && p[1] <= 5) {
       rc = lg_ckpt_fail(err, errn, LG_ENOTSUP,
                         "%s: legacy (non-zip) PyTorch pickle; re-save it with torch.save in the "

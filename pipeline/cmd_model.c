@@ -18,6 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Prints a name from a file with non-printable bytes (terminal escapes) shown as '?'. */
+static void print_name(const char *s) {
+  for (; *s; s++)
+    putchar((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f ? '?' : *s);
+}
+
 /* "1418996800" -> "1,418,996,800" */
 static const char *commas(uint64_t v, char *buf, size_t n) {
   char tmp[32];
@@ -171,7 +177,8 @@ int lg_cmd_inspect(int argc, char **argv) {
         v[j - 1] = t;
       }
     for (int i = 0; i < n; i++) {
-      printf("%s %s [", v[i]->name, st_dtype(v[i]->dtype));
+      print_name(v[i]->name);
+      printf(" %s [", st_dtype(v[i]->dtype));
       for (int d = 0; d < v[i]->ndim; d++)
         printf(d ? ", %" PRId64 : "%" PRId64, v[i]->shape[d]);
       printf("]\n");

@@ -317,6 +317,18 @@ static void test_st_malformed(void **state) {
                "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
                d, 16, 0);
   expect_open_fails(path, NULL);
+  /* a header of 123 bytes makes the first byte '{' (0x7b), like a JSON index */
+  char j123[124];
+  snprintf(j123, sizeof j123, "%-123s",
+           "{\"x\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}");
+  assert_int_equal(strlen(j123), 123);
+  write_raw_st(path, j123, d, 16, 0);
+  c = lg_ckpt_open(path, err, sizeof err);
+  if (!c) fail_msg("safetensors with a '{' length byte: %s", err);
+  assert_string_equal(lg_ckpt_format(c), "safetensors");
+  lg_ckpt_free(&c);
+  write_file(path, "{\0\0\0\0\0\0\0{\"x\"", 12); /* truncated: length 123, 4 bytes */
+  expect_open_fails(path, "header length");
   write_file(path, "", 0);
   expect_open_fails(path, "unknown checkpoint format");
   path_in(path, sizeof path, "does-not-exist.safetensors");
