@@ -161,6 +161,30 @@ static void test_st_roundtrip(void **state) {
   assert_null(c);
 }
 
+/* Tensors owned by a backend are downloaded by the writer. */
+static void test_st_write_backend(void **state) {
+  (void)state;
+  char path[300], err[256];
+  path_in(path, sizeof path, "backend.safetensors");
+  lg_backend *be = lg_backend_new_cpu(1);
+  assert_non_null(be);
+  int64_t s[2] = {2, 3};
+  lg_tensor t;
+  assert_int_equal(lg_tensor_alloc(be, &t, LG_F32, 2, s), 0);
+  float host[6] = {1, 2, 3, 4, 5, -6};
+  assert_int_equal(lg_tensor_upload(&t, host), 0);
+  const char *names[1] = {"on_backend"};
+  assert_int_equal(lg_safetensors_write(path, names, &t, 1, NULL, 0), 0);
+  lg_tensor_free(&t);
+  lg_backend_free(&be);
+  lg_ckpt *c = lg_ckpt_open(path, err, sizeof err);
+  if (!c) fail_msg("open: %s", err);
+  const lg_ckpt_tensor *r = lg_ckpt_find(c, "on_backend");
+  assert_non_null(r);
+  assert_memory_equal(r->data, host, sizeof host);
+  lg_ckpt_free(&c);
+}
+
 typedef struct fill_ctx {
   int calls;
   int last;
@@ -1123,12 +1147,13 @@ static void test_model_spec_shapes(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_st_roundtrip),     cmocka_unit_test(test_st_write_fill),
-      cmocka_unit_test(test_st_write_chunks),  cmocka_unit_test(test_st_malformed),
-      cmocka_unit_test(test_st_sharded),       cmocka_unit_test(test_name_strip),
-      cmocka_unit_test(test_name_diffusers),   cmocka_unit_test(test_pt_plain),
-      cmocka_unit_test(test_pt_nested),        cmocka_unit_test(test_pt_malicious),
-      cmocka_unit_test(test_model_spec_sizes), cmocka_unit_test(test_model_spec_shapes),
+      cmocka_unit_test(test_st_roundtrip),      cmocka_unit_test(test_st_write_fill),
+      cmocka_unit_test(test_st_write_backend),  cmocka_unit_test(test_st_write_chunks),
+      cmocka_unit_test(test_st_malformed),      cmocka_unit_test(test_st_sharded),
+      cmocka_unit_test(test_name_strip),        cmocka_unit_test(test_name_diffusers),
+      cmocka_unit_test(test_pt_plain),          cmocka_unit_test(test_pt_nested),
+      cmocka_unit_test(test_pt_malicious),      cmocka_unit_test(test_model_spec_sizes),
+      cmocka_unit_test(test_model_spec_shapes),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
