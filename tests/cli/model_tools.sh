@@ -168,6 +168,7 @@ expect_rc 1 "huge header length" -- "$LG" inspect "$T/huge.st" && expect_err "he
 mkst() { # file json [data bytes]
   local len=${#2}
   {
+    # shellcheck disable=SC2059 # the format is the escaped length bytes
     printf "\\x$(printf %02x $((len & 255)))\\x$(printf %02x $((len >> 8)))\\x00\\x00\\x00\\x00\\x00\\x00"
     printf '%s' "$2"
     head -c "${3:-0}" /dev/zero
