@@ -471,8 +471,8 @@ static void *supervisor_main(void *user) {
   lost:
     teardown(in, &p);
     if (atomic_load(&in->stop)) break;
-    if (ended) {
-      bool eos = strcmp(why, "end of file") == 0;
+    if (ended || !is_live(in->kind)) { /* a file's end or error ends the session */
+      bool eos = ended && strcmp(why, "end of file") == 0;
       LG_INFO(MOD, "%s: %s; closing the ring", in->arg, why);
       set_state(in, eos ? LG_INGEST_STATE_EOS : LG_INGEST_STATE_FAILED, eos ? NULL : why);
       lg_frame_ring_close(in->ring);

@@ -570,7 +570,8 @@ static int deliver(lg_webrtc *w, uint64_t req, int status, const char *sdp, cons
 }
 
 static void session_free(session *s) {
-  if (s->pipe) gst_element_set_state(s->pipe, GST_STATE_NULL); /* joins streaming threads */
+  if (s->pipe) gst_element_set_state(s->pipe, GST_STATE_NULL);       /* joins streaming threads */
+  if (s->webrtc) g_signal_handlers_disconnect_by_data(s->webrtc, s); /* no late callbacks */
   if (s->appsrc) gst_object_unref(s->appsrc);
   if (s->webrtc) gst_object_unref(s->webrtc);
   if (s->pipe) gst_object_unref(s->pipe);

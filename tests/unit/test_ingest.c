@@ -133,6 +133,34 @@ static void test_file_plays_then_eos_closes_ring(void **state) {
   lg_frame_ring_free(&r);
 }
 
+static void test_corrupt_file_fails_and_closes_ring(void **state) {
+  (void)state;
+  char path[700];
+  snprintf(path, sizeof(path), "%s/corrupt.mp4", g_dir);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  lg_rng rng;
+  lg_rng_seed(&rng, 7);
+  for (int i = 0; i < 4096; i++)
+    fputc((int)(lg_rng_next(&rng) & 0xff), f);
+  fclose(f);
+  char uri[800];
+  snprintf(uri, sizeof(uri), "file:%s", path);
+  lg_frame_ring *r = lg_frame_ring_new(W, H, 4);
+  lg_ingest *in = lg_ingest_new(uri, W, H, 10, r, NULL);
+  assert_non_null(in);
+  static uint8_t out[W * H * 3];
+  assert_int_equal(lg_frame_ring_pop(r, out, sizeof(out), NULL, 10.0), LG_EEOF);
+  lg_ingest_status st;
+  lg_ingest_get_status(in, &st);
+  fprintf(stderr, "corrupt file: %s: %s\n", lg_ingest_state_name(st.state), st.last_error);
+  assert_int_equal(st.state, LG_INGEST_STATE_FAILED);
+  assert_true(st.last_error[0] != 0);
+  assert_int_equal(st.reconnects, 0); /* a file is not retried */
+  lg_ingest_free(&in);
+  lg_frame_ring_free(&r);
+}
+
 static void test_ws_jpeg_frames(void **state) {
   (void)state;
   char jpg[700], cmd[1500];
@@ -353,6 +381,7 @@ int main(void) {
       cmocka_unit_test(test_bad_uris_are_refused),
       cmocka_unit_test(test_test_pattern_size_and_rate),
       cmocka_unit_test(test_file_plays_then_eos_closes_ring),
+      cmocka_unit_test(test_corrupt_file_fails_and_closes_ring),
       cmocka_unit_test(test_ws_jpeg_frames),
       cmocka_unit_test(test_rtmp_listen_accepts_ffmpeg_publish),
       cmocka_unit_test(test_srt_listener_receives_caller),
