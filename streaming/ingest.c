@@ -97,8 +97,8 @@ static int parse_rtmp_listen(const char *spec, char *url, size_t n) {
     if (hl == 0 || hl >= sizeof(host)) return LG_EINVAL;
     memcpy(host, p, hl);
     host[hl] = 0;
-    for (size_t i = 0; i < hl; i++)
-      if (!isdigit((unsigned char)host[i]) && host[i] != '.') return LG_EINVAL;
+    for (size_t i = 0; i < hl; i++) /* IPv4 address or host name */
+      if (!isalnum((unsigned char)host[i]) && host[i] != '.' && host[i] != '-') return LG_EINVAL;
     p = colon + 1;
   }
   char *end = NULL;

@@ -16,7 +16,7 @@
  *                          GStreamer has no RTMP server element, so a thread of ours runs
  *                          FFmpeg's built-in RTMP server (avio_open2 with listen=1, which
  *                          yields the FLV byte stream) and feeds appsrc ! flvdemux ! decodebin.
- *                          HOST defaults to 127.0.0.1; use 0.0.0.0 to accept from the LAN.
+ *                          HOST (IPv4 or name) defaults to 127.0.0.1; 0.0.0.0 accepts the LAN.
  *                          One publisher at a time; after it leaves, the next may publish.
  *   ws                     JPEG frames pushed by the server with lg_ingest_push_jpeg
  *                          (appsrc ! jpegdec ! ...)

@@ -293,6 +293,22 @@ static void on_whip_pad(GstElement *webrtc, GstPad *pad, gpointer user) {
   lg_webrtc *w = s->w;
   (void)webrtc;
   if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC) return;
+  GstCaps *pc = gst_pad_get_current_caps(pad);
+  if (!pc) pc = gst_pad_query_caps(pad, NULL);
+  const GstStructure *ps = pc && gst_caps_get_size(pc) ? gst_caps_get_structure(pc, 0) : NULL;
+  const char *media = ps ? gst_structure_get_string(ps, "media") : NULL;
+  bool is_video = !media || strcmp(media, "video") == 0;
+  if (pc) gst_caps_unref(pc);
+  if (!is_video) { /* e.g. OBS sends Opus too: livegen only uses the picture */
+    GstElement *fs = gst_element_factory_make("fakesink", NULL);
+    g_object_set(fs, "sync", FALSE, "async", FALSE, NULL);
+    gst_bin_add(GST_BIN(s->pipe), fs);
+    gst_element_sync_state_with_parent(fs);
+    GstPad *fp = gst_element_get_static_pad(fs, "sink");
+    gst_pad_link(pad, fp);
+    gst_object_unref(fp);
+    return;
+  }
   char desc[512];
   int fn, fd;
   gst_util_double_to_fraction(w->o.fps, &fn, &fd);

@@ -77,7 +77,9 @@ static void test_bad_uris_are_refused(void **state) {
   assert_int_equal(lg_ingest_parse_kind("rtmp-listen:1935", &k), 0);
   assert_int_equal(lg_ingest_parse_kind("rtmp-listen:", &k), LG_EINVAL);
   assert_int_equal(lg_ingest_parse_kind("rtmp-listen:99999", &k), LG_EINVAL);
-  assert_int_equal(lg_ingest_parse_kind("rtmp-listen:host.example:1935", &k), LG_EINVAL);
+  assert_int_equal(lg_ingest_parse_kind("rtmp-listen:localhost:1935", &k), 0);
+  assert_int_equal(lg_ingest_parse_kind("rtmp-listen:a/b:1935", &k), LG_EINVAL);
+  assert_int_equal(lg_ingest_parse_kind("rtmp-listen:[::1]:1935", &k), LG_EINVAL);
   lg_frame_ring_free(&r);
 }
 

@@ -299,8 +299,8 @@ static void test_whep_viewers(void **state) {
   lg_packet_ring_free(&ring);
 }
 
-static void test_whip_publisher_feeds_ingest(void **state) {
-  (void)state;
+/* Publishes `launch` (ending in webrtcbin name=webrtc) over WHIP; checks the frames. */
+static void whip_publish(const char *launch) {
   enum { W = 64, H = 48 };
   lg_frame_ring *ingest = lg_frame_ring_new(W, H, 4);
   lg_webrtc_opts o = {.ingest = ingest, .width = W, .height = H, .fps = 10};
@@ -308,20 +308,17 @@ static void test_whip_publisher_feeds_ingest(void **state) {
   lg_webrtc *w = lg_webrtc_new(&o);
   assert_non_null(w);
   peer pub;
-  peer_start(&pub, "videotestsrc is-live=true pattern=ball ! "
-                   "video/x-raw,width=160,height=120,framerate=15/1 ! videoconvert ! "
-                   "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 threads=1 ! "
-                   "video/x-h264,profile=constrained-baseline ! "
-                   "rtph264pay config-interval=-1 pt=96 ! "
-                   "application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000 ! "
-                   "webrtcbin name=webrtc bundle-policy=max-bundle");
+  peer_start(&pub, launch);
   assert_int_not_equal(gst_element_set_state(pub.pipe, GST_STATE_PLAYING),
                        GST_STATE_CHANGE_FAILURE);
-  GstWebRTCRTPTransceiver *t = NULL;
-  g_signal_emit_by_name(pub.webrtc, "get-transceiver", 0, &t);
-  assert_non_null(t);
-  g_object_set(t, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, NULL);
-  gst_object_unref(t);
+  GArray *ts = NULL; /* every track is send-only */
+  g_signal_emit_by_name(pub.webrtc, "get-transceivers", &ts);
+  assert_non_null(ts);
+  assert_true(ts->len >= 1);
+  for (guint i = 0; i < ts->len; i++)
+    g_object_set(g_array_index(ts, GstWebRTCRTPTransceiver *, i), "direction",
+                 GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, NULL);
+  g_array_unref(ts);
   char *offer = peer_offer(&pub);
   char *answer = NULL, id[LG_WEBRTC_ID_MAX];
   assert_int_equal(lg_webrtc_offer_sync(w, LG_SDP_WHIP, offer, &answer, id, 10), 0);
@@ -362,6 +359,32 @@ static void test_whip_publisher_feeds_ingest(void **state) {
   lg_frame_ring_free(&ingest);
 }
 
+static void test_whip_h264_publisher_feeds_ingest(void **state) {
+  (void)state;
+  whip_publish("videotestsrc is-live=true pattern=ball ! "
+               "video/x-raw,width=160,height=120,framerate=15/1 ! videoconvert ! "
+               "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 threads=1 ! "
+               "video/x-h264,profile=constrained-baseline ! "
+               "rtph264pay config-interval=-1 pt=96 ! "
+               "application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000 ! "
+               "webrtcbin name=webrtc bundle-policy=max-bundle");
+}
+
+static void test_whip_vp8_with_audio_publisher_feeds_ingest(void **state) {
+  (void)state;
+  /* Like OBS or a browser: video plus an audio track livegen ignores. */
+  whip_publish("webrtcbin name=webrtc bundle-policy=max-bundle "
+               "videotestsrc is-live=true pattern=ball ! "
+               "video/x-raw,width=160,height=120,framerate=15/1 ! videoconvert ! "
+               "vp8enc deadline=1 keyframe-max-dist=15 threads=1 ! rtpvp8pay pt=97 ! "
+               "application/x-rtp,media=video,encoding-name=VP8,payload=97,clock-rate=90000 ! "
+               "webrtc. "
+               "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc ! "
+               "rtpopuspay pt=111 ! "
+               "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! "
+               "webrtc.");
+}
+
 static void test_bad_offers_refused(void **state) {
   (void)state;
   lg_packet_ring *ring = lg_packet_ring_new(8);
@@ -396,7 +419,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_offers_refused),
       cmocka_unit_test(test_whep_viewers),
-      cmocka_unit_test(test_whip_publisher_feeds_ingest),
+      cmocka_unit_test(test_whip_h264_publisher_feeds_ingest),
+      cmocka_unit_test(test_whip_vp8_with_audio_publisher_feeds_ingest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
