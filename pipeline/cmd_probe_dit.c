@@ -20,6 +20,7 @@ typedef struct probe_opts {
   const char *model, *weights, *in, *out, *backend;
   int kv_frames, sink_frames, steps;
   double adapt, shift;
+  bool t2v;
 } probe_opts;
 
 /* Output list: names and host f32 tensors, written at the end. */
@@ -98,7 +99,7 @@ static int usage(const char *cmd) {
           "--out OUT.safetensors\n"
           "       [--kv-frames N (6)] [--sink-frames N (3)] [--adapt-sink X (0.2, <0 off)] "
           "[--shift S (8)]%s [--backend cpu|cuda|auto (cpu)]\n",
-          cmd, !strcmp(cmd, "stream") ? " [--steps N (2)]" : "");
+          cmd, !strcmp(cmd, "stream") ? " [--steps N (2)] [--t2v]" : "");
   return 2;
 }
 
@@ -113,6 +114,10 @@ static int parse(int argc, char **argv, probe_opts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(argv[0]) - 2 + 1;
+    if (!strcmp(a, "--t2v") && !strcmp(argv[0], "stream")) {
+      o->t2v = true;
+      continue;
+    }
     if (!v) {
       fprintf(stderr, "livegen probe %s: %s needs a value\n", argv[0], a);
       return -1;
@@ -416,11 +421,14 @@ int lg_cmd_probe_stream(int argc, char **argv) {
   lg_tensor lt = {0}, ot = {0};
   if (env_open(&e, &o, "stream")) goto done;
   if (!(ctx = read_context(&e, "stream"))) goto done;
-  const lg_ckpt_tensor *l0 = lg_ckpt_find(e.in, "latent.0");
-  if (!l0 || l0->ndim != 5 || l0->shape[0] != 1 || l0->shape[1] != 2 || l0->shape[2] != 16 ||
+  /* v2v: latent.0 [1,2,16,h,w]; t2v: eps_in.0 [1,3,16,h,w] gives the size */
+  const lg_ckpt_tensor *l0 = lg_ckpt_find(e.in, o.t2v ? "eps_in.0" : "latent.0");
+  const int F0 = o.t2v ? LG_T2V_BLOCK : 2;
+  if (!l0 || l0->ndim != 5 || l0->shape[0] != 1 || l0->shape[1] != F0 || l0->shape[2] != 16 ||
       l0->shape[3] < 2 || l0->shape[3] % 2 || l0->shape[4] < 2 || l0->shape[4] % 2 ||
       l0->shape[3] > 4096 || l0->shape[4] > 4096) {
-    fprintf(stderr, "livegen probe stream: input needs latent.0 [1,2,16,h,w] (h, w even)\n");
+    fprintf(stderr, "livegen probe stream: input needs %s [1,%d,16,h,w] (h, w even)\n",
+            o.t2v ? "eps_in.0" : "latent.0", F0);
     goto done;
   }
   const int h = (int)l0->shape[3], w = (int)l0->shape[4];
@@ -435,19 +443,25 @@ int lg_cmd_probe_stream(int argc, char **argv) {
       goto done;
     }
   }
-  lg_stream_opts so = {.t2v = false,
+  lg_stream_opts so = {.t2v = o.t2v,
                        .steps = o.steps,
-                       .step_list = {700, 500, 400, 200},
                        .shift = o.shift,
                        .kv_frames = o.kv_frames,
                        .sink_frames = o.sink_frames,
                        .adapt_sink = o.adapt,
                        .lat_h = h,
                        .lat_w = w};
+  /* v2v (StreamDiffusionV2): [700,500,400,200] as they are; t2v (Self-Forcing):
+   * [1000,750,500,250] warped through the shifted schedule */
+  static const double v2v_steps[4] = {700, 500, 400, 200}, t2v_steps[4] = {1000, 750, 500, 250};
+  lg_flow_sched sched;
+  lg_flow_sched_init(&sched, o.shift);
+  for (int i = 0; i < LG_MAX_STEPS; i++)
+    so.step_list[i] = o.t2v ? lg_flow_sched_warp(&sched, t2v_steps[i]) : v2v_steps[i];
   char err[256] = "";
   st = lg_stream_new(e.m, &so, err, sizeof err);
-  int64_t sh[4] = {2, h, w, 16};
-  cl = malloc((size_t)(2 * h * w * 16) * sizeof(float));
+  int64_t sh[4] = {3, h, w, 16};
+  cl = malloc((size_t)(3 * h * w * 16) * sizeof(float));
   if (!st || !cl || lg_tensor_alloc(e.be, &lt, e.be->act_dtype, 4, sh) ||
       lg_tensor_alloc(e.be, &ot, e.be->act_dtype, 4, sh)) {
     fprintf(stderr, "livegen probe stream: %s\n", err[0] ? err : "out of memory");
@@ -458,21 +472,29 @@ int lg_cmd_probe_stream(int argc, char **argv) {
   int nchunks = 0;
   for (int k = 0;; k++) {
     char nm[64];
-    snprintf(nm, sizeof nm, "latent.%d", k);
-    const lg_ckpt_tensor *li;
-    lat = tensor_f32(e.in, nm, &li);
-    if (!lat) break;
-    int F = k == 0 ? 2 : 1;
-    if (li->ndim != 5 || li->shape[0] != 1 || li->shape[1] != F || li->shape[2] != 16 ||
-        li->shape[3] != h || li->shape[4] != w) {
-      fprintf(stderr, "livegen probe stream: %s must be [1,%d,16,%d,%d]\n", nm, F, h, w);
-      goto done;
+    int nf = 0, oc = k;
+    if (o.t2v) {
+      snprintf(nm, sizeof nm, "eps_in.%d", k);
+      if (!lg_ckpt_find(e.in, nm)) break;
+      nf = lg_stream_next_t2v(st, noise_from_file, &fn, &ot);
+    } else {
+      snprintf(nm, sizeof nm, "latent.%d", k);
+      const lg_ckpt_tensor *li;
+      lat = tensor_f32(e.in, nm, &li);
+      if (!lat) break;
+      int F = k == 0 ? 2 : 1;
+      if (li->ndim != 5 || li->shape[0] != 1 || li->shape[1] != F || li->shape[2] != 16 ||
+          li->shape[3] != h || li->shape[4] != w) {
+        fprintf(stderr, "livegen probe stream: %s must be [1,%d,16,%d,%d]\n", nm, F, h, w);
+        goto done;
+      }
+      to_cl(cl, lat, F, 16, (int64_t)h * w);
+      lg_tensor lv = lg_tensor_narrow(&lt, 0, 0, F);
+      if (lg_tensor_upload_f32(&lv, cl) < 0) goto done;
+      nf = lg_stream_push_v2v(st, &lv, scale, noise_from_file, &fn, &ot, &oc);
+      free(lat);
+      lat = NULL;
     }
-    to_cl(cl, lat, F, 16, (int64_t)h * w);
-    lg_tensor lv = lg_tensor_narrow(&lt, 0, 0, F);
-    int oc = -1;
-    if (lg_tensor_upload_f32(&lv, cl) < 0) goto done;
-    int nf = lg_stream_push_v2v(st, &lv, scale, noise_from_file, &fn, &ot, &oc);
     if (nf < 0) {
       fprintf(stderr, "livegen probe stream: chunk %d failed\n", k);
       goto done;
@@ -491,8 +513,6 @@ int lg_cmd_probe_stream(int argc, char **argv) {
       int64_t os[5] = {1, nf, 16, h, w};
       if (out_add(&out, on, p, 5, os) < 0) goto done;
     }
-    free(lat);
-    lat = NULL;
     nchunks++;
   }
   if (!nchunks) goto done;

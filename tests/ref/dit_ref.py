@@ -13,6 +13,8 @@ Outputs (under the given folder, < 8 MB in all):
     dit_expected.safetensors    v.k, x0.k [B,F,16,h,w]
     stream_in.safetensors       context, latent.k [1,F,16,h,w], eps_in.k, eps_step.k.i, scale [1]
     stream_expected.safetensors out.k [1,F,16,h,w]
+    t2v_in.safetensors          context, eps_in.b [1,3,16,h,w], eps_step.b.i (probe stream --t2v)
+    t2v_expected.safetensors    out.b [1,3,16,h,w]
     args.txt                    the probe options the fixtures were made with, one line per probe
 Needs only torch (no GPU, no safetensors package: tests/ref/st.py)."""
 import math
@@ -417,6 +419,47 @@ def stream_fixture(model, t5, adapt, gen, h=8, w=8):
     return IN, OUT, log, refreshes
 
 
+# ---------------------------------------------------------------- probe stream --t2v fixture
+T2V_STEPS, T2V_KV, T2V_SINK, T2V_SHIFT, T2V_BLOCKS = 4, 7, 1, 5.0, 4
+T2V_STEP_LIST = [1000.0, 750.0, 500.0, 250.0]
+
+
+def t32(t):
+    """the C side passes timesteps to the model as float32"""
+    return float(torch.tensor(t, dtype=torch.float32))
+
+
+def t2v_fixture(model, t5, adapt, gen, h=8, w=8):
+    ft = (h // 2) * (w // 2)
+    sched = Sched(T2V_SHIFT)
+    steps = [sched.warp(s) for s in T2V_STEP_LIST[:T2V_STEPS]]
+    IN = {"context": t5.to(torch.float32)}
+    OUT = {}
+    log = []
+
+    def draw(name):
+        e = f32(torch.randn(1, 3, 16, h, w, generator=gen, dtype=f64))
+        IN[name] = e.to(torch.float32)
+        return e[0]
+
+    cache = Cache(T2V_KV, ft)
+    pol = Policy(T2V_KV, T2V_SINK, adapt)
+    for b in range(T2V_BLOCKS):
+        start = 3 * b * ft
+        x = draw("eps_in.%d" % b)
+        for i in range(T2V_STEPS):
+            t = steps[i]
+            v = run_call(model, cache, pol, x, t32(t), start, log)
+            x0 = x - sched.sig(t) * v
+            if i + 1 < T2V_STEPS:
+                sg = sched.sig(steps[i + 1])
+                x = (1 - sg) * x0 + sg * draw("eps_step.%d.%d" % (b, i))
+        run_call(model, cache, pol, x0, 0.0, start, log)  # clean pass writes the cache
+        OUT["out.%d" % b] = x0[None].to(torch.float32)
+    refreshes = sum(1 for d in log if d < 0)
+    return IN, OUT, log, refreshes
+
+
 def pick(fn, model, t5, seed, what):
     """The threshold whose run mixes refreshes and non-refreshes best (both at least once),
     with every decision at least 2e-3 away from the threshold (so fp32 and fp64 take the same
@@ -452,16 +495,21 @@ def main():
     model.set_context(t5)
     adapt_d, din, dout = pick(dit_fixture, model, t5, 5, "dit")
     adapt_s, sin_, sout = pick(stream_fixture, model, t5, 7, "stream")
+    adapt_t, tin, tout = pick(t2v_fixture, model, t5, 9, "t2v")
     st.save(os.path.join(out, "dit_tiny.safetensors"), Wbf)
     st.save(os.path.join(out, "dit_in.safetensors"), din)
     st.save(os.path.join(out, "dit_expected.safetensors"), dout)
     st.save(os.path.join(out, "stream_in.safetensors"), sin_)
     st.save(os.path.join(out, "stream_expected.safetensors"), sout)
+    st.save(os.path.join(out, "t2v_in.safetensors"), tin)
+    st.save(os.path.join(out, "t2v_expected.safetensors"), tout)
     with open(os.path.join(out, "args.txt"), "w") as f:
         f.write("dit --kv-frames %d --sink-frames %d --adapt-sink %r --shift %r\n" %
                 (DIT_KV, DIT_SINK, adapt_d, DIT_SHIFT))
         f.write("stream --steps %d --kv-frames %d --sink-frames %d --adapt-sink %r --shift %r\n" %
                 (ST_STEPS, ST_KV, ST_SINK, adapt_s, ST_SHIFT))
+        f.write("t2v --t2v --steps %d --kv-frames %d --sink-frames %d --adapt-sink %r --shift %r\n" %
+                (T2V_STEPS, T2V_KV, T2V_SINK, adapt_t, T2V_SHIFT))
     total = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out))
     print("wrote %s (%d bytes): %s" % (out, total, ", ".join(sorted(os.listdir(out)))))
     assert total < 8 * 1024 * 1024
