@@ -732,12 +732,87 @@ static void test_publish(void **state) {
   ws_client_close(&c);
 }
 
+/* Keep-alive as browsers do it: several requests on one connection, including a POST. */
+static void test_keep_alive(void **state) {
+  (void)state;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)g_port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  const char *body = "{\"seed\":77}";
+  char req[512];
+  int responses = 0;
+  char buf[16384];
+  size_t len = 0;
+  for (int i = 0; i < 3; i++) {
+    int n = i == 1 ? snprintf(req, sizeof req,
+                              "POST /api/v1/params HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                              "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                              strlen(body), body)
+                   : snprintf(req, sizeof req, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    /* Read until this response's body is complete. */
+    double end = ws_now() + 5;
+    int want = i + 1;
+    while (ws_now() < end && responses < want) {
+      struct pollfd p = {fd, POLLIN, 0};
+      if (poll(&p, 1, 200) <= 0) continue;
+      ssize_t r = recv(fd, buf + len, sizeof buf - len - 1, 0);
+      assert_true(r > 0); /* the server must not close a keep-alive connection */
+      len += (size_t)r;
+      buf[len] = 0;
+      responses = 0;
+      for (char *q = buf; (q = strstr(q, "HTTP/1.1 200")); q++)
+        responses++;
+    }
+    assert_int_equal(responses, want);
+  }
+  close(fd);
+  assert_non_null(strstr(buf, "\"seed\":77"));
+  pthread_mutex_lock(&g_svc.mu);
+  assert_int_equal(g_svc.cur.seed, 77);
+  pthread_mutex_unlock(&g_svc.mu);
+}
+
+/* More viewers than server.max_viewers (4): the extra one is refused, the others stay. */
+static void test_max_viewers(void **state) {
+  (void)state;
+  ws_client v[5];
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(ws_client_open(&v[i], g_port, "/ws/stream", NULL), 0);
+    assert_true(ws_client_run(&v[i], 5, ws_is_established, NULL));
+  }
+  assert_int_equal(ws_client_open(&v[4], g_port, "/ws/stream", NULL), 0);
+  assert_false(ws_client_run(&v[4], 2, ws_is_established, NULL));
+  ws_client_close(&v[4]);
+  assert_int_equal(lg_server_viewers(g_srv), 4);
+  for (int i = 0; i < 4; i++) {
+    ws_client_run(&v[i], 0.05, NULL, NULL);
+    assert_false(v[i].closed);
+    ws_client_close(&v[i]);
+  }
+  for (int i = 0; i < 100 && lg_server_viewers(g_srv) != 0; i++) {
+    struct timespec ts = {0, 10000000};
+    nanosleep(&ts, NULL);
+  }
+  assert_int_equal(lg_server_viewers(g_srv), 0);
+  /* A source that does not exist is refused too. */
+  ws_client bad;
+  assert_int_equal(ws_client_open(&bad, g_port, "/ws/stream?source=sideways", NULL), 0);
+  assert_false(ws_client_run(&bad, 2, ws_is_established, NULL));
+  ws_client_close(&bad);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_http),         cmocka_unit_test(test_http_control),
       cmocka_unit_test(test_webrtc_hooks), cmocka_unit_test(test_ws_control),
       cmocka_unit_test(test_ws_stream),    cmocka_unit_test(test_slow_viewer),
-      cmocka_unit_test(test_publish),
+      cmocka_unit_test(test_publish),      cmocka_unit_test(test_keep_alive),
+      cmocka_unit_test(test_max_viewers),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
