@@ -567,7 +567,11 @@ static char *answer_text(session *s) {
 /* Delivers an answer or error: through opts.answer, or into the sync table. */
 static int deliver(lg_webrtc *w, uint64_t req, int status, const char *sdp, const char *id,
                    const char *message) {
-  if (w->o.answer) return w->o.answer(w->o.answer_user, req, status, sdp, id, message);
+  pthread_mutex_lock(&w->mu);
+  lg_webrtc_answer_fn fn = w->o.answer;
+  void *fn_user = w->o.answer_user;
+  pthread_mutex_unlock(&w->mu);
+  if (fn) return fn(fn_user, req, status, sdp, id, message);
   int rc = LG_ENOTFOUND;
   pthread_mutex_lock(&w->mu);
   for (int i = 0; i < SYNC_SLOTS; i++) {
@@ -873,6 +877,14 @@ int lg_webrtc_close(void *wp, lg_sdp_kind kind, const char *id) {
   return rc;
 }
 
+void lg_webrtc_set_answer(lg_webrtc *w, lg_webrtc_answer_fn fn, void *user) {
+  if (!w) return;
+  pthread_mutex_lock(&w->mu);
+  w->o.answer = fn;
+  w->o.answer_user = user;
+  pthread_mutex_unlock(&w->mu);
+}
+
 void lg_webrtc_fill_hooks(lg_webrtc *w, lg_webrtc_hooks *h) {
   h->user = w;
   h->offer = lg_webrtc_offer;
@@ -881,7 +893,11 @@ void lg_webrtc_fill_hooks(lg_webrtc *w, lg_webrtc_hooks *h) {
 
 int lg_webrtc_offer_sync(lg_webrtc *w, lg_sdp_kind kind, const char *offer_sdp, char **answer_sdp,
                          char id[LG_WEBRTC_ID_MAX], double timeout_s) {
-  if (!w || !offer_sdp || !answer_sdp || w->o.answer) return LG_EINVAL;
+  if (!w || !offer_sdp || !answer_sdp) return LG_EINVAL;
+  pthread_mutex_lock(&w->mu);
+  bool has_answer_fn = w->o.answer != NULL;
+  pthread_mutex_unlock(&w->mu);
+  if (has_answer_fn) return LG_EINVAL;
   *answer_sdp = NULL;
   pthread_mutex_lock(&w->mu);
   int slot = -1;

@@ -85,6 +85,14 @@ int lg_webrtc_offer(void *w, lg_sdp_kind kind, uint64_t req, const char *offer_s
 int lg_webrtc_close(void *w, lg_sdp_kind kind, const char *id);
 /* Fills the server hooks with the two functions above. */
 void lg_webrtc_fill_hooks(lg_webrtc *w, lg_webrtc_hooks *h);
+/* Sets opts.answer after creation, for the usual order in serve.c: lg_webrtc_new, then
+ * lg_server_new with lg_webrtc_fill_hooks, then
+ *   static int answer(void *srv, uint64_t req, int status, const char *sdp, const char *id,
+ *                     const char *msg) { return lg_server_sdp_answer(srv, req, status, sdp,
+ *                                                                    id, msg); }
+ *   lg_webrtc_set_answer(w, answer, server);
+ * Call before the server starts (offers answered earlier would go to the sync table). */
+void lg_webrtc_set_answer(lg_webrtc *w, lg_webrtc_answer_fn fn, void *user);
 
 /* Blocking convenience for tools and tests (not for the lws thread): sends the offer and
  * waits up to timeout_s for the answer. On 0, *answer_sdp is a malloc'd string the caller

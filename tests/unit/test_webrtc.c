@@ -385,6 +385,83 @@ static void test_whip_vp8_with_audio_publisher_feeds_ingest(void **state) {
                "webrtc.");
 }
 
+typedef struct async_answer {
+  pthread_mutex_t mu;
+  uint64_t req;
+  int status;
+  char *sdp;
+  char id[LG_WEBRTC_ID_MAX];
+  double t;
+} async_answer;
+
+/* Stands in for lg_server_sdp_answer (any thread). */
+static int on_answer(void *user, uint64_t req, int status, const char *sdp, const char *id,
+                     const char *msg) {
+  async_answer *a = user;
+  (void)msg;
+  pthread_mutex_lock(&a->mu);
+  a->req = req;
+  a->status = status;
+  a->sdp = sdp ? strdup(sdp) : NULL;
+  snprintf(a->id, sizeof(a->id), "%s", id ? id : "");
+  a->t = lg_now();
+  pthread_mutex_unlock(&a->mu);
+  return 0;
+}
+
+static void test_async_answer_not_stalled_by_unreachable_stun(void **state) {
+  (void)state;
+  /* The lws thread hands the offer over and returns at once; the answer comes through the
+   * callback. A STUN server that never replies must not hold the answer past the gathering
+   * timeout: host candidates are enough on a LAN. */
+  lg_packet_ring *ring = lg_packet_ring_new(8);
+  lg_webrtc_opts o = {.packets = ring, .gather_timeout_s = 1.5, .n_ice_servers = 1};
+  snprintf(o.ice_servers[0], sizeof(o.ice_servers[0]), "stun:127.0.0.1:%d",
+           st_free_port(SOCK_DGRAM));
+  snprintf(o.local_addresses, sizeof(o.local_addresses), "127.0.0.1");
+  lg_webrtc *w = lg_webrtc_new(&o);
+  assert_non_null(w);
+  async_answer a = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  lg_webrtc_set_answer(w, on_answer, &a);
+  lg_webrtc_hooks h;
+  lg_webrtc_fill_hooks(w, &h);
+  peer v;
+  peer_start(&v, "webrtcbin name=webrtc bundle-policy=max-bundle");
+  GstCaps *caps = gst_caps_from_string(
+      "application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000");
+  GstWebRTCRTPTransceiver *t = NULL;
+  g_signal_emit_by_name(v.webrtc, "add-transceiver", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY,
+                        caps, &t);
+  gst_caps_unref(caps);
+  gst_object_unref(t);
+  gst_element_set_state(v.pipe, GST_STATE_PLAYING);
+  char *offer = peer_offer(&v);
+  double t0 = lg_now();
+  assert_int_equal(h.offer(h.user, LG_SDP_WHEP, 42, offer, strlen(offer)), 0);
+  assert_true(lg_now() - t0 < 0.1); /* never blocks the caller */
+  double end = t0 + 10;
+  bool done = false;
+  while (!done && lg_now() < end) {
+    usleep(20000);
+    pthread_mutex_lock(&a.mu);
+    done = a.req != 0;
+    pthread_mutex_unlock(&a.mu);
+  }
+  assert_true(done);
+  fprintf(stderr, "answer after %.2f s, status %d\n", a.t - t0, a.status);
+  assert_int_equal(a.req, 42);
+  assert_int_equal(a.status, 201);
+  assert_true(a.t - t0 < 1.5 + 1.0);
+  assert_non_null(a.sdp);
+  assert_non_null(strstr(a.sdp, "a=candidate:"));
+  assert_int_equal(lg_webrtc_close(h.user, LG_SDP_WHEP, a.id), 0);
+  free(a.sdp);
+  g_free(offer);
+  peer_stop(&v);
+  lg_webrtc_free(&w);
+  lg_packet_ring_free(&ring);
+}
+
 static void test_bad_offers_refused(void **state) {
   (void)state;
   lg_packet_ring *ring = lg_packet_ring_new(8);
@@ -418,6 +495,7 @@ int main(void) {
   gst_init(NULL, NULL);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_offers_refused),
+      cmocka_unit_test(test_async_answer_not_stalled_by_unreachable_stun),
       cmocka_unit_test(test_whep_viewers),
       cmocka_unit_test(test_whip_h264_publisher_feeds_ingest),
       cmocka_unit_test(test_whip_vp8_with_audio_publisher_feeds_ingest),
