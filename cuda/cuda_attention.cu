@@ -22,6 +22,9 @@ typedef struct att_params {
   int dt;           /* fallback kernel: dtypes */
   int qdt, kdt, vdt, odt;
   int kv_len[ATT_MAX_B];
+  int B, nsplit, tps; /* split-KV: nsplit blocks per (query tile, head, row), tps tiles each */
+  float *part_o;      /* [nsplit][B][Lq][nh][dh] fp32, when nsplit > 1 */
+  float *part_ml;     /* [nsplit][B][Lq][nh][2] (max in log2 units, sum) */
 } att_params;
 
 /* ---------------------------------------------------------------- fallback (any dtype) */
@@ -117,7 +120,7 @@ __global__ void __launch_bounds__(32 * WARPS, MINB) k_flash(att_params p) {
   __nv_bfloat16 *Vs = Ks + 2 * ATT_BN * LDS;     /* [2][BN][LDS] */
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, t = lane % 4;
-  const int b = blockIdx.z, h = blockIdx.y;
+  const int b = blockIdx.z / p.nsplit, split = blockIdx.z % p.nsplit, h = blockIdx.y;
   const int q0 = blockIdx.x * BM + warp * 16;
   const int n = p.kv_len[b];
 
@@ -147,7 +150,9 @@ __global__ void __launch_bounds__(32 * WARPS, MINB) k_flash(att_params p) {
     o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
 
-  const int ntiles = (n + ATT_BN - 1) / ATT_BN;
+  /* this block's share of the key tiles (split-KV: partial results combined later) */
+  const int t_beg = split * p.tps;
+  const int t_end = min((n + ATT_BN - 1) / ATT_BN, t_beg + p.tps);
   /* tile loader: BN rows x D cols of K and V, 16-byte chunks, zero past n */
   auto load_tile = [&](int tile, int buf) {
     constexpr int CPR = D / 8; /* chunks per row */
@@ -164,11 +169,11 @@ __global__ void __launch_bounds__(32 * WARPS, MINB) k_flash(att_params p) {
     }
   };
 
-  if (ntiles > 0) load_tile(0, 0);
+  if (t_beg < t_end) load_tile(t_beg, 0);
   cp_async_commit();
-  for (int tile = 0; tile < ntiles; tile++) {
-    const int buf = tile & 1;
-    if (tile + 1 < ntiles) load_tile(tile + 1, buf ^ 1);
+  for (int tile = t_beg; tile < t_end; tile++) {
+    const int buf = (tile - t_beg) & 1;
+    if (tile + 1 < t_end) load_tile(tile + 1, buf ^ 1);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
@@ -249,8 +254,26 @@ __global__ void __launch_bounds__(32 * WARPS, MINB) k_flash(att_params p) {
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
   float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
-  __nv_bfloat16 *op = (__nv_bfloat16 *)p.o + b * p.ob + h * p.oh;
   int r0 = q0 + g, r1 = q0 + g + 8;
+  if (p.nsplit > 1) {
+    /* partial: O/l (fp32) [split][b][q][h][D] and (m, l) [split][b][q][h] */
+    int64_t row0 = (((int64_t)split * p.B + b) * p.Lq + r0) * p.nh + h;
+    int64_t row1 = row0 + (int64_t)8 * p.nh;
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      int col = j * 8 + 2 * t;
+      if (r0 < p.Lq)
+        *(float2 *)(p.part_o + row0 * D + col) = make_float2(o[j][0] * i0, o[j][1] * i0);
+      if (r1 < p.Lq)
+        *(float2 *)(p.part_o + row1 * D + col) = make_float2(o[j][2] * i1, o[j][3] * i1);
+    }
+    if (t == 0) {
+      if (r0 < p.Lq) *(float2 *)(p.part_ml + 2 * row0) = make_float2(m0, l0);
+      if (r1 < p.Lq) *(float2 *)(p.part_ml + 2 * row1) = make_float2(m1, l1);
+    }
+    return;
+  }
+  __nv_bfloat16 *op = (__nv_bfloat16 *)p.o + b * p.ob + h * p.oh;
 #pragma unroll
   for (int j = 0; j < NT; j++) {
     int col = j * 8 + 2 * t;
@@ -451,9 +474,68 @@ static bool al16(const void *p, int64_t s1, int64_t s2, int64_t s3) {
   return ((uintptr_t)p % 16) == 0 && s1 % 8 == 0 && s2 % 8 == 0 && s3 % 8 == 0;
 }
 
+/* Split-KV combine: one warp per (b, q, h) row; O = sum_s w_s O_s with
+ * w_s = l_s 2^(m_s - M) / sum_s' l_s' 2^(m_s' - M). */
+template <int D> __global__ void k_flash_combine(att_params p) {
+  int64_t row = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
+  int lane = threadIdx.x % 32;
+  int64_t rows = (int64_t)p.B * p.Lq * p.nh;
+  if (row >= rows) return;
+  float M = -INFINITY;
+  for (int s = 0; s < p.nsplit; s++)
+    M = fmaxf(M, p.part_ml[2 * (s * rows + row)]);
+  float base = M == -INFINITY ? 0.f : M, L = 0.f;
+  float acc[D / 32];
+#pragma unroll
+  for (int j = 0; j < D / 32; j++)
+    acc[j] = 0.f;
+  for (int s = 0; s < p.nsplit; s++) {
+    float2 ml = *(const float2 *)(p.part_ml + 2 * (s * rows + row));
+    float w = ml.y * exp2f(ml.x - base);
+    L += w;
+    const float *src = p.part_o + (s * rows + row) * D;
+#pragma unroll
+    for (int j = 0; j < D / 32; j++)
+      acc[j] += w * src[lane + 32 * j];
+  }
+  float inv = L > 0.f ? 1.f / L : 0.f;
+  int h = (int)(row % p.nh);
+  int64_t bq = row / p.nh;
+  int q = (int)(bq % p.Lq), b = (int)(bq / p.Lq);
+  __nv_bfloat16 *op = (__nv_bfloat16 *)p.o + b * p.ob + (int64_t)q * p.ol + h * p.oh;
+#pragma unroll
+  for (int j = 0; j < D / 32; j++)
+    op[lane + 32 * j] = __float2bfloat16_rn(acc[j] * inv);
+}
+
+/* LG_ATTN_SPLIT=N forces N key splits (1 = none); otherwise the count that best fills the last
+ * wave of blocks (slots = blocks per SM x SMs). */
+static int attn_split_env(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv("LG_ATTN_SPLIT");
+    v = e ? atoi(e) : 0;
+    if (v < 0 || v > 8) v = 0;
+  }
+  return v;
+}
+
+static int pick_split(int blocks, int slots, int ntiles) {
+  int best = 1;
+  double best_cost = 1e30;
+  for (int ns = 1; ns <= 4; ns++) {
+    if (ns > 1 && (ntiles + ns - 1) / ns < 2) break;
+    double waves = (double)((blocks * ns + slots - 1) / slots);
+    double cost = waves / ns + (ns > 1 ? 0.04 : 0.0); /* combine pass */
+    if (cost < best_cost - 1e-9) best = ns, best_cost = cost;
+  }
+  return best;
+}
+
 template <int D, int WARPS, int MINB>
-static int launch_flash(lg_cuda *c, const att_params &p, int B) {
+static int launch_flash(lg_backend *be, att_params &p, int B) {
   int err = 0;
+  lg_cuda *c = lg_cu(be);
   size_t smem = (size_t)4 * ATT_BN * (D + 8) * 2;
   static bool attr_set = false; /* per instantiation; one device kind per process */
   if (!attr_set) {
@@ -462,9 +544,32 @@ static int launch_flash(lg_cuda *c, const att_params &p, int B) {
     attr_set = true;
   }
   {
-    dim3 grid((p.Lq + 16 * WARPS - 1) / (16 * WARPS), p.nh, B);
+    int qt = (p.Lq + 16 * WARPS - 1) / (16 * WARPS), maxn = 0;
+    for (int b = 0; b < B; b++)
+      maxn = p.kv_len[b] > maxn ? p.kv_len[b] : maxn;
+    int ntiles = (maxn + ATT_BN - 1) / ATT_BN;
+    int ns = attn_split_env();
+    if (!ns) ns = pick_split(qt * p.nh * B, MINB * c->sm_count, ntiles);
+    if (ns > 1 && B * ns > 65535) ns = 1;
+    p.B = B;
+    p.nsplit = ns;
+    p.tps = ns > 1 ? (ntiles + ns - 1) / ns : (ntiles > 0 ? ntiles : 1);
+    if (ns > 1) {
+      size_t rows = (size_t)B * p.Lq * p.nh * ns;
+      size_t ob = (rows * D * 4 + 255) & ~(size_t)255;
+      uint8_t *scr = (uint8_t *)lg_cuda_scratch(be, ob + rows * 8);
+      LG_CHECK(scr, LG_ENOMEM, LG_CUDA_MOD, "attention: no scratch for %d key splits", ns);
+      p.part_o = (float *)scr;
+      p.part_ml = (float *)(scr + ob);
+    }
+    dim3 grid(qt, p.nh, B * ns);
     k_flash<D, WARPS, MINB><<<grid, 32 * WARPS, smem, c->stream>>>(p);
     CUDA_LAUNCH_CHECK();
+    if (ns > 1) {
+      int64_t warps = (int64_t)B * p.Lq * p.nh;
+      k_flash_combine<D><<<(unsigned)((warps + 7) / 8), 256, 0, c->stream>>>(p);
+      CUDA_LAUNCH_CHECK();
+    }
   }
   return 0;
 fail:
@@ -524,6 +629,7 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
     p.scale_log2 = scale * 1.4426950408889634f;
     p.qdt = q->dtype, p.kdt = k->dtype, p.vdt = v->dtype, p.odt = o->dtype;
     p.dt = 0;
+    p.B = B, p.nsplit = 1, p.tps = 1, p.part_o = NULL, p.part_ml = NULL;
     for (int b = 0; b < B; b++) {
       int n = kv_len ? kv_len[b] : p.Lk;
       LG_CHECK(n >= 0 && n <= p.Lk, LG_ERANGE, LG_CUDA_MOD,
@@ -541,11 +647,11 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
         if (attn_warps() == 3) return launch_flash2<128, 3>(c, p, B);
         return launch_flash2<128, 4>(c, p, B);
       }
-      if (attn_warps() == 8) return launch_flash<128, 8, 1>(c, p, B);
-      if (attn_warps() == 6) return launch_flash<128, 6, 2>(c, p, B);
-      return launch_flash<128, 4, 3>(c, p, B);
+      if (attn_warps() == 8) return launch_flash<128, 8, 1>(be, p, B);
+      if (attn_warps() == 6) return launch_flash<128, 6, 2>(be, p, B);
+      return launch_flash<128, 4, 3>(be, p, B);
     }
-    if (bf && aligned && p.dh == 64) return launch_flash<64, 4, 3>(c, p, B);
+    if (bf && aligned && p.dh == 64) return launch_flash<64, 4, 3>(be, p, B);
     LG_CHECK(p.dh <= 256, LG_ENOTSUP, LG_CUDA_MOD, "attention: head dim %d over 256", p.dh);
     {
       int warps = p.Lq * p.nh;

@@ -139,12 +139,18 @@ static inline lg_rows lg_rows_of(const lg_tensor *t) {
   return r;
 }
 
+/* Compile-time indices only (unrolled, guarded): a run-time index into the by-value struct
+ * would copy it to local memory in every thread. */
 __device__ __forceinline__ int64_t lg_row_off(const lg_rows &r, int64_t row) {
+  if (r.nd == 1) return row * r.nb[0];
   int64_t off = 0;
-  for (int i = r.nd - 1; i >= 0; i--) {
-    int64_t q = row / r.ne[i];
-    off += (row - q * r.ne[i]) * r.nb[i];
-    row = q;
+#pragma unroll
+  for (int i = 3; i >= 0; i--) {
+    if (i < r.nd) {
+      int64_t q = row / r.ne[i];
+      off += (row - q * r.ne[i]) * r.nb[i];
+      row = q;
+    }
   }
   return off;
 }
@@ -167,10 +173,13 @@ static inline lg_nd lg_nd_of(const lg_tensor *t) {
 
 __device__ __forceinline__ int64_t lg_nd_off(const lg_nd &r, int64_t i) {
   int64_t off = 0;
-  for (int d = r.nd - 1; d >= 0; d--) {
-    int64_t q = i / r.ne[d];
-    off += (i - q * r.ne[d]) * r.nb[d];
-    i = q;
+#pragma unroll
+  for (int d = LG_MAX_DIMS - 1; d >= 0; d--) {
+    if (d < r.nd) {
+      int64_t q = i / r.ne[d];
+      off += (i - q * r.ne[d]) * r.nb[d];
+      i = q;
+    }
   }
   return off;
 }

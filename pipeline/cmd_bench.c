@@ -231,9 +231,11 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
       printf("%s\"%s\":[%.3f,%d]", i ? "," : "", op_name[i], op_ms[i], op_cnt[i]);
     printf("},");
   }
-  const char *aw = getenv("LG_ATTN_WARPS"), *ak = getenv("LG_ATTN_KERNEL");
-  printf("\"attn_kernel\":\"%s\",\"attn_warps\":\"%s\",\"host_enqueue_ms\":%.3f,",
-         ak ? ak : "default", aw ? aw : "default", host_ms);
+  const char *aw = getenv("LG_ATTN_WARPS"), *ak = getenv("LG_ATTN_KERNEL"),
+             *as = getenv("LG_ATTN_SPLIT");
+  printf("\"attn_kernel\":\"%s\",\"attn_warps\":\"%s\",\"attn_split\":\"%s\","
+         "\"host_enqueue_ms\":%.3f,",
+         ak ? ak : "default", aw ? aw : "default", as ? as : "auto", host_ms);
   printf("\"load_s\":%.1f}\n", t_load);
   fflush(stdout);
   err = 0;
