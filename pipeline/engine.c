@@ -547,7 +547,7 @@ static double motion_scale(lg_engine *e, const uint8_t *const *in, int n_in) {
 /* Decodes nf latent frames of e->olat into RGB24 out buffers; returns frames written. */
 static int decode_out(lg_engine *e, int nf, uint8_t *const *out, int max_out, double *ms) {
   double t0 = lg_now();
-  int written = 0;
+  int written = 0, dropped = 0;
   size_t px = (size_t)e->W * e->H * 3;
   for (int f = 0; f < nf; f++) {
     lg_tensor z = lg_tensor_narrow(&e->olat, 0, f, 1);
@@ -560,6 +560,7 @@ static int decode_out(lg_engine *e, int nf, uint8_t *const *out, int max_out, do
     err = LG_OP(e->be, copy, &x32, &x);
     if (!err) err = lg_tensor_download(&x32, e->hpix);
     if (err < 0) return err;
+    if (T > max_out - written) dropped += T - (max_out - written > 0 ? max_out - written : 0);
     for (int k = 0; k < T && written < max_out; k++, written++) {
       const float *src = e->hpix + (size_t)k * px;
       for (size_t i = 0; i < px; i++) {
@@ -569,6 +570,7 @@ static int decode_out(lg_engine *e, int nf, uint8_t *const *out, int max_out, do
     }
   }
   if (nf > 0) e->first_out_done = true;
+  if (dropped) LG_WARN("engine", "push: %d decoded frames dropped (max_out %d)", dropped, max_out);
   *ms = (lg_now() - t0) * 1e3;
   return written;
 }
