@@ -579,15 +579,17 @@ __global__ void k_rope_bf16x8(__nv_bfloat16 *x, lg_nd xn, int64_t F, int64_t H, 
   const int cpr = p.npairs / 4; /* chunks of 4 pairs per head */
   for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total;
        t += (int64_t)gridDim.x * blockDim.x) {
-    int64_t r = t;
-    int j0 = (int)(r % cpr) * 4;
-    r /= cpr;
-    int64_t h = r % xn.ne[2];
-    r /= xn.ne[2];
-    int64_t l = r % xn.ne[1];
-    int64_t b = r / xn.ne[1];
-    int64_t f = l / (H * W), hh = (l / W) % H, w = l % W;
-    __nv_bfloat16 *e = x + b * xn.nb[0] + l * xn.nb[1] + h * xn.nb[2] + 2 * j0;
+    /* 32-bit index math (the host checks that it fits): 64-bit divisions cost more than
+     * the memory traffic here */
+    uint32_t r = (uint32_t)t;
+    const uint32_t nh = (uint32_t)xn.ne[2], L = (uint32_t)xn.ne[1], Wu = (uint32_t)W;
+    int j0 = (int)(r % (uint32_t)cpr) * 4;
+    r /= (uint32_t)cpr;
+    uint32_t h = r % nh;
+    r /= nh;
+    uint32_t l = r % L, b = r / L;
+    uint32_t f = l / (uint32_t)(H * W), lw = l / Wu, hh = lw % (uint32_t)H, w = l - lw * Wu;
+    __nv_bfloat16 *e = x + b * xn.nb[0] + (int64_t)l * xn.nb[1] + (int64_t)h * xn.nb[2] + 2 * j0;
     float v[8];
     B::ld8(e, v);
 #pragma unroll
@@ -662,7 +664,8 @@ int lg_cuda_rope3d(lg_backend *be, lg_tensor *x, int64_t F, int64_t H, int64_t W
     int64_t total = x->ne[0] * x->ne[1] * x->ne[2] * cpairs;
     if (total == 0) return 0;
     bool vec = x->dtype == LG_BF16 && cpairs % 4 == 0 && (uintptr_t)x->data % 16 == 0 &&
-               x->nb[0] % 8 == 0 && x->nb[1] % 8 == 0 && x->nb[2] % 8 == 0;
+               x->nb[0] % 8 == 0 && x->nb[1] % 8 == 0 && x->nb[2] % 8 == 0 &&
+               total / 4 < (1ll << 31);
     if (vec)
       k_rope_bf16x8<<<lg_grid1d(total / 4, 256), 256, 0, c->stream>>>(
           (__nv_bfloat16 *)x->data, lg_nd_of(x), F, H, W, total / 4, p);
