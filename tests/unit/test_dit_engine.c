@@ -285,6 +285,34 @@ static void test_text_context(void **state) {
   assert_int_equal(lg_text_ctx_hash("", 64, m), 0);
 }
 
+static void test_testsrc(void **state) {
+  (void)state;
+  lg_testsrc t;
+  static uint8_t a[PX], b[PX];
+  tu_log_capture(true);
+  assert_int_equal(lg_testsrc_init(&t, "test:nope", W, H), LG_EINVAL);
+  assert_int_equal(lg_testsrc_init(&t, "ball", 1, H), LG_EINVAL);
+  tu_log_capture(false);
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(lg_testsrc_init(&t, k ? "test:bars" : "test:ball", W, H), 0);
+    lg_testsrc_next(&t, a);
+    lg_testsrc_next(&t, b);
+    assert_true(memcmp(a, b, PX) != 0); /* it moves */
+    lg_testsrc t2;
+    assert_int_equal(lg_testsrc_init(&t2, k ? "bars" : "ball", W, H), 0);
+    lg_testsrc_next(&t2, b);
+    assert_memory_equal(a, b, PX); /* a pure function of the frame index */
+  }
+  /* bars: the row below the moving line holds the pure bar colours (yellow among them) */
+  assert_int_equal(lg_testsrc_init(&t, "bars", W, H), 0);
+  lg_testsrc_next(&t, a);
+  const uint8_t *row = a + (size_t)(H - 1) * W * 3;
+  int yellow = 0;
+  for (int x = 0; x < W; x++)
+    yellow += row[3 * x] == 235 && row[3 * x + 1] == 235 && row[3 * x + 2] == 16;
+  assert_int_equal(yellow, W / 8);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_v2v_lag_and_determinism),
@@ -293,6 +321,7 @@ int main(void) {
       cmocka_unit_test(test_t2v_blocks),
       cmocka_unit_test(test_text_encoder),
       cmocka_unit_test(test_text_context),
+      cmocka_unit_test(test_testsrc),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
