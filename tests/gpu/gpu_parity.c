@@ -582,6 +582,91 @@ done:
   lg_ckpt_free(&ck);
 }
 
+/* ---------------------------------------------------------------- CUDA graph capture */
+
+/* One attention block's worth of ops captured into a graph and replayed twice on the same
+ * buffers must give exactly what the same ops give run eagerly (kernel arguments by value,
+ * no sync or allocation inside). */
+static int graph_seq(lg_tensor *x, lg_tensor *h, lg_tensor *q, lg_tensor *o, const lg_tensor *w,
+                     const lg_tensor *gw, const lg_tensor *tab, int64_t F, int64_t H, int64_t W,
+                     const int32_t *fs, const int32_t *kvl) {
+  lg_matmul_opts mo = {.trans_b = true};
+  int64_t B = x->ne[0], L = x->ne[1], D = x->ne[2], nh = D / 128;
+  lg_tensor x2, h2, q2, o2, q4, o4, sh, sc;
+  int64_t s2[2] = {B * L, D}, s4[4] = {B, L, nh, 128};
+  int rc = lg_tensor_reshape(x, 2, s2, &x2);
+  if (!rc) rc = lg_tensor_reshape(h, 2, s2, &h2);
+  if (!rc) rc = lg_tensor_reshape(q, 2, s2, &q2);
+  if (!rc) rc = lg_tensor_reshape(o, 2, s2, &o2);
+  if (!rc) rc = lg_tensor_reshape(q, 4, s4, &q4);
+  if (!rc) rc = lg_tensor_reshape(o, 4, s4, &o4);
+  if (rc) return rc;
+  sh = *tab, sc = *tab; /* [B, 2, D] table: rows of shift and scale */
+  sh.ndim = sc.ndim = 2;
+  sh.ne[0] = sc.ne[0] = B, sh.ne[1] = sc.ne[1] = D;
+  sh.nb[0] = sc.nb[0] = 2 * D, sh.nb[1] = sc.nb[1] = 1;
+  sc.data = (uint16_t *)tab->data + D;
+  rc = LG_OP(g_gpu, modulate, &h2, &x2, &sh, &sc, L, true, 1e-6f);
+  if (!rc) rc = LG_OP(g_gpu, matmul, &q2, &h2, w, NULL, &mo);
+  if (!rc) rc = LG_OP(g_gpu, rms_norm, &q2, &q2, gw, 1e-6f);
+  if (!rc) rc = LG_OP(g_gpu, rope3d, &q4, F, H, W, fs);
+  if (!rc) rc = LG_OP(g_gpu, attention, &o4, &q4, &q4, &q4, kvl, 0.088f);
+  if (!rc) rc = LG_OP(g_gpu, gated_add, &x2, &o2, &sh, L);
+  return rc;
+}
+
+static void t_graph(void) {
+  if (!want("graph")) return;
+  const int64_t B = 2, F = 1, H = 6, W = 10, L = F * H * W, D = 256;
+  int64_t xs[3] = {B, L, D}, ws[2] = {D, D}, gs[1] = {D}, ts[3] = {B, 2, D};
+  int32_t fs[2] = {3, 7}, kvl[2] = {60, 45};
+  lg_tensor x, h, q, o, w, gw, tab, x0;
+  int rc = 0;
+  must(lg_tensor_alloc(g_gpu, &x, LG_BF16, 3, xs), "alloc");
+  must(lg_tensor_alloc(g_gpu, &x0, LG_BF16, 3, xs), "alloc");
+  must(lg_tensor_alloc(g_gpu, &h, LG_BF16, 3, xs), "alloc");
+  must(lg_tensor_alloc(g_gpu, &q, LG_BF16, 3, xs), "alloc");
+  must(lg_tensor_alloc(g_gpu, &o, LG_BF16, 3, xs), "alloc");
+  must(lg_tensor_alloc(g_gpu, &w, LG_BF16, 2, ws), "alloc");
+  must(lg_tensor_alloc(g_gpu, &gw, LG_BF16, 1, gs), "alloc");
+  must(lg_tensor_alloc(g_gpu, &tab, LG_BF16, 3, ts), "alloc");
+  float *hx = rand_vals(B * L * D, -1, 1), *hw = rand_vals(D * D, -0.1f, 0.1f),
+        *hg = rand_vals(D, 0.5f, 1.5f), *ht = rand_vals(B * 2 * D, -0.3f, 0.3f);
+  must(lg_tensor_upload_f32(&x0, hx), "up");
+  must(lg_tensor_upload_f32(&w, hw), "up");
+  must(lg_tensor_upload_f32(&gw, hg), "up");
+  must(lg_tensor_upload_f32(&tab, ht), "up");
+  /* eager: two applications */
+  float *eager = malloc((size_t)(B * L * D) * 4), *replay = malloc((size_t)(B * L * D) * 4);
+  rc = LG_OP(g_gpu, copy, &x, &x0);
+  for (int i = 0; !rc && i < 2; i++)
+    rc = graph_seq(&x, &h, &q, &o, &w, &gw, &tab, F, H, W, fs, kvl);
+  if (!rc) rc = lg_tensor_download_f32(&x, eager);
+  /* captured once, replayed twice */
+  lg_cuda_graph *gr = NULL;
+  if (!rc) rc = LG_OP(g_gpu, copy, &x, &x0);
+  if (!rc) rc = g_gpu->ops->sync(g_gpu);
+  if (!rc) rc = lg_cuda_capture_begin(g_gpu);
+  if (!rc) {
+    int rc2 = graph_seq(&x, &h, &q, &o, &w, &gw, &tab, F, H, W, fs, kvl);
+    rc = lg_cuda_capture_end(g_gpu, &gr);
+    if (rc2) rc = rc2;
+  }
+  for (int i = 0; !rc && i < 2; i++)
+    rc = lg_cuda_graph_launch(g_gpu, gr);
+  if (!rc) rc = lg_tensor_download_f32(&x, replay);
+  double num = 0, den = 0;
+  for (int64_t i = 0; !rc && i < B * L * D; i++) {
+    double d = (double)replay[i] - eager[i];
+    num += d * d, den += (double)eager[i] * eager[i];
+  }
+  row("graph capture == eager (6 ops x2)", "[2,60,256] bf16", rc ? 0 : sqrt(num / den), 0.0, rc);
+  lg_cuda_graph_free(&gr);
+  free(hx), free(hw), free(hg), free(ht), free(eager), free(replay);
+  lg_tensor_free(&x), lg_tensor_free(&x0), lg_tensor_free(&h), lg_tensor_free(&q);
+  lg_tensor_free(&o), lg_tensor_free(&w), lg_tensor_free(&gw), lg_tensor_free(&tab);
+}
+
 /* ---------------------------------------------------------------- op timings (--perf) */
 
 /* Median-free quick timing: 50 back-to-back calls after 5 warm-ups, events around them. */
@@ -669,6 +754,7 @@ int main(int argc, char **argv) {
   t_attention();
   t_conv();
   t_misc();
+  t_graph();
   t_dit();
   printf("\n%d checks, %d failed\n", g_run, g_fail);
   lg_backend_free(&g_gpu);
