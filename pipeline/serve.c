@@ -91,9 +91,16 @@ struct lg_serve {
   double ttff_s, latency_ms;
   lg_engine_stats stats;
   /* rate estimates for status */
-  double rate_t;
-  uint64_t rate_in, rate_out;
+  /* rate samples, one per >= 1 s; rates span the oldest (~4 s: chunks come in bursts) */
+  struct {
+    double t;
+    uint64_t in, out;
+  } rate[4];
+  int rate_n, rate_head;
   double fps_in, fps_out;
+
+  pthread_mutex_t acct_mu; /* ingest ring counters already moved into the metrics */
+  uint64_t seen_in, seen_drop;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -116,6 +123,8 @@ static const char *state_name(int st, bool paused) {
   default: return "error";
   }
 }
+
+static void account_ingest(lg_serve *s);
 
 /* ---------------------------------------------------------------- control ops (lws thread) */
 
@@ -188,17 +197,28 @@ static int op_set_input(void *user, const char *input, lg_ctl_params *now, char 
 
 static void op_get_status(void *user, lg_ctl_status *st) {
   lg_serve *s = user;
+  account_ingest(s);
   double now = lg_now();
   uint64_t fin = lg_metrics_get(s->metrics, LG_COUNTER_FRAMES_IN);
   uint64_t fout = lg_metrics_get(s->metrics, LG_COUNTER_FRAMES_OUT);
   pthread_mutex_lock(&s->mu);
-  if (now - s->rate_t >= 1.0) {
-    double dt = now - s->rate_t;
-    s->fps_in = (double)(fin - s->rate_in) / dt;
-    s->fps_out = (double)(fout - s->rate_out) / dt;
-    s->rate_t = now;
-    s->rate_in = fin;
-    s->rate_out = fout;
+  int newest = (s->rate_head + s->rate_n - 1) % 4;
+  if (s->rate_n == 0 || now - s->rate[newest].t >= 1.0) {
+    if (s->rate_n) {
+      int o = s->rate_head; /* oldest */
+      double dt = now - s->rate[o].t;
+      s->fps_in = (double)(fin - s->rate[o].in) / dt;
+      s->fps_out = (double)(fout - s->rate[o].out) / dt;
+    }
+    if (s->rate_n == 4) {
+      s->rate_head = (s->rate_head + 1) % 4;
+      s->rate_n--;
+    }
+    int k = (s->rate_head + s->rate_n) % 4;
+    s->rate[k].t = now;
+    s->rate[k].in = fin;
+    s->rate[k].out = fout;
+    s->rate_n++;
   }
   snprintf(st->state, sizeof st->state, "%s", state_name(atomic_load(&s->state), s->paused));
   to_ctl_params(s, &st->params);
@@ -359,15 +379,22 @@ static void enc_stop(enc_worker *w) {
 
 /* ---------------------------------------------------------------- GPU worker */
 
-/* Moves the ingest ring's counters into the metrics (GPU worker only: one writer). */
-static void account_ingest(lg_serve *s, uint64_t *seen_in, uint64_t *seen_drop) {
+/* Moves the ingest ring's counters into the metrics. Called by the GPU worker after each
+ * frame it takes, by the owner's poll and by status requests, so the counters are fresh even
+ * while a long chunk runs; acct_mu makes the read-and-add atomic between them. */
+static void account_ingest(lg_serve *s) {
   lg_frame_ring_stats rs;
+  pthread_mutex_lock(&s->acct_mu);
   lg_frame_ring_get_stats(s->ingest_ring, &rs);
-  if (rs.pushed > *seen_in) lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_IN, rs.pushed - *seen_in);
-  if (rs.dropped > *seen_drop)
-    lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_DROPPED, rs.dropped - *seen_drop);
-  *seen_in = rs.pushed > *seen_in ? rs.pushed : *seen_in;
-  *seen_drop = rs.dropped > *seen_drop ? rs.dropped : *seen_drop;
+  if (rs.pushed > s->seen_in) {
+    lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_IN, rs.pushed - s->seen_in);
+    s->seen_in = rs.pushed;
+  }
+  if (rs.dropped > s->seen_drop) {
+    lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_DROPPED, rs.dropped - s->seen_drop);
+    s->seen_drop = rs.dropped;
+  }
+  pthread_mutex_unlock(&s->acct_mu);
 }
 
 typedef struct chunk_times {
@@ -414,11 +441,10 @@ static void *gpu_main(void *arg) {
   double last_repeat = 0;
   bool fatal = !in_buf || !out_buf || !last;
 
-  uint64_t seen_in = 0, seen_drop = 0;
   int carry = 0; /* input frames already in in_buf for the next push */
   double carry_cap = 0;
   while (!fatal && !atomic_load(&s->stop)) {
-    account_ingest(s, &seen_in, &seen_drop);
+    account_ingest(s);
     if (atomic_exchange(&s->want_reset, false)) {
       lg_engine_reset(e);
       lg_frame_ring_flush(s->ingest_ring);
@@ -467,7 +493,7 @@ static void *gpu_main(void *arg) {
         continue;
       }
       if (rc) break;
-      account_ingest(s, &seen_in, &seen_drop); /* counted before the preview shows it */
+      account_ingest(s); /* counted before the preview shows it */
       double now = lg_now();
       lg_metrics_observe(s->metrics, LG_STAGE_INGEST, now - fi.t_arrival);
       if (got == 0) cap_oldest = fi.t_arrival;
@@ -585,8 +611,8 @@ lg_serve *lg_serve_new(const lg_config *cfg, char *err, size_t errn) {
   s->W = cfg->engine.width;
   s->H = cfg->engine.height;
   s->t0 = lg_now();
-  s->rate_t = s->t0;
   pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->acct_mu, NULL);
   atomic_init(&s->stop, false);
   atomic_init(&s->state, ST_LOADING);
   atomic_init(&s->want_reset, false);
@@ -705,6 +731,7 @@ int lg_serve_port(const lg_serve *s) {
 
 int lg_serve_poll(lg_serve *s) {
   if (atomic_load(&s->state) == ST_ERROR) return LG_EBACKEND;
+  account_ingest(s);
   char want[LG_PATH_MAX];
   pthread_mutex_lock(&s->mu);
   snprintf(want, sizeof want, "%s", s->pending_input);
@@ -744,6 +771,7 @@ void lg_serve_free(lg_serve **ps) {
   lg_frame_ring_free(&s->in_frames);
   lg_metrics_free(&s->metrics);
   pthread_mutex_destroy(&s->mu);
+  pthread_mutex_destroy(&s->acct_mu);
   free(s);
   *ps = NULL;
 }
