@@ -2,7 +2,8 @@
 # serve_basic.sh: `livegen serve` as an operator runs it: starts on a free port (server.port=0)
 # with the tiny CPU model, answers /health, /api/v1/status, /metrics (Prometheus lines),
 # accepts a POST /api/v1/params change that then shows in the status, refuses a bad one with
-# 400, and exits 0 within seconds of SIGTERM (and of SIGINT). Usage: serve_basic.sh LIVEGEN SRCDIR
+# 400, records the output stream to a playable MP4 (output.record), and exits 0 within
+# seconds of SIGTERM (and of SIGINT). Usage: serve_basic.sh LIVEGEN SRCDIR
 set -u
 LIVEGEN=$1
 SRC=$2
@@ -21,7 +22,7 @@ fail() {
 }
 
 start() {
-  "$LIVEGEN" serve --config "$SRC/configs/default.yaml" --set server.port=0 \
+  "$LIVEGEN" serve "$@" --config "$SRC/configs/default.yaml" --set server.port=0 \
     --set engine.width=64 --set engine.height=64 --set engine.backend=cpu \
     --set output.codec=libx264 --set log.level=warn \
     --set model.cache_dir="$TMP/cache" >"$TMP/log" 2>&1 &
@@ -51,7 +52,7 @@ stop() {
   [ "$RC" = 0 ] || fail "exit status $RC after SIG$1"
 }
 
-start
+start --set output.record="$TMP/rec.mp4"
 H=$(curl -sS -m 5 "$URL/health") || fail "GET /health"
 [ "$H" = '{"status":"ok"}' ] || fail "health: $H"
 
@@ -91,6 +92,15 @@ PY
 grep -q '^livegen_stage_latency_seconds_bucket{stage="total",le="+Inf"}' "$TMP/metrics" || fail "no total histogram"
 
 stop TERM
+# The recording holds the frames produced so far, decodable, at the engine size.
+[ -s "$TMP/rec.mp4" ] || fail "no recording"
+ffprobe -v error -count_frames -select_streams v:0 \
+  -show_entries stream=codec_name,width,height,nb_read_frames -of default=nw=1 "$TMP/rec.mp4" \
+  >"$TMP/probe" 2>&1 || fail "ffprobe: $(cat "$TMP/probe")"
+grep -q '^codec_name=h264$' "$TMP/probe" && grep -q '^width=64$' "$TMP/probe" &&
+  grep -q '^height=64$' "$TMP/probe" || fail "recording: $(cat "$TMP/probe")"
+F=$(sed -n 's/^nb_read_frames=//p' "$TMP/probe")
+[ -n "$F" ] && [ "$F" -ge "$N" ] || fail "recording has ${F:-no} frames, expected >= $N"
 start
 curl -sS -m 5 "$URL/health" >/dev/null || fail "second start"
 stop INT
