@@ -101,6 +101,7 @@ struct lg_serve {
 
   pthread_mutex_t acct_mu; /* ingest ring counters already moved into the metrics */
   uint64_t seen_in, seen_drop;
+  double last_key_req[LG_SOURCE_COUNT]; /* also under acct_mu */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -249,15 +250,23 @@ static int on_publish(void *user, const uint8_t *data, size_t n) {
   return rc;
 }
 
+/* Keyframe requests (viewers joining or lagging, WebRTC PLIs) from any thread: at most one
+ * forced IDR per stream per 0.25 s, so a crowd joining does not flood the stream with IDRs. */
+static void want_keyframe(lg_serve *s, lg_stream_source src) {
+  double now = lg_now();
+  pthread_mutex_lock(&s->acct_mu);
+  bool go = now - s->last_key_req[src] >= 0.25;
+  if (go) s->last_key_req[src] = now;
+  pthread_mutex_unlock(&s->acct_mu);
+  if (go) lg_encoder_request_keyframe(src == LG_SOURCE_INPUT ? s->enc_in.enc : s->enc_out.enc);
+}
+
 static void on_want_keyframe(void *user, lg_stream_source src) {
-  lg_serve *s = user;
-  lg_encoder *e = src == LG_SOURCE_INPUT ? s->enc_in.enc : s->enc_out.enc;
-  lg_encoder_request_keyframe(e);
+  want_keyframe(user, src);
 }
 
 static void on_webrtc_keyframe(void *user) {
-  lg_serve *s = user;
-  lg_encoder_request_keyframe(s->enc_out.enc);
+  want_keyframe(user, LG_SOURCE_OUTPUT);
 }
 
 static int on_webrtc_answer(void *user, uint64_t req, int status, const char *answer_sdp,

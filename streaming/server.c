@@ -837,6 +837,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       if (lg_packet_ring_get_info(ring, NULL) != k->info_sent ||
           lg_packet_ring_readable(ring, &k->rd))
         lws_callback_on_writable(k->wsi);
+      else if (k->rd.need_key)
+        want_key(s, k); /* still waiting for a keyframe: ask again (rate-limited) */
     }
     return 0;
 
