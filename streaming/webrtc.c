@@ -612,13 +612,13 @@ static void *signal_main(void *user) {
       double now = lg_now();
       if (atomic_load(&s->dead)) {
         *link = s->next; /* unlink, then tear down outside the lock */
-        w->st.sessions_closed++;
         pthread_mutex_unlock(&w->mu);
         LG_INFO(MOD, "%s session %s closed", s->kind == LG_SDP_WHEP ? "WHEP" : "WHIP", s->id);
         if (s->state != SESS_LIVE) deliver(w, s->req, 503, NULL, NULL, "session closed");
         session_free(s);
         pthread_mutex_lock(&w->mu);
-        link = &w->sessions; /* the list may have changed: start over */
+        w->st.sessions_closed++; /* counted once its pipeline is down */
+        link = &w->sessions;     /* the list may have changed: start over */
         continue;
       }
       if (s->state == SESS_NEW) {

@@ -103,10 +103,10 @@ int lg_webrtc_offer_sync(lg_webrtc *w, lg_sdp_kind kind, const char *offer_sdp, 
 typedef struct lg_webrtc_stats {
   int viewers; /* WHEP sessions (negotiating or connected) */
   int viewers_connected;
-  int publishers;        /* WHIP sessions */
-  uint64_t packets_sent; /* access units handed to viewers, all together */
-  uint64_t frames_in;    /* WHIP frames pushed into the ingest ring */
-  uint64_t sessions_closed;
+  int publishers;           /* WHIP sessions */
+  uint64_t packets_sent;    /* access units handed to viewers, all together */
+  uint64_t frames_in;       /* WHIP frames pushed into the ingest ring */
+  uint64_t sessions_closed; /* sessions fully torn down (pipeline stopped) */
 } lg_webrtc_stats;
 void lg_webrtc_get_stats(lg_webrtc *w, lg_webrtc_stats *st);
 
