@@ -482,6 +482,16 @@ static void *gpu_main(void *arg) {
       nanosleep(&ts, NULL);
       continue;
     }
+    if (t2v) {
+      /* No input paces text-to-video: stay at most 0.25 s ahead of the wall clock so the
+       * stream plays at engine.fps instead of fast-forwarding. */
+      double ahead = next_pts_t - (lg_now() - s->t0);
+      if (ahead > 0.25) {
+        struct timespec ts = {0, (long)(fmin(ahead - 0.25, 0.05) * 1e9)};
+        nanosleep(&ts, NULL);
+        continue;
+      }
+    }
     int need = lg_engine_frames_needed(e);
     if (need > MAX_IN) need = MAX_IN;
     int got = carry < need ? carry : need; /* frames kept from a refused push */
