@@ -417,14 +417,18 @@ static int atensor(lg_dit_ws *ws, lg_tensor *t, lg_dtype dt, int64_t r, int64_t 
   return lg_arena_tensor(&ws->arena, t, dt, 2, sh);
 }
 
-int lg_wan_dit_set_context(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, const float *ctx) {
+int lg_wan_dit_set_context_layers(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_first,
+                                  int first, int last, const float *ctx) {
   int err = 0;
   lg_backend *be = m->be;
   const lg_wan_dit_config *c = &m->cfg;
   size_t mark = lg_arena_mark(&ws->arena);
   const int64_t L = LG_DIT_TEXT_LEN;
-  LG_CHECK(kv->layers == c->layers && kv->dim == c->dim && kv->ctx_len == L, LG_EINVAL, "dit",
-           "set_context: cache does not belong to this model");
+  LG_CHECK(first >= kv_first && first <= last && last <= c->layers &&
+               last - kv_first <= kv->layers && kv->dim == c->dim && kv->ctx_len == L,
+           LG_EINVAL, "dit",
+           "set_context: layers [%d,%d) do not fit this cache (%d layers from %d)", first, last,
+           kv->layers, kv_first);
   lg_tensor c32, ca, c1, cc, tmp;
   LG_TRY(atensor(ws, &c32, LG_F32, L, c->text_dim));
   LG_TRY(atensor(ws, &ca, be->act_dtype, L, c->text_dim));
@@ -435,13 +439,246 @@ int lg_wan_dit_set_context(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, const 
   LG_TRY(LG_OP(be, copy, &ca, &c32));
   LG_TRY(linear(be, &c1, &ca, &m->top[T_X0W], &m->top[T_X0B], LG_ACT_GELU_TANH));
   LG_TRY(linear(be, &cc, &c1, &m->top[T_X2W], &m->top[T_X2B], LG_ACT_NONE));
-  for (int l = 0; l < c->layers; l++) {
+  for (int l = first; l < last; l++) {
     const lg_tensor *b = m->blk + (size_t)l * B_COUNT;
     LG_TRY(linear(be, &tmp, &cc, &b[B_CKW], &b[B_CKB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, rms_norm, &kv->ck[l], &tmp, &b[B_CNK], 1e-6f));
-    LG_TRY(linear(be, &kv->cv[l], &cc, &b[B_CVW], &b[B_CVB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, rms_norm, &kv->ck[l - kv_first], &tmp, &b[B_CNK], 1e-6f));
+    LG_TRY(linear(be, &kv->cv[l - kv_first], &cc, &b[B_CVW], &b[B_CVB], LG_ACT_NONE));
   }
   kv->ctx_valid = 1;
+fail:
+  lg_arena_reset(&ws->arena, mark);
+  return err;
+}
+
+int lg_wan_dit_set_context(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, const float *ctx) {
+  if (kv->layers != m->cfg.layers || kv->dim != m->cfg.dim || kv->ctx_len != LG_DIT_TEXT_LEN) {
+    LG_ERR("dit", "set_context: cache does not belong to this model");
+    return LG_EINVAL;
+  }
+  return lg_wan_dit_set_context_layers(m, ws, kv, 0, 0, m->cfg.layers, ctx);
+}
+
+/* [rows, cols] contiguous act-dtype tensor check for the split forward's caller tensors. */
+static bool is_mat(const lg_tensor *t, lg_dtype dt, int64_t r, int64_t c) {
+  return t && t->dtype == dt && lg_tensor_is_contiguous(t) && lg_tensor_numel(t) == r * c &&
+         t->ne[t->ndim - 1] == c;
+}
+
+int lg_wan_dit_time(lg_wan_dit *m, lg_dit_ws *ws, const lg_dit_row *rows, int64_t B, int64_t F,
+                    lg_tensor *e, lg_tensor *e0) {
+  int err = 0;
+  lg_backend *be = m->be;
+  const lg_wan_dit_config *c = &m->cfg;
+  size_t mark = lg_arena_mark(&ws->arena);
+  const int64_t BF = B * F, d = c->dim;
+  const lg_dtype ad = be->act_dtype;
+  LG_CHECK(rows && B >= 1 && F >= 1 && BF <= ws->max_rf && is_mat(e, ad, BF, d) &&
+               is_mat(e0, ad, BF, 6 * d),
+           LG_EINVAL, "dit", "time: %lld rows of %lld frames do not fit e/e0 or the workspace",
+           (long long)B, (long long)F);
+  /* s [BF,freq] (host, double -> f32), e [BF,d], e0 [BF,6d] */
+  const int half = c->freq_dim / 2;
+  for (int64_t r = 0; r < BF; r++) {
+    double t = rows[r / F].t;
+    for (int k = 0; k < half; k++) {
+      double a = t * pow(10000.0, -(double)k / half);
+      ws->host[r * c->freq_dim + k] = (float)cos(a);
+      ws->host[r * c->freq_dim + half + k] = (float)sin(a);
+    }
+  }
+  lg_tensor s32, s, e1, se;
+  LG_TRY(atensor(ws, &s32, LG_F32, BF, c->freq_dim));
+  LG_TRY(atensor(ws, &s, ad, BF, c->freq_dim));
+  LG_TRY(atensor(ws, &e1, ad, BF, d));
+  LG_TRY(atensor(ws, &se, ad, BF, d));
+  LG_TRY(lg_tensor_upload(&s32, ws->host));
+  LG_TRY(LG_OP(be, copy, &s, &s32));
+  LG_TRY(linear(be, &e1, &s, &m->top[T_E0W], &m->top[T_E0B], LG_ACT_SILU));
+  LG_TRY(linear(be, e, &e1, &m->top[T_E2W], &m->top[T_E2B], LG_ACT_NONE));
+  LG_TRY(LG_OP(be, unary, &se, e, LG_ACT_SILU, 0.0f));
+  LG_TRY(linear(be, e0, &se, &m->top[T_P1W], &m->top[T_P1B], LG_ACT_NONE));
+fail:
+  lg_arena_reset(&ws->arena, mark);
+  return err;
+}
+
+int lg_wan_dit_embed(lg_wan_dit *m, lg_dit_ws *ws, const lg_tensor *x, lg_tensor *hidden) {
+  int err = 0;
+  lg_backend *be = m->be;
+  char sb[128];
+  LG_CHECK(x && x->ndim == 5 && x->ne[4] == 16 && lg_tensor_is_contiguous(x) &&
+               x->ne[2] == ws->lat_h && x->ne[3] == ws->lat_w,
+           LG_EINVAL, "dit", "embed: x %s must be contiguous [B,F,%d,%d,16]",
+           x ? lg_tensor_shape_str(x, sb, sizeof sb) : "NULL", ws->lat_h, ws->lat_w);
+  const int64_t BF = x->ne[0] * x->ne[1], h = x->ne[2], w = x->ne[3], H = h / 2, W = w / 2;
+  const int64_t d = m->cfg.dim;
+  LG_CHECK(BF <= ws->max_rf && is_mat(hidden, be->act_dtype, BF * H * W, d), LG_EINVAL, "dit",
+           "embed: hidden must be contiguous [%lld, %lld]", (long long)(BF * H * W), (long long)d);
+  /* patchify: [BF,h,w,16] -> [BF,H,W,d] = tokens [N,d] in f,h,w order */
+  lg_tensor xin, xo;
+  int64_t s4[4] = {BF, h, w, 16}, o4[4] = {BF, H, W, d};
+  LG_TRY(lg_tensor_reshape(x, 4, s4, &xin));
+  LG_TRY(lg_tensor_reshape(hidden, 4, o4, &xo));
+  lg_conv_opts co = {.stride = {1, 2, 2}};
+  LG_TRY(LG_OP(be, conv3d, &xo, &xin, &m->top[T_PEW], &m->top[T_PEB], &co));
+fail:
+  return err;
+}
+
+int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_first, int first,
+                      int last, const lg_dit_row *rows, int64_t B, int64_t F, const lg_tensor *e0,
+                      lg_tensor *xs) {
+  int err = 0;
+  lg_backend *be = m->be;
+  const lg_wan_dit_config *c = &m->cfg;
+  size_t mark = lg_arena_mark(&ws->arena);
+  const int64_t H = ws->lat_h / 2, W = ws->lat_w / 2, HW = H * W, T = F * HW, N = B * T;
+  const int64_t BF = B * F, d = c->dim, nh = c->heads;
+  const lg_dtype ad = be->act_dtype;
+  LG_CHECK(rows && first >= kv_first && first <= last && last <= c->layers &&
+               last - kv_first <= kv->layers && kv->dim == d,
+           LG_EINVAL, "dit", "blocks: layers [%d,%d) do not fit the cache (%d layers from %d)",
+           first, last, kv->layers, kv_first);
+  LG_CHECK(B >= 1 && B <= kv->rows && B <= LG_DIT_MAX_ROWS && F >= 1 && F <= LG_DIT_MAX_CALL &&
+               BF <= ws->max_rf && HW == kv->frame_tokens && is_mat(e0, ad, BF, 6 * d) &&
+               is_mat(xs, ad, N, d),
+           LG_EINVAL, "dit",
+           "blocks: %lld rows of %lld frames do not fit the workspace (%d row-frames), the cache "
+           "(%d rows, %d tokens per frame) or hidden/e0",
+           (long long)B, (long long)F, ws->max_rf, kv->rows, kv->frame_tokens);
+  LG_CHECK(kv->ctx_valid, LG_EINVAL, "dit", "forward: no context set on the cache");
+  int32_t kv_len[LG_DIT_MAX_ROWS], fstart[LG_DIT_MAX_ROWS];
+  for (int64_t b = 0; b < B; b++) {
+    LG_CHECK(rows[b].kv_frames >= 1 && rows[b].kv_frames <= kv->cap_frames &&
+                 rows[b].rope_start >= 0 && isfinite(rows[b].t),
+             LG_EINVAL, "dit", "forward: row %lld: kv_frames %d (cache %d), rope_start %d",
+             (long long)b, rows[b].kv_frames, kv->cap_frames, rows[b].rope_start);
+    for (int64_t f = 0; f < F; f++)
+      LG_CHECK(rows[b].slot[f] >= 0 && rows[b].slot[f] < rows[b].kv_frames, LG_EINVAL, "dit",
+               "forward: row %lld frame %lld: slot %d outside the %d filled slots", (long long)b,
+               (long long)f, rows[b].slot[f], rows[b].kv_frames);
+    kv_len[b] = rows[b].kv_frames * kv->frame_tokens;
+    fstart[b] = rows[b].rope_start;
+  }
+  if (first == last) return 0;
+  lg_tensor mm, hb, q, k, vv, o, y, fh;
+  LG_TRY(atensor(ws, &mm, ad, BF, 6 * d));
+  LG_TRY(atensor(ws, &hb, ad, N, d));
+  LG_TRY(atensor(ws, &q, ad, N, d));
+  LG_TRY(atensor(ws, &k, ad, N, d));
+  LG_TRY(atensor(ws, &vv, ad, N, d));
+  LG_TRY(atensor(ws, &o, ad, N, d));
+  LG_TRY(atensor(ws, &y, ad, N, d));
+  LG_TRY(atensor(ws, &fh, ad, N, c->ffn_dim));
+
+  const float scale = 1.0f / sqrtf((float)LG_DIT_HEAD_DIM);
+  lg_tensor zero6 = rows_view(&m->zero, 0, 1, 6 * d, 6 * d);
+  lg_tensor q4 = heads_view(&q, B, T, nh, T * d), k4 = heads_view(&k, B, T, nh, T * d);
+  lg_tensor o4 = heads_view(&o, B, T, nh, T * d);
+  for (int l = first; l < last; l++) {
+    const lg_tensor *wb = m->blk + (size_t)l * B_COUNT;
+    const int kl = l - kv_first;
+    /* m = modulation + e0: [BF, 6d], chunks shift_msa, scale_msa, gate_msa, shift_mlp,
+     * scale_mlp, gate_mlp; as a broadcast add x*(1+0) + table */
+    lg_tensor mod = rows_view(&wb[B_MOD], 0, 1, 6 * d, 6 * d);
+    LG_TRY(LG_OP(be, modulate, &mm, e0, &mod, &zero6, BF, false, 0.0f));
+    lg_tensor ch[6];
+    for (int j = 0; j < 6; j++)
+      ch[j] = rows_view(&mm, j * d, BF, d, 6 * d);
+
+    /* self-attention */
+    LG_TRY(LG_OP(be, modulate, &hb, xs, &ch[0], &ch[1], HW, true, 1e-6f));
+    LG_TRY(linear(be, &q, &hb, &wb[B_SQW], &wb[B_SQB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, rms_norm, &q, &q, &wb[B_SNQ], 1e-6f));
+    LG_TRY(linear(be, &k, &hb, &wb[B_SKW], &wb[B_SKB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, rms_norm, &k, &k, &wb[B_SNK], 1e-6f));
+    LG_TRY(linear(be, &vv, &hb, &wb[B_SVW], &wb[B_SVB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, rope3d, &q4, F, H, W, fstart));
+    LG_TRY(LG_OP(be, rope3d, &k4, F, H, W, fstart));
+    for (int64_t b = 0; b < B; b++) {
+      for (int64_t f = 0; f < F; f++) {
+        int64_t off = (b * F + f) * HW * d;
+        lg_tensor ks = rows_view(&k, off, HW, d, d), vs = rows_view(&vv, off, HW, d, d);
+        lg_tensor kd = lg_kv_cache_slot(kv, kl, 0, (int)b, rows[b].slot[f]);
+        lg_tensor vd = lg_kv_cache_slot(kv, kl, 1, (int)b, rows[b].slot[f]);
+        LG_TRY(LG_OP(be, copy, &kd, &ks));
+        LG_TRY(LG_OP(be, copy, &vd, &vs));
+      }
+    }
+    {
+      lg_tensor kc = heads_view(&kv->k[kl], B, kv->cap_tokens, nh, kv->cap_tokens * d);
+      lg_tensor vc = heads_view(&kv->v[kl], B, kv->cap_tokens, nh, kv->cap_tokens * d);
+      LG_TRY(LG_OP(be, attention, &o4, &q4, &kc, &vc, kv_len, scale));
+    }
+    LG_TRY(linear(be, &y, &o, &wb[B_SOW], &wb[B_SOB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, gated_add, xs, &y, &ch[2], HW));
+
+    /* cross-attention: norm3 (affine LN), q with norm_q; K/V of the context from the cache */
+    LG_TRY(LG_OP(be, layer_norm, &hb, xs, &wb[B_N3W], &wb[B_N3B], 1e-6f));
+    LG_TRY(linear(be, &q, &hb, &wb[B_CQW], &wb[B_CQB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, rms_norm, &q, &q, &wb[B_CNQ], 1e-6f));
+    {
+      int64_t Lc = kv->ctx_len;
+      lg_tensor kc = heads_view(&kv->ck[kl], 1, Lc, nh, Lc * d);
+      lg_tensor vc = heads_view(&kv->cv[kl], 1, Lc, nh, Lc * d);
+      LG_TRY(LG_OP(be, attention, &o4, &q4, &kc, &vc, NULL, scale));
+    }
+    LG_TRY(linear(be, &y, &o, &wb[B_COW], &wb[B_COB], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, gated_add, xs, &y, NULL, HW));
+
+    /* FFN */
+    LG_TRY(LG_OP(be, modulate, &hb, xs, &ch[3], &ch[4], HW, true, 1e-6f));
+    LG_TRY(linear(be, &fh, &hb, &wb[B_F0W], &wb[B_F0B], LG_ACT_GELU_TANH));
+    LG_TRY(linear(be, &y, &fh, &wb[B_F2W], &wb[B_F2B], LG_ACT_NONE));
+    LG_TRY(LG_OP(be, gated_add, xs, &y, &ch[5], HW));
+  }
+fail:
+  lg_arena_reset(&ws->arena, mark);
+  return err;
+}
+
+int lg_wan_dit_head(lg_wan_dit *m, lg_dit_ws *ws, const lg_tensor *xs, const lg_tensor *e,
+                    lg_tensor *vout) {
+  int err = 0;
+  lg_backend *be = m->be;
+  size_t mark = lg_arena_mark(&ws->arena);
+  char sb[128];
+  const lg_dtype ad = be->act_dtype;
+  LG_CHECK(vout && vout->ndim == 5 && vout->ne[4] == 16 && lg_tensor_is_contiguous(vout) &&
+               vout->ne[2] == ws->lat_h && vout->ne[3] == ws->lat_w,
+           LG_EINVAL, "dit", "head: v %s must be contiguous [B,F,%d,%d,16]",
+           vout ? lg_tensor_shape_str(vout, sb, sizeof sb) : "NULL", ws->lat_h, ws->lat_w);
+  const int64_t BF = vout->ne[0] * vout->ne[1], H = ws->lat_h / 2, W = ws->lat_w / 2;
+  const int64_t N = BF * H * W, HW = H * W, d = m->cfg.dim;
+  LG_CHECK(BF <= ws->max_rf && is_mat(xs, ad, N, d) && is_mat(e, ad, BF, d), LG_EINVAL, "dit",
+           "head: hidden must be [%lld,%lld] and e [%lld,%lld]", (long long)N, (long long)d,
+           (long long)BF, (long long)d);
+  lg_tensor hsh, hsc, hb, ho;
+  LG_TRY(atensor(ws, &hsh, ad, BF, d));
+  LG_TRY(atensor(ws, &hsc, ad, BF, d));
+  LG_TRY(atensor(ws, &hb, ad, N, d));
+  LG_TRY(atensor(ws, &ho, ad, N, 64));
+  /* shift = head.modulation[0] + e, scale = head.modulation[1] + e (per frame) */
+  {
+    lg_tensor zero1 = rows_view(&m->zero, 0, 1, d, d);
+    lg_tensor hm0 = rows_view(&m->top[T_HMOD], 0, 1, d, d);
+    lg_tensor hm1 = rows_view(&m->top[T_HMOD], d, 1, d, d);
+    LG_TRY(LG_OP(be, modulate, &hsh, e, &hm0, &zero1, BF, false, 0.0f));
+    LG_TRY(LG_OP(be, modulate, &hsc, e, &hm1, &zero1, BF, false, 0.0f));
+    LG_TRY(LG_OP(be, modulate, &hb, xs, &hsh, &hsc, HW, true, 1e-6f));
+    LG_TRY(linear(be, &ho, &hb, &m->top[T_HW], &m->top[T_HB], LG_ACT_NONE));
+  }
+  /* unpatchify: out[(b,f,i,j)][(q*2+r)*16 + c] -> v[b,f,2i+q,2j+r,c] */
+  {
+    lg_tensor src = ho, dst;
+    src.ndim = 5;
+    int64_t ne[5] = {BF * H, 2, W, 2, 16}, nb[5] = {W * 64, 32, 64, 16, 1};
+    memcpy(src.ne, ne, sizeof ne);
+    memcpy(src.nb, nb, sizeof nb);
+    LG_TRY(lg_tensor_reshape(vout, 5, ne, &dst));
+    LG_TRY(LG_OP(be, copy, &dst, &src));
+  }
 fail:
   lg_arena_reset(&ws->arena, mark);
   return err;
@@ -459,8 +696,7 @@ int lg_wan_dit_forward(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, const lg_t
            LG_EINVAL, "dit", "forward: x %s must be contiguous [B,F,h,w,16] like v",
            x ? lg_tensor_shape_str(x, sb, sizeof sb) : "NULL");
   const int64_t B = x->ne[0], F = x->ne[1], h = x->ne[2], w = x->ne[3];
-  const int64_t H = h / 2, W = w / 2, HW = H * W, T = F * HW, N = B * T, BF = B * F;
-  const int64_t d = c->dim, nh = c->heads;
+  const int64_t HW = (h / 2) * (w / 2), N = B * F * HW, BF = B * F, d = c->dim;
   LG_CHECK(B >= 1 && B <= kv->rows && B <= LG_DIT_MAX_ROWS && F >= 1 && F <= LG_DIT_MAX_CALL &&
                BF <= ws->max_rf && h == ws->lat_h && w == ws->lat_w && HW == kv->frame_tokens,
            LG_EINVAL, "dit",
@@ -468,152 +704,17 @@ int lg_wan_dit_forward(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, const lg_t
            "rows, %d tokens per frame)",
            lg_tensor_shape_str(x, sb, sizeof sb), ws->max_rf, ws->lat_h, ws->lat_w, kv->rows,
            kv->frame_tokens);
-  LG_CHECK(kv->ctx_valid, LG_EINVAL, "dit", "forward: no context set on the cache");
-  int32_t kv_len[LG_DIT_MAX_ROWS], fstart[LG_DIT_MAX_ROWS];
-  for (int64_t b = 0; b < B; b++) {
-    LG_CHECK(rows[b].kv_frames >= 1 && rows[b].kv_frames <= kv->cap_frames &&
-                 rows[b].rope_start >= 0 && isfinite(rows[b].t),
-             LG_EINVAL, "dit", "forward: row %lld: kv_frames %d (cache %d), rope_start %d",
-             (long long)b, rows[b].kv_frames, kv->cap_frames, rows[b].rope_start);
-    for (int64_t f = 0; f < F; f++)
-      LG_CHECK(rows[b].slot[f] >= 0 && rows[b].slot[f] < rows[b].kv_frames, LG_EINVAL, "dit",
-               "forward: row %lld frame %lld: slot %d outside the %d filled slots", (long long)b,
-               (long long)f, rows[b].slot[f], rows[b].kv_frames);
-    kv_len[b] = rows[b].kv_frames * kv->frame_tokens;
-    fstart[b] = rows[b].rope_start;
-  }
+  LG_CHECK(kv->layers == c->layers, LG_EINVAL, "dit",
+           "forward: the cache holds %d layers, the model has %d", kv->layers, c->layers);
   const lg_dtype ad = be->act_dtype;
-  const size_t es = lg_dtype_size(ad);
-
-  /* ---- time: s [BF,freq] (host, double -> f32), e [BF,d], e0 [BF,6d] ---- */
-  const int half = c->freq_dim / 2;
-  for (int64_t r = 0; r < BF; r++) {
-    double t = rows[r / F].t;
-    for (int k = 0; k < half; k++) {
-      double a = t * pow(10000.0, -(double)k / half);
-      ws->host[r * c->freq_dim + k] = (float)cos(a);
-      ws->host[r * c->freq_dim + half + k] = (float)sin(a);
-    }
-  }
-  lg_tensor s32, s, e1, e, se, e0, mm, hsh, hsc;
-  LG_TRY(atensor(ws, &s32, LG_F32, BF, c->freq_dim));
-  LG_TRY(atensor(ws, &s, ad, BF, c->freq_dim));
-  LG_TRY(atensor(ws, &e1, ad, BF, d));
+  lg_tensor e, e0, xs;
   LG_TRY(atensor(ws, &e, ad, BF, d));
-  LG_TRY(atensor(ws, &se, ad, BF, d));
   LG_TRY(atensor(ws, &e0, ad, BF, 6 * d));
-  LG_TRY(atensor(ws, &mm, ad, BF, 6 * d));
-  LG_TRY(atensor(ws, &hsh, ad, BF, d));
-  LG_TRY(atensor(ws, &hsc, ad, BF, d));
-  LG_TRY(lg_tensor_upload(&s32, ws->host));
-  LG_TRY(LG_OP(be, copy, &s, &s32));
-  LG_TRY(linear(be, &e1, &s, &m->top[T_E0W], &m->top[T_E0B], LG_ACT_SILU));
-  LG_TRY(linear(be, &e, &e1, &m->top[T_E2W], &m->top[T_E2B], LG_ACT_NONE));
-  LG_TRY(LG_OP(be, unary, &se, &e, LG_ACT_SILU, 0.0f));
-  LG_TRY(linear(be, &e0, &se, &m->top[T_P1W], &m->top[T_P1B], LG_ACT_NONE));
-
-  /* ---- patchify: [BF,h,w,16] -> [BF,H,W,d] = tokens [N,d] in f,h,w order ---- */
-  lg_tensor xs, hb, q, k, vv, o, y, fh, ho;
   LG_TRY(atensor(ws, &xs, ad, N, d));
-  LG_TRY(atensor(ws, &hb, ad, N, d));
-  LG_TRY(atensor(ws, &q, ad, N, d));
-  LG_TRY(atensor(ws, &k, ad, N, d));
-  LG_TRY(atensor(ws, &vv, ad, N, d));
-  LG_TRY(atensor(ws, &o, ad, N, d));
-  LG_TRY(atensor(ws, &y, ad, N, d));
-  LG_TRY(atensor(ws, &fh, ad, N, c->ffn_dim));
-  LG_TRY(atensor(ws, &ho, ad, N, 64));
-  {
-    lg_tensor xin, xo;
-    int64_t s4[4] = {BF, h, w, 16}, o4[4] = {BF, H, W, d};
-    LG_TRY(lg_tensor_reshape(x, 4, s4, &xin));
-    LG_TRY(lg_tensor_reshape(&xs, 4, o4, &xo));
-    lg_conv_opts co = {.stride = {1, 2, 2}};
-    LG_TRY(LG_OP(be, conv3d, &xo, &xin, &m->top[T_PEW], &m->top[T_PEB], &co));
-  }
-
-  const float scale = 1.0f / sqrtf((float)LG_DIT_HEAD_DIM);
-  lg_tensor zero6 = rows_view(&m->zero, 0, 1, 6 * d, 6 * d);
-  lg_tensor zero1 = rows_view(&m->zero, 0, 1, d, d);
-  lg_tensor q4 = heads_view(&q, B, T, nh, T * d), k4 = heads_view(&k, B, T, nh, T * d);
-  lg_tensor o4 = heads_view(&o, B, T, nh, T * d);
-  for (int l = 0; l < c->layers; l++) {
-    const lg_tensor *wb = m->blk + (size_t)l * B_COUNT;
-    /* m = modulation + e0: [BF, 6d], chunks shift_msa, scale_msa, gate_msa, shift_mlp,
-     * scale_mlp, gate_mlp; as a broadcast add x*(1+0) + table */
-    lg_tensor mod = rows_view(&wb[B_MOD], 0, 1, 6 * d, 6 * d);
-    LG_TRY(LG_OP(be, modulate, &mm, &e0, &mod, &zero6, BF, false, 0.0f));
-    lg_tensor ch[6];
-    for (int j = 0; j < 6; j++)
-      ch[j] = rows_view(&mm, j * d, BF, d, 6 * d);
-
-    /* self-attention */
-    LG_TRY(LG_OP(be, modulate, &hb, &xs, &ch[0], &ch[1], HW, true, 1e-6f));
-    LG_TRY(linear(be, &q, &hb, &wb[B_SQW], &wb[B_SQB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, rms_norm, &q, &q, &wb[B_SNQ], 1e-6f));
-    LG_TRY(linear(be, &k, &hb, &wb[B_SKW], &wb[B_SKB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, rms_norm, &k, &k, &wb[B_SNK], 1e-6f));
-    LG_TRY(linear(be, &vv, &hb, &wb[B_SVW], &wb[B_SVB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, rope3d, &q4, F, H, W, fstart));
-    LG_TRY(LG_OP(be, rope3d, &k4, F, H, W, fstart));
-    for (int64_t b = 0; b < B; b++) {
-      for (int64_t f = 0; f < F; f++) {
-        int64_t off = (b * F + f) * HW * d;
-        lg_tensor ks = rows_view(&k, off, HW, d, d), vs = rows_view(&vv, off, HW, d, d);
-        lg_tensor kd = lg_kv_cache_slot(kv, l, 0, (int)b, rows[b].slot[f]);
-        lg_tensor vd = lg_kv_cache_slot(kv, l, 1, (int)b, rows[b].slot[f]);
-        LG_TRY(LG_OP(be, copy, &kd, &ks));
-        LG_TRY(LG_OP(be, copy, &vd, &vs));
-      }
-    }
-    {
-      lg_tensor kc = heads_view(&kv->k[l], B, kv->cap_tokens, nh, kv->cap_tokens * d);
-      lg_tensor vc = heads_view(&kv->v[l], B, kv->cap_tokens, nh, kv->cap_tokens * d);
-      LG_TRY(LG_OP(be, attention, &o4, &q4, &kc, &vc, kv_len, scale));
-    }
-    LG_TRY(linear(be, &y, &o, &wb[B_SOW], &wb[B_SOB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, gated_add, &xs, &y, &ch[2], HW));
-
-    /* cross-attention: norm3 (affine LN), q with norm_q; K/V of the context from the cache */
-    LG_TRY(LG_OP(be, layer_norm, &hb, &xs, &wb[B_N3W], &wb[B_N3B], 1e-6f));
-    LG_TRY(linear(be, &q, &hb, &wb[B_CQW], &wb[B_CQB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, rms_norm, &q, &q, &wb[B_CNQ], 1e-6f));
-    {
-      int64_t Lc = kv->ctx_len;
-      lg_tensor kc = heads_view(&kv->ck[l], 1, Lc, nh, Lc * d);
-      lg_tensor vc = heads_view(&kv->cv[l], 1, Lc, nh, Lc * d);
-      LG_TRY(LG_OP(be, attention, &o4, &q4, &kc, &vc, NULL, scale));
-    }
-    LG_TRY(linear(be, &y, &o, &wb[B_COW], &wb[B_COB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, gated_add, &xs, &y, NULL, HW));
-
-    /* FFN */
-    LG_TRY(LG_OP(be, modulate, &hb, &xs, &ch[3], &ch[4], HW, true, 1e-6f));
-    LG_TRY(linear(be, &fh, &hb, &wb[B_F0W], &wb[B_F0B], LG_ACT_GELU_TANH));
-    LG_TRY(linear(be, &y, &fh, &wb[B_F2W], &wb[B_F2B], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, gated_add, &xs, &y, &ch[5], HW));
-  }
-
-  /* ---- head: shift = head.modulation[0] + e, scale = head.modulation[1] + e (per frame) ---- */
-  {
-    lg_tensor hm0 = rows_view(&m->top[T_HMOD], 0, 1, d, d);
-    lg_tensor hm1 = rows_view(&m->top[T_HMOD], d, 1, d, d);
-    LG_TRY(LG_OP(be, modulate, &hsh, &e, &hm0, &zero1, BF, false, 0.0f));
-    LG_TRY(LG_OP(be, modulate, &hsc, &e, &hm1, &zero1, BF, false, 0.0f));
-    LG_TRY(LG_OP(be, modulate, &hb, &xs, &hsh, &hsc, HW, true, 1e-6f));
-    LG_TRY(linear(be, &ho, &hb, &m->top[T_HW], &m->top[T_HB], LG_ACT_NONE));
-  }
-  /* ---- unpatchify: out[(b,f,i,j)][(q*2+r)*16 + c] -> v[b,f,2i+q,2j+r,c] ---- */
-  {
-    lg_tensor src = ho, dst;
-    src.ndim = 5;
-    int64_t ne[5] = {BF * H, 2, W, 2, 16}, nb[5] = {W * 64, 32, 64, 16, 1};
-    memcpy(src.ne, ne, sizeof ne);
-    memcpy(src.nb, nb, sizeof nb);
-    LG_TRY(lg_tensor_reshape(vout, 5, ne, &dst));
-    LG_TRY(LG_OP(be, copy, &dst, &src));
-  }
-  (void)es;
+  LG_TRY(lg_wan_dit_time(m, ws, rows, B, F, &e, &e0));
+  LG_TRY(lg_wan_dit_embed(m, ws, x, &xs));
+  LG_TRY(lg_wan_dit_blocks(m, ws, kv, 0, 0, c->layers, rows, B, F, &e0, &xs));
+  LG_TRY(lg_wan_dit_head(m, ws, &xs, &e, vout));
 fail:
   lg_arena_reset(&ws->arena, mark);
   return err;

@@ -77,6 +77,28 @@ typedef struct lg_dit_row {
 int lg_wan_dit_forward(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, const lg_tensor *x,
                        const lg_dit_row *rows, lg_tensor *v);
 
+/* ---- layer-range forward (pipeline stages, pipeline/stages.h) ----
+ * lg_wan_dit_forward == time + embed + blocks(0, layers) + head, the same ops in the same
+ * order, so a forward split over stages gives the same bits as one call. Shapes for B rows of
+ * F frames of h x w latents (the workspace's), T = F*(h/2)*(w/2) tokens per row, act dtype,
+ * contiguous: e [B*F, dim], e0 [B*F, 6*dim], hidden [B*T, dim]. */
+/* e = time_embedding(sinusoid(rows[b].t)), e0 = time_projection(SiLU(e)), per row-frame. */
+int lg_wan_dit_time(lg_wan_dit *m, lg_dit_ws *ws, const lg_dit_row *rows, int64_t B, int64_t F,
+                    lg_tensor *e, lg_tensor *e0);
+/* hidden = patchify(x), x [B,F,h,w,16]. */
+int lg_wan_dit_embed(lg_wan_dit *m, lg_dit_ws *ws, const lg_tensor *x, lg_tensor *hidden);
+/* Blocks [first, last) in place on hidden. Layer l uses cache layer l - kv_first of kv (a
+ * cache may hold only a stage's layers); rows as in lg_wan_dit_forward. */
+int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_first, int first,
+                      int last, const lg_dit_row *rows, int64_t B, int64_t F, const lg_tensor *e0,
+                      lg_tensor *hidden);
+/* v [B,F,h,w,16] = unpatchify(head(hidden, e)). */
+int lg_wan_dit_head(lg_wan_dit *m, lg_dit_ws *ws, const lg_tensor *hidden, const lg_tensor *e,
+                    lg_tensor *v);
+/* Cross-attention K/V of layers [first, last) into cache layers [first - kv_first, ...). */
+int lg_wan_dit_set_context_layers(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_first,
+                                  int first, int last, const float *ctx);
+
 #ifdef __cplusplus
 }
 #endif
