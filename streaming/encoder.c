@@ -14,6 +14,7 @@
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,30 @@ struct lg_encoder {
   uint8_t *buf; /* keyframe with prepended headers */
   size_t buf_cap;
 };
+
+/* FFmpeg's log, routed into lg_log (DESIGN.md "Logging"): errors and warnings as such, its
+ * chatty info (x264's capability and statistics lines) at debug. Any thread. */
+static _Thread_local bool quiet_probe; /* "auto" trying nvenc: its failure is expected */
+
+static void av_log_to_lg(void *avcl, int level, const char *fmt, va_list vl) {
+  if (level > AV_LOG_INFO) return;
+  lg_log_level lv = level <= AV_LOG_ERROR     ? LG_LOG_ERROR
+                    : level <= AV_LOG_WARNING ? LG_LOG_WARN
+                                              : LG_LOG_DEBUG;
+  if (quiet_probe) lv = LG_LOG_DEBUG;
+  if (lv > lg_log_get_level()) return;
+  char line[1024];
+  int prefix = 1;
+  av_log_format_line2(avcl, level, fmt, vl, line, sizeof line, &prefix);
+  size_t n = strlen(line);
+  while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+    line[--n] = 0;
+  if (n) lg_log(lv, "ffmpeg", "%s", line);
+}
+
+static void route_av_log(void) {
+  av_log_set_callback(av_log_to_lg);
+}
 
 static void av_err(char *err, size_t errn, const char *what, int rc) {
   char m[AV_ERROR_MAX_STRING_SIZE] = {0};
@@ -177,10 +202,12 @@ lg_encoder *lg_encoder_new(const lg_encoder_opts *o, char *err, size_t errn) {
       o->fps_num <= 0 || o->fps_den <= 0 || o->bitrate_kbps <= 0 || o->bitrate_kbps > 1000000 ||
       o->keyint < 1 || o->out_width < 0 || o->out_height < 0 || o->out_width > 8192 ||
       o->out_height > 8192) {
-    snprintf(err, errn, "encoder: bad options (size, fps, bitrate or keyint)");
+    snprintf(err, errn, "bad options (size, fps, bitrate or keyint)");
     LG_ERR("encoder", "%s", err);
     return NULL;
   }
+  static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+  pthread_once(&log_once, route_av_log);
   lg_encoder *e = calloc(1, sizeof *e);
   if (!e) return NULL;
   atomic_init(&e->want_key, 0);
@@ -191,7 +218,9 @@ lg_encoder *lg_encoder_new(const lg_encoder_opts *o, char *err, size_t errn) {
   e->last_pts = INT64_MIN;
   int rc = 0;
   if (!strcmp(o->codec, "auto")) {
+    quiet_probe = true;
     rc = try_open(e, o, "h264_nvenc", err, errn);
+    quiet_probe = false;
     if (rc) {
       LG_INFO("encoder", "h264_nvenc unavailable (%s); using libx264", err);
       rc = try_open(e, o, "libx264", err, errn);
