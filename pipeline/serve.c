@@ -254,11 +254,13 @@ static int on_publish(void *user, const uint8_t *data, size_t n) {
  * forced IDR per stream per 0.25 s, so a crowd joining does not flood the stream with IDRs. */
 static void want_keyframe(lg_serve *s, lg_stream_source src) {
   double now = lg_now();
-  pthread_mutex_lock(&s->acct_mu);
-  bool go = now - s->last_key_req[src] >= 0.25;
-  if (go) s->last_key_req[src] = now;
+  pthread_mutex_lock(&s->acct_mu); /* also keeps enc_stop from freeing the encoder meanwhile */
+  lg_encoder *e = src == LG_SOURCE_INPUT ? s->enc_in.enc : s->enc_out.enc;
+  if (e && now - s->last_key_req[src] >= 0.25) {
+    s->last_key_req[src] = now;
+    lg_encoder_request_keyframe(e);
+  }
   pthread_mutex_unlock(&s->acct_mu);
-  if (go) lg_encoder_request_keyframe(src == LG_SOURCE_INPUT ? s->enc_in.enc : s->enc_out.enc);
 }
 
 static void on_want_keyframe(void *user, lg_stream_source src) {
@@ -381,7 +383,12 @@ static void enc_stop(enc_worker *w) {
   if (w->started) pthread_join(w->thread, NULL);
   w->started = false;
   if (w->packets) lg_packet_ring_close(w->packets);
-  lg_encoder_free(&w->enc);
+  /* The lws and WebRTC threads may still ask for keyframes: unpublish, then free. */
+  lg_encoder *e = w->enc;
+  if (w->sv) pthread_mutex_lock(&w->sv->acct_mu);
+  w->enc = NULL;
+  if (w->sv) pthread_mutex_unlock(&w->sv->acct_mu);
+  lg_encoder_free(&e);
   free(w->buf);
   w->buf = NULL;
 }
