@@ -221,6 +221,7 @@ function render() {
   s.ttff.textContent = v.ttff;
   s.gpu.textContent = v.gpuName;
   s.mem.textContent = v.gpuMem;
+  s.memBar.hidden = v.gpuMemFrac === null; // total unknown: no bar
   s.memBar.value = v.gpuMemFrac === null ? 0 : v.gpuMemFrac;
   s.model.textContent = v.model;
 
@@ -261,7 +262,7 @@ function onStatus(status) {
   app.view = statusView(status);
   if (status.state === 'error' && status.message) showError(`Server: ${status.message}`);
   syncControls(app.view.params);
-  if (typeof status.input === 'string' && !app.publish && !el.inputForm.contains(document.activeElement)) {
+  if (typeof status.input === 'string' && !app.publish && !app.dirty.has('input') && !el.inputForm.contains(document.activeElement)) {
     const opt = [...el.inputSource.options].find((o) => o.value === status.input);
     if (opt) el.inputSource.value = status.input;
     else if (!['ws', 'whip'].includes(status.input) && el.inputSource.value !== 'custom') {
@@ -398,14 +399,13 @@ async function publishFrom(kind) {
     app.publish = { ...r, stream };
     if (r.notice) notice(r.notice);
     r.publisher.addEventListener('problem', (ev) => showError(ev.detail.message));
-    // WHIP makes the published track the input by itself; JPEG frames over the WebSocket are
-    // used only while the input is `ws` (docs/API.md), so switch to it.
-    if (r.method === 'ws') {
-      try {
-        await app.control.setInput('ws');
-      } catch (e) {
-        showError(`Sending, but the server did not switch to it: ${e.message}`);
-      }
+    // JPEG frames over the WebSocket are used only while the input is `ws` (docs/API.md);
+    // WHIP should switch the input by itself, but ask for it anyway so that the engine reads
+    // what we send whatever the input was.
+    try {
+      await app.control.setInput(r.method);
+    } catch (e) {
+      showError(`Sending, but the server did not switch to it: ${e.message}`);
     }
     el.publishInfo.textContent = `Sending your ${kind === 'screen' ? 'screen' : 'camera'} over ${r.method === 'whip' ? 'WebRTC (WHIP)' : 'the WebSocket as JPEG frames'}.`;
     el.stopPublish.hidden = false;
@@ -423,6 +423,7 @@ async function publishFrom(kind) {
 
 el.inputForm.addEventListener('submit', async (ev) => {
   ev.preventDefault();
+  app.dirty.delete('input'); // from now on the server's input shows in the list again
   const v = el.inputSource.value;
   if (v === 'camera' || v === 'screen') {
     await publishFrom(v);
@@ -452,7 +453,11 @@ function onSourceChoice() {
   el.customRow.hidden = el.inputSource.value !== 'custom';
   el.applyInput.textContent = local ? 'Start sending' : 'Use this input';
 }
-el.inputSource.addEventListener('change', onSourceChoice);
+el.inputSource.addEventListener('change', () => {
+  app.dirty.add('input'); // a choice not yet applied: status pushes must not undo it
+  onSourceChoice();
+});
+el.inputCustom.addEventListener('input', () => app.dirty.add('input'));
 el.stopPublish.addEventListener('click', async () => {
   await stopPublishing();
   notice('Stopped sending.');
@@ -484,6 +489,13 @@ document.addEventListener('fullscreenchange', () => {
 });
 
 /* ---------- start ---------- */
+
+// Leaving the page ends WebRTC sessions at once (DELETE) instead of leaving the server to time
+// them out, which would keep a WHIP publisher slot taken.
+window.addEventListener('pagehide', () => {
+  if (app.publish) app.publish.publisher.stop();
+  if (app.output instanceof WhepPlayer) app.output.stop();
+});
 
 app.control.addEventListener('status', (ev) => onStatus(ev.detail.status));
 app.control.addEventListener('status-error', () => {

@@ -114,7 +114,7 @@ class Session extends EventTarget {
       const r = this.resource;
       this.resource = null;
       try {
-        await fetch(r, { method: 'DELETE' });
+        await fetch(r, { method: 'DELETE', keepalive: true }); // keepalive: also on page exit
       } catch {
         /* the server times the session out */
       }
