@@ -779,6 +779,7 @@ struct lg_vae_stream {
   uint8_t *slot[S_N];
   size_t cap[S_N];
   cache_set enc, dec;
+  int can_enc, can_dec; /* which cache sets exist */
   long enc_calls, dec_calls;
 };
 
@@ -832,8 +833,20 @@ static void run_init(run *r, lg_backend *be, int dry, int clip, int first, cache
 }
 
 lg_vae_stream *lg_vae_stream_new(lg_wan_vae *v, int height, int width) {
+  return lg_vae_stream_new_for(v, height, width, LG_VAE_ENCODE | LG_VAE_DECODE);
+}
+
+lg_vae_stream *lg_vae_stream_new_for(lg_wan_vae *v, int height, int width, unsigned halves) {
   if (!v || height <= 0 || width <= 0 || height % 8 || width % 8) {
     LG_ERR(MOD, "stream: frame size %dx%d must be positive multiples of 8", height, width);
+    return NULL;
+  }
+  int enc = (halves & LG_VAE_ENCODE) && v->has_enc, dec = (halves & LG_VAE_DECODE) && v->has_dec;
+  if (!enc && !dec) {
+    LG_ERR(MOD, "stream: nothing to do (asked for %s, the model has %s%s)",
+           halves & LG_VAE_ENCODE ? (halves & LG_VAE_DECODE ? "encode+decode" : "encode")
+                                  : (halves & LG_VAE_DECODE ? "decode" : "nothing"),
+           v->has_enc ? "an encoder" : "no encoder", v->has_dec ? " and a decoder" : "");
     return NULL;
   }
   lg_vae_stream *s = calloc(1, sizeof *s);
@@ -841,13 +854,15 @@ lg_vae_stream *lg_vae_stream_new(lg_wan_vae *v, int height, int width) {
   s->v = v;
   s->height = height;
   s->width = width;
+  s->can_enc = enc;
+  s->can_dec = dec;
   lg_backend *be = v->be;
   size_t need[S_N] = {0};
   int64_t h = height / 8, w = width / 8;
   /* dry runs of a first call and of a later call for each half */
   for (int first = 1; first >= 0; first--) {
     run r;
-    if (v->has_enc) {
+    if (enc) {
       int64_t sx[4] = {first ? 1 : 4, height, width, 3}, sm[4] = {1, h, w, v->zdim};
       lg_tensor x = lg_tensor_make(be, dry_base, LG_F32, 4, sx);
       lg_tensor mu = lg_tensor_make(be, dry_base, be->act_dtype, 4, sm);
@@ -856,7 +871,7 @@ lg_vae_stream *lg_vae_stream_new(lg_wan_vae *v, int height, int width) {
       for (int i = 0; i < S_N; i++)
         if (r.need[i] > need[i]) need[i] = r.need[i];
     }
-    if (v->has_dec) {
+    if (dec) {
       int64_t sz[4] = {1, h, w, v->zdim}, sx[4] = {first ? 1 : 4, height, width, 3};
       lg_tensor z = lg_tensor_make(be, dry_base, LG_F32, 4, sz);
       lg_tensor x = lg_tensor_make(be, dry_base, be->act_dtype, 4, sx);
@@ -922,8 +937,9 @@ static int check_out(const char *what, const lg_tensor *t, lg_backend *be) {
 }
 
 int lg_wan_vae_encode(lg_vae_stream *s, const lg_tensor *x, lg_tensor *mu) {
-  if (!s || !s->v->has_enc) {
-    LG_ERR(MOD, "encode: %s", s ? "this checkpoint has no encoder" : "no stream");
+  if (!s || !s->can_enc) {
+    LG_ERR(MOD, "encode: %s",
+           s ? "this stream has no encoder caches (or the model no encoder)" : "no stream");
     return s ? LG_ENOTSUP : LG_EINVAL;
   }
   lg_wan_vae *v = s->v;
@@ -943,8 +959,9 @@ int lg_wan_vae_encode(lg_vae_stream *s, const lg_tensor *x, lg_tensor *mu) {
 }
 
 int lg_wan_vae_decode(lg_vae_stream *s, const lg_tensor *z, lg_tensor *x) {
-  if (!s || !s->v->has_dec) {
-    LG_ERR(MOD, "decode: %s", s ? "this checkpoint has no decoder" : "no stream");
+  if (!s || !s->can_dec) {
+    LG_ERR(MOD, "decode: %s",
+           s ? "this stream has no decoder caches (or the model no decoder)" : "no stream");
     return s ? LG_ENOTSUP : LG_EINVAL;
   }
   lg_wan_vae *v = s->v;

@@ -40,6 +40,12 @@ int lg_wan_vae_has_decoder(const lg_wan_vae *v);
  * arena for that size up front. The model is borrowed until lg_vae_stream_free. NULL on failure
  * (logged). */
 lg_vae_stream *lg_vae_stream_new(lg_wan_vae *v, int height, int width);
+/* Same, with the caches of only some halves: a stream that only encodes (TAEHV decodes) or only
+ * decodes is smaller (480x832 f32 on cpu: 8374 MiB both, 4479 encode only, 6088 decode only).
+ * Halves the model lacks are left out; NULL when none is left. A call on a missing half is
+ * LG_ENOTSUP. */
+enum { LG_VAE_ENCODE = 1, LG_VAE_DECODE = 2 };
+lg_vae_stream *lg_vae_stream_new_for(lg_wan_vae *v, int height, int width, unsigned halves);
 void lg_vae_stream_free(lg_vae_stream **s);
 /* Clears both caches: the next encode takes 1 frame and the next decode gives 1 frame. */
 int lg_vae_stream_reset(lg_vae_stream *s);

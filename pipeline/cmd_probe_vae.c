@@ -405,7 +405,7 @@ int lg_cmd_probe_vae(int argc, char **argv) {
     if (o.kind == K_TAEHV)
       mo.ts = lg_taehv_stream_new(mo.tae, H, W);
     else
-      mo.vs = lg_vae_stream_new(mo.vae, H, W);
+      mo.vs = lg_vae_stream_new_for(mo.vae, H, W, o.kind == K_ENC ? LG_VAE_ENCODE : LG_VAE_DECODE);
     if (!mo.ts && !mo.vs) goto done;
   }
   fprintf(stderr, "%s: model loaded in %.2f s on %s, %d call(s) at %dx%d\n", name, lg_now() - t0,

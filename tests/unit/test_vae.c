@@ -235,6 +235,45 @@ static void test_vae_deterministic_and_reset(void **state) {
   lg_vae_stream_free(&b);
 }
 
+/* A decode-only stream is smaller, decodes the same frames and refuses to encode. */
+static void test_vae_decode_only_stream(void **state) {
+  (void)state;
+  int64_t h = HH / 8, w = WW / 8, fr = (int64_t)HH * WW * 3;
+  lg_vae_stream *both = lg_vae_stream_new(vae, HH, WW);
+  lg_vae_stream *dec = lg_vae_stream_new_for(vae, HH, WW, LG_VAE_DECODE);
+  assert_non_null(both);
+  assert_non_null(dec);
+  assert_true(lg_vae_stream_bytes(dec) < lg_vae_stream_bytes(both));
+  lg_rng r;
+  lg_rng_seed(&r, 13);
+  float z[(HH / 8) * (WW / 8) * 16];
+  int64_t sz[4] = {1, h, w, 16}, sx1[4] = {1, HH, WW, 3}, sx4[4] = {4, HH, WW, 3};
+  lg_tensor x1 = tu_tensor(be, LG_F32, 4, sx1, NULL), x4 = tu_tensor(be, LG_F32, 4, sx4, NULL);
+  for (int k = 0; k < 2; k++) {
+    tu_fill_normal(&r, z, sizeof z / sizeof z[0], 1.0f);
+    lg_tensor zt = tu_tensor(be, LG_F32, 4, sz, z), *x = k ? &x4 : &x1;
+    assert_int_equal(lg_wan_vae_decode(both, &zt, x), 0);
+    float *a = tu_download(x);
+    assert_int_equal(lg_wan_vae_decode(dec, &zt, x), 0);
+    float *b = tu_download(x);
+    assert_memory_equal(a, b, (size_t)((k ? 4 : 1) * fr) * sizeof(float));
+    free(a);
+    free(b);
+    lg_tensor_free(&zt);
+  }
+  int64_t sm[4] = {1, h, w, 16};
+  lg_tensor mu = tu_tensor(be, LG_F32, 4, sm, NULL);
+  tu_log_capture(true);
+  assert_int_equal(lg_wan_vae_encode(dec, &x1, &mu), LG_ENOTSUP);
+  assert_null(lg_vae_stream_new_for(vae, HH, WW, 0));
+  tu_log_capture(false);
+  lg_tensor_free(&mu);
+  lg_tensor_free(&x1);
+  lg_tensor_free(&x4);
+  lg_vae_stream_free(&both);
+  lg_vae_stream_free(&dec);
+}
+
 static void test_vae_bad_inputs(void **state) {
   (void)state;
   tu_log_capture(true);
@@ -307,6 +346,7 @@ int main(void) {
       cmocka_unit_test(test_vae_encode_streamed_equals_clip),
       cmocka_unit_test(test_vae_decode_streamed_equals_clip),
       cmocka_unit_test(test_vae_deterministic_and_reset),
+      cmocka_unit_test(test_vae_decode_only_stream),
       cmocka_unit_test(test_vae_bad_inputs),
       cmocka_unit_test(test_vae_load_errors_name_the_tensor),
   };
