@@ -49,7 +49,7 @@ void *lg_cuda_scratch(lg_backend *be, size_t bytes) {
   c->scratch_bytes = bytes;
   return c->scratch;
 fail:
-  (void)err;
+  LG_ERR(LG_CUDA_MOD, "no scratch of %zu bytes (%s)", bytes, lg_strerror(err));
   return NULL;
 }
 
@@ -667,7 +667,7 @@ extern "C" lg_backend *lg_backend_new_cuda(int device) {
           prop.totalGlobalMem / 1073741824.0);
   return be;
 fail:
-  (void)err;
+  LG_ERR(LG_CUDA_MOD, "cannot create the CUDA backend on device %d (%s)", device, lg_strerror(err));
   if (be && c) {
     cu_destroy(be);
   } else {
