@@ -625,6 +625,10 @@ static void http_body_done(lg_server *s, conn *c) {
   case ROUTE_WHIP: handle_offer(s, c, LG_SDP_WHIP); break;
   default: respond_error(s, c, 404, "not found"); break;
   }
+  /* Every consumer above copied what it needed: the body is not kept with the connection. */
+  free(c->body);
+  c->body = NULL;
+  c->body_len = 0;
 }
 
 /* ---- WebSocket ---- */
@@ -851,7 +855,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   case LWS_CALLBACK_HTTP_WRITEABLE: return http_writeable(c);
   case LWS_CALLBACK_HTTP_FILE_COMPLETION: return lws_http_transaction_completed(wsi) ? -1 : 0;
   case LWS_CALLBACK_CLOSED_HTTP:
-    if (c) {
+  case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    if (c && c->kind == CONN_HTTP) {
       if (c->sdp_waiting) forget_pending(s, c);
       http_reset(c);
     }
