@@ -297,8 +297,20 @@ static GstElement *build_pipeline(lg_ingest *in) {
     snprintf(head, sizeof(head), "videotestsrc pattern=%s is-live=true ! ", in->arg);
     break;
   case LG_INGEST_KIND_FILE:
-  case LG_INGEST_KIND_URI:
     snprintf(head, sizeof(head), "uridecodebin name=dyn  ");
+    dynamic = true;
+    break;
+  case LG_INGEST_KIND_URI:
+    /* The source element for the URI (rtmp2src/rtmpsrc, srtsrc, ...) is added below and
+     * linked straight to decodebin: uridecodebin would insert a network buffer (queue2)
+     * that delays a live stream by seconds and then bursts. */
+    if (starts_with(in->arg, "rtmp"))
+      /* An explicit flvdemux: inside decodebin the video would wait for the audio stream
+       * that the FLV header made up by the RTMP source announces (no-more-pads). */
+      snprintf(head, sizeof(head),
+               "flvdemux name=first first.video ! queue ! decodebin name=dyn  ");
+    else
+      snprintf(head, sizeof(head), "decodebin name=dyn  ");
     dynamic = true;
     break;
   case LG_INGEST_KIND_V4L2:
@@ -321,7 +333,7 @@ static GstElement *build_pipeline(lg_ingest *in) {
   case LG_INGEST_KIND_WHIP: return NULL;
   }
   snprintf(desc, sizeof(desc),
-           "%s videoconvert name=conv ! videoscale ! videorate ! "
+           "%s videoconvert name=conv ! videoscale ! videorate skip-to-first=true ! "
            "video/x-raw,format=RGB,width=%d,height=%d,framerate=%d/%d,pixel-aspect-ratio=1/1 ! "
            "appsink name=sink max-buffers=2 drop=true sync=%s",
            head, in->width, in->height, in->fps_n, in->fps_d,
@@ -348,7 +360,21 @@ static GstElement *build_pipeline(lg_ingest *in) {
       g_object_set(dyn, "uri", uri, NULL);
       g_free(uri);
     } else if (in->kind == LG_INGEST_KIND_URI) {
-      g_object_set(dyn, "uri", in->arg, NULL);
+      GError *uerr = NULL;
+      GstElement *usrc = gst_element_make_from_uri(GST_URI_SRC, in->arg, "netsrc", &uerr);
+      GstElement *first = gst_bin_get_by_name(GST_BIN(p), "first"); /* flvdemux or NULL */
+      bool linked =
+          usrc && gst_bin_add(GST_BIN(p), usrc) && gst_element_link(usrc, first ? first : dyn);
+      if (first) gst_object_unref(first);
+      if (!linked) {
+        LG_ERR(MOD, "no GStreamer source for %s: %s", in->arg, uerr ? uerr->message : "?");
+        if (uerr) g_error_free(uerr);
+        gst_object_unref(conv);
+        gst_object_unref(dyn);
+        gst_object_unref(p);
+        return NULL;
+      }
+      if (uerr) g_error_free(uerr);
     }
     gst_object_unref(conv); /* the pipeline keeps it alive as long as dyn can emit */
     gst_object_unref(dyn);

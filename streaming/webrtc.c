@@ -313,7 +313,7 @@ static void on_whip_pad(GstElement *webrtc, GstPad *pad, gpointer user) {
   int fn, fd;
   gst_util_double_to_fraction(w->o.fps, &fn, &fd);
   snprintf(desc, sizeof(desc),
-           "videoconvert name=conv ! videoscale ! videorate ! "
+           "videoconvert name=conv ! videoscale ! videorate skip-to-first=true ! "
            "video/x-raw,format=RGB,width=%d,height=%d,framerate=%d/%d,pixel-aspect-ratio=1/1 ! "
            "appsink name=sink max-buffers=2 drop=true sync=false",
            w->o.width, w->o.height, fn, fd);
