@@ -28,15 +28,16 @@ typedef struct att_params {
 } att_params;
 
 /* ---------------------------------------------------------------- fallback (any dtype) */
-__global__ void k_attn_ref(att_params p) {
+template <int NPER> __global__ void k_attn_ref(att_params p) {
   int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
   int total = p.Lq * p.nh;
   int b = blockIdx.y;
   if (warp >= total) return;
   int i = warp / p.nh, h = warp % p.nh;
-  float qv[8], acc[8];
+  float qv[NPER], acc[NPER];
   int nper = (p.dh + 31) / 32;
-  for (int j = 0; j < 8; j++) {
+#pragma unroll
+  for (int j = 0; j < NPER; j++) {
     int d = lane + 32 * j;
     qv[j] = (j < nper && d < p.dh) ? lg_ld(p.q, p.qdt, b * p.qb + i * p.ql + h * p.qh + d) : 0.f;
     acc[j] = 0.f;
@@ -45,9 +46,11 @@ __global__ void k_attn_ref(att_params p) {
   int n = p.kv_len[b];
   for (int key = 0; key < n; key++) {
     float s = 0.f;
-    for (int j = 0; j < nper; j++) {
+#pragma unroll
+    for (int j = 0; j < NPER; j++) { /* compile-time indices: the arrays stay in registers */
       int d = lane + 32 * j;
-      if (d < p.dh) s += qv[j] * lg_ld(p.k, p.kdt, b * p.kb + key * p.kl + h * p.kh + d);
+      if (j < nper && d < p.dh)
+        s += qv[j] * lg_ld(p.k, p.kdt, b * p.kb + key * p.kl + h * p.kh + d);
     }
     for (int o = 16; o > 0; o >>= 1)
       s += __shfl_xor_sync(0xffffffffu, s, o);
@@ -55,16 +58,20 @@ __global__ void k_attn_ref(att_params p) {
     float mn = fmaxf(m, s);
     float corr = exp2f(m - mn), e = exp2f(s - mn);
     l = l * corr + e;
-    for (int j = 0; j < nper; j++) {
+#pragma unroll
+    for (int j = 0; j < NPER; j++) {
       int d = lane + 32 * j;
-      float vv = d < p.dh ? lg_ld(p.v, p.vdt, b * p.vb + key * p.vl + h * p.vh + d) : 0.f;
+      float vv =
+          (j < nper && d < p.dh) ? lg_ld(p.v, p.vdt, b * p.vb + key * p.vl + h * p.vh + d) : 0.f;
       acc[j] = acc[j] * corr + e * vv;
     }
     m = mn;
   }
-  for (int j = 0; j < nper; j++) {
+#pragma unroll
+  for (int j = 0; j < NPER; j++) {
     int d = lane + 32 * j;
-    if (d < p.dh) lg_st(p.o, p.odt, b * p.ob + i * p.ol + h * p.oh + d, l > 0.f ? acc[j] / l : 0.f);
+    if (j < nper && d < p.dh)
+      lg_st(p.o, p.odt, b * p.ob + i * p.ol + h * p.oh + d, l > 0.f ? acc[j] / l : 0.f);
   }
 }
 
@@ -658,11 +665,16 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
       return launch_flash<128, 4, 3>(be, p, B);
     }
     if (bf && aligned && p.dh == 64) return launch_flash<64, 4, 3>(be, p, B);
-    LG_CHECK(p.dh <= 256, LG_ENOTSUP, LG_CUDA_MOD, "attention: head dim %d over 256", p.dh);
+    LG_CHECK(p.dh <= 1024, LG_ENOTSUP, LG_CUDA_MOD, "attention: head dim %d over 1024", p.dh);
     {
+      /* one warp per query: head dims up to 256 (VAE-free paths) or 1024 (the Wan VAE's
+       * single-head middle attention, C = 384) */
       int warps = p.Lq * p.nh;
       dim3 grid((unsigned)((warps + 3) / 4), (unsigned)B);
-      k_attn_ref<<<grid, 128, 0, c->stream>>>(p);
+      if (p.dh <= 256)
+        k_attn_ref<8><<<grid, 128, 0, c->stream>>>(p);
+      else
+        k_attn_ref<32><<<grid, 128, 0, c->stream>>>(p);
       CUDA_LAUNCH_CHECK();
     }
   }

@@ -361,6 +361,8 @@ static void t_attention(void) {
   t_attn_case("attention fallback d40", 2, 33, 50, 2, 40, kvl3, false, LG_BF16);
   int32_t kvl5[2] = {70, 41};
   t_attn_case("attention fallback f32 d128", 2, 21, 70, 2, 128, kvl5, false, LG_F32);
+  /* the Wan VAE's middle attention: one head of C = 384 over a frame's pixels */
+  t_attn_case("attention fallback d384 (VAE mid)", 2, 70, 70, 1, 384, NULL, false, LG_BF16);
   int32_t kvl4[1] = {1560 * 3};
   t_attn_case("attention flash long (3 frames)", 1, 300, 1560 * 3, 2, 128, kvl4, false, LG_BF16);
 }
