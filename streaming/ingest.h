@@ -6,8 +6,8 @@
  *   file:PATH              any file GStreamer can decode (uridecodebin), played in real time;
  *                          its end ends the session: the ring is closed (state EOS)
  *   v4l2:/dev/videoN       a webcam (raw or MJPEG, via decodebin)
- *   rtmp://... rtmps://... pull from an RTMP server (uridecodebin)
- *   srt://HOST:PORT[?mode=caller|listener|...]  SRT (srtsrc via uridecodebin)
+ *   rtmp://... rtmps://... pull from an RTMP server (rtmp2src ! flvdemux ! decodebin)
+ *   srt://HOST:PORT[?mode=caller|listener|...]  SRT (srtsrc ! decodebin)
  *   rtmp-listen:[HOST:]PORT[/APP/KEY]  an RTMP publish endpoint OBS/ffmpeg push to, e.g.
  *                          `ffmpeg -re -i x.mp4 -c:v libx264 -f flv rtmp://HOST:PORT/APP/KEY`
  *                          (OBS: Server rtmp://HOST:PORT/APP, Stream Key KEY). APP/KEY default
@@ -54,7 +54,8 @@ typedef enum lg_ingest_kind {
   LG_INGEST_KIND_TEST = 0,
   LG_INGEST_KIND_FILE,
   LG_INGEST_KIND_V4L2,
-  LG_INGEST_KIND_URI, /* rtmp://, rtmps://, srt://, rtsp://, http(s):// pulled by uridecodebin */
+  LG_INGEST_KIND_URI, /* rtmp://, rtmps://, srt://, rtsp://, http(s)://: source for the URI !
+                         decodebin (rtmp: ! flvdemux first), no network buffering */
   LG_INGEST_KIND_RTMP_LISTEN,
   LG_INGEST_KIND_WS,
   LG_INGEST_KIND_WHIP,
