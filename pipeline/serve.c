@@ -127,6 +127,20 @@ static const char *state_name(int st, bool paused) {
 
 static void account_ingest(lg_serve *s);
 
+/* Copies an input spec for display, hiding URL credentials (rtmp://user:key@host/...):
+ * status is readable by every viewer. */
+static void redact_uri(char *dst, size_t n, const char *uri) {
+  const char *sep = strstr(uri, "://");
+  const char *host = sep ? sep + 3 : NULL;
+  const char *at = host ? strchr(host, '@') : NULL;
+  const char *slash = host ? strchr(host, '/') : NULL;
+  if (!at || (slash && slash < at)) {
+    snprintf(dst, n, "%s", uri);
+    return;
+  }
+  snprintf(dst, n, "%.*s***%s", (int)(host - uri), uri, at);
+}
+
 /* ---------------------------------------------------------------- control ops (lws thread) */
 
 static int op_set_params(void *user, const lg_ctl_params *p, unsigned has, lg_ctl_params *now,
@@ -223,7 +237,7 @@ static void op_get_status(void *user, lg_ctl_status *st) {
   }
   snprintf(st->state, sizeof st->state, "%s", state_name(atomic_load(&s->state), s->paused));
   to_ctl_params(s, &st->params);
-  snprintf(st->input, sizeof st->input, "%s", s->input);
+  redact_uri(st->input, sizeof st->input, s->input);
   st->fps_in = s->fps_in;
   st->fps_out = s->fps_out;
   st->latency_ms = s->latency_ms;
