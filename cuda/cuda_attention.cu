@@ -25,6 +25,8 @@ typedef struct att_params {
   int B, nsplit, tps; /* split-KV: nsplit blocks per (query tile, head, row), tps tiles each */
   float *part_o;      /* [nsplit][B][Lq][nh][dh] fp32, when nsplit > 1 */
   float *part_ml;     /* [nsplit][B][Lq][nh][2] (max in log2 units, sum) */
+  const float *bias;  /* attention_bias: [nh, Lq, Lk] f32 logit bias, or NULL */
+  int64_t bias_h, bias_q;
 } att_params;
 
 /* ---------------------------------------------------------------- fallback (any dtype) */
@@ -55,6 +57,7 @@ template <int NPER> __global__ void k_attn_ref(att_params p) {
     for (int o = 16; o > 0; o >>= 1)
       s += __shfl_xor_sync(0xffffffffu, s, o);
     s *= p.scale_log2;
+    if (p.bias) s += p.bias[h * p.bias_h + i * p.bias_q + key] * 1.4426950408889634f;
     float mn = fmaxf(m, s);
     float corr = exp2f(m - mn), e = exp2f(s - mn);
     l = l * corr + e;
@@ -611,8 +614,11 @@ static int attn_kernel(void) {
   return k;
 }
 
-int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
-                      const lg_tensor *v, const int32_t *kv_len, float scale) {
+/* attention, or attention_bias when bias ([nh, Lq, Lk] f32) is given: the bias path runs the
+ * one-warp-per-query kernel (umT5 runs once per prompt). */
+static int attention_impl(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                          const lg_tensor *v, const lg_tensor *bias, const int32_t *kv_len,
+                          float scale) {
   int err = 0;
   lg_cuda *c = lg_cu(be);
   att_params p;
@@ -643,6 +649,16 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
     p.qdt = q->dtype, p.kdt = k->dtype, p.vdt = v->dtype, p.odt = o->dtype;
     p.dt = 0;
     p.B = B, p.nsplit = 1, p.tps = 1, p.part_o = NULL, p.part_ml = NULL;
+    p.bias = NULL, p.bias_h = p.bias_q = 0;
+    if (bias) {
+      LG_CHECK(bias->dtype == LG_F32 && bias->ndim == 3 && bias->ne[0] == q->ne[2] &&
+                   bias->ne[1] == q->ne[1] && bias->ne[2] == k->ne[1] && bias->nb[2] == 1 &&
+                   bias->data,
+               LG_EINVAL, LG_CUDA_MOD, "attention_bias: bias %s must be F32 [%lld,%lld,%lld]",
+               lg_tensor_shape_str(bias, s1, sizeof s1), (long long)q->ne[2], (long long)q->ne[1],
+               (long long)k->ne[1]);
+      p.bias = (const float *)bias->data, p.bias_h = bias->nb[0], p.bias_q = bias->nb[1];
+    }
     for (int b = 0; b < B; b++) {
       int n = kv_len ? kv_len[b] : p.Lk;
       LG_CHECK(n >= 0 && n <= p.Lk, LG_ERANGE, LG_CUDA_MOD,
@@ -654,7 +670,7 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
         q->dtype == LG_BF16 && k->dtype == LG_BF16 && v->dtype == LG_BF16 && o->dtype == LG_BF16;
     bool aligned = al16(q->data, p.qb, p.ql, p.qh) && al16(k->data, p.kb, p.kl, p.kh) &&
                    al16(v->data, p.vb, p.vl, p.vh) && al16(o->data, p.ob, p.ol, p.oh);
-    if (bf && aligned && p.dh == 128) {
+    if (bf && aligned && p.dh == 128 && !bias) {
       if (attn_kernel() == 2) {
         if (attn_warps() == 2) return launch_flash2<128, 2>(c, p, B);
         if (attn_warps() == 3) return launch_flash2<128, 3>(c, p, B);
@@ -664,7 +680,7 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
       if (attn_warps() == 6) return launch_flash<128, 6, 2>(be, p, B);
       return launch_flash<128, 4, 3>(be, p, B);
     }
-    if (bf && aligned && p.dh == 64) return launch_flash<64, 4, 3>(be, p, B);
+    if (bf && aligned && p.dh == 64 && !bias) return launch_flash<64, 4, 3>(be, p, B);
     LG_CHECK(p.dh <= 1024, LG_ENOTSUP, LG_CUDA_MOD, "attention: head dim %d over 1024", p.dh);
     {
       /* one warp per query: head dims up to 256 (VAE-free paths) or 1024 (the Wan VAE's
@@ -681,4 +697,19 @@ int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg
   return 0;
 fail:
   return err;
+}
+
+int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                      const lg_tensor *v, const int32_t *kv_len, float scale) {
+  return attention_impl(be, o, q, k, v, NULL, kv_len, scale);
+}
+
+int lg_cuda_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                           const lg_tensor *v, const lg_tensor *bias, const int32_t *kv_len,
+                           float scale) {
+  if (!bias) {
+    LG_ERR(LG_CUDA_MOD, "attention_bias: bias is NULL");
+    return LG_EINVAL;
+  }
+  return attention_impl(be, o, q, k, v, bias, kv_len, scale);
 }

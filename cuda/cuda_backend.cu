@@ -558,6 +558,10 @@ PROF_WRAP(LG_CUDA_PROF_ATTN, LG_OP_ATTENTION, attention,
           (lg_backend * be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
            const lg_tensor *v, const int32_t *kv_len, float scale),
           (be, o, q, k, v, kv_len, scale))
+PROF_WRAP(LG_CUDA_PROF_ATTN, LG_OP_ATTENTION, attention_bias,
+          (lg_backend * be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+           const lg_tensor *v, const lg_tensor *bias, const int32_t *kv_len, float scale),
+          (be, o, q, k, v, bias, kv_len, scale))
 PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_CONV3D, conv3d,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
            const lg_tensor *bias, const lg_conv_opts *o),
@@ -618,6 +622,7 @@ static const lg_backend_ops cuda_ops = {
     /* upsample2x */ cu_upsample2x,
     /* cosine_mean */ cu_cosine_mean,
     /* sq_diff_sum */ cu_sq_diff_sum,
+    /* attention_bias */ cu_attention_bias,
 };
 
 extern "C" int lg_cuda_device_count(void) {

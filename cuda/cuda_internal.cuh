@@ -215,6 +215,9 @@ int lg_cuda_rope3d(lg_backend *be, lg_tensor *x, int64_t F, int64_t H, int64_t W
                    const int32_t *frame_start);
 int lg_cuda_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
                       const lg_tensor *v, const int32_t *kv_len, float scale);
+int lg_cuda_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                           const lg_tensor *v, const lg_tensor *bias, const int32_t *kv_len,
+                           float scale);
 int lg_cuda_conv3d(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
                    const lg_tensor *bias, const lg_conv_opts *o);
 int lg_cuda_copy(lg_backend *be, lg_tensor *y, const lg_tensor *x);

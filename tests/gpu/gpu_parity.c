@@ -350,8 +350,23 @@ static void t_attn_case(const char *nm, int B, int Lq, int cap, int nh, int dh, 
   pfree(&q), pfree(&k), pfree(&v), pfree(&o);
 }
 
+/* attention_bias (umT5 relative positions): bias [nh, Lq, Lk] f32, no scale, masked keys. */
+static void t_attn_bias(void) {
+  if (!want("attention")) return;
+  int64_t qs[4] = {2, 33, 3, 64}, ks[4] = {2, 40, 3, 64}, bs[3] = {3, 33, 40};
+  pair q = mk(LG_BF16, 4, qs, -1, 1), k = mk(LG_BF16, 4, ks, -1, 1), v = mk(LG_BF16, 4, ks, -1, 1),
+       b = mk(LG_F32, 3, bs, -3, 3), o = mk_out(LG_BF16, 4, qs);
+  int32_t kvl[2] = {40, 27};
+  int rc = lg_backend_attention_bias(g_gpu, &o.g, &q.g, &k.g, &v.g, &b.g, kvl, 1.0f);
+  if (!rc) rc = lg_backend_attention_bias(g_cpu, &o.c, &q.c, &k.c, &v.c, &b.c, kvl, 1.0f);
+  row("attention_bias (umT5) kv_len", "B2 Lq33 Lk40 h3 d64", rc ? 0 : rel_err(&o.g, &o.c), TOL_ATTN,
+      rc);
+  pfree(&q), pfree(&k), pfree(&v), pfree(&b), pfree(&o);
+}
+
 static void t_attention(void) {
   if (!want("attention")) return;
+  t_attn_bias();
   int32_t kvl[2] = {150, 93};
   t_attn_case("attention flash d128 kv_len", 2, 77, 150, 3, 128, kvl, false, LG_BF16);
   int32_t kvl2[2] = {200, 64};
