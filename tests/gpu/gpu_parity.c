@@ -752,17 +752,17 @@ int main(int argc, char **argv) {
     return 2;
   }
   lg_rng_seed(&g_rng, 20261124);
-  printf("lg_gpu_tests on %s: CUDA (bf16) vs CPU (fp32), error = ||gpu-cpu|| / ||cpu||\n\n",
-         lg_cuda_device_name(g_gpu));
-  printf("| %-34s | %-30s | %9s | %7s | %s |\n", "check", "shape", "error", "tol", "result");
-  printf("|%s|%s|%s|%s|%s|\n", "------------------------------------",
-         "--------------------------------", "-----------", "---------", "------");
   if (perf) {
     perf_ops();
     lg_backend_free(&g_gpu);
     lg_backend_free(&g_cpu);
     return 0;
   }
+  printf("lg_gpu_tests on %s: CUDA (bf16) vs CPU (fp32), error = ||gpu-cpu|| / ||cpu||\n\n",
+         lg_cuda_device_name(g_gpu));
+  printf("| %-34s | %-30s | %9s | %7s | %s |\n", "check", "shape", "error", "tol", "result");
+  printf("|%s|%s|%s|%s|%s|\n", "------------------------------------",
+         "--------------------------------", "-----------", "---------", "------");
   t_copy();
   t_matmul();
   t_unary_axpby();
