@@ -33,6 +33,7 @@
 #define DISCONNECTED_GRACE_S 10.0 /* ICE disconnected this long: dropped */
 #define MAX_CANDIDATES 32
 #define SYNC_SLOTS 8
+#define SLOW_VIEWER_BYTES (1u << 20) /* queued for one viewer: it skips to the next keyframe */
 
 typedef enum sess_state {
   SESS_NEW = 0,   /* offer queued */
@@ -731,24 +732,32 @@ static void *sender_main(void *user) {
     }
     if (rc < 0) break;
     GstBuffer *b = NULL; /* one copy shared by every viewer */
+    bool want_key = false;
     pthread_mutex_lock(&w->mu);
     for (session *s = w->sessions; s; s = s->next) {
       if (s->kind != LG_SDP_WHEP || s->state != SESS_LIVE || !s->appsrc || atomic_load(&s->dead))
         continue;
+      if (!atomic_load(&s->need_key) &&
+          gst_app_src_get_current_level_bytes(GST_APP_SRC(s->appsrc)) > SLOW_VIEWER_BYTES) {
+        /* A slow viewer: skip to the next keyframe instead of queueing more. */
+        LG_WARN(MOD, "viewer %s is behind; skipping to the next keyframe", s->id);
+        atomic_store(&s->need_key, true);
+        want_key = true;
+      }
       if (atomic_load(&s->need_key)) {
         if (!meta.key) continue;
         atomic_store(&s->need_key, false);
       }
-      if (!b) b = gst_buffer_new_memdup(buf, meta.size);
-      if (meta.key)
-        GST_BUFFER_FLAG_UNSET(b, GST_BUFFER_FLAG_DELTA_UNIT);
-      else
-        GST_BUFFER_FLAG_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
+      if (!b) {
+        b = gst_buffer_new_memdup(buf, meta.size);
+        if (!meta.key) GST_BUFFER_FLAG_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
+      }
       if (gst_app_src_push_buffer(GST_APP_SRC(s->appsrc), gst_buffer_ref(b)) == GST_FLOW_OK)
         w->st.packets_sent++;
     }
     pthread_mutex_unlock(&w->mu);
     if (b) gst_buffer_unref(b);
+    if (want_key && w->o.want_keyframe) w->o.want_keyframe(w->o.keyframe_user); /* unlocked */
   }
   free(buf);
   return NULL;
