@@ -79,6 +79,7 @@ struct lg_webrtc {
   pthread_t signal_th, sender_th;
   bool signal_started, sender_started;
   lg_webrtc_stats st;
+  atomic_bool whip_on; /* WHIP offers accepted (the input is "whip") */
   sync_slot sync[SYNC_SLOTS];
   uint64_t next_sync_req;
   lg_rng rng;
@@ -783,6 +784,7 @@ lg_webrtc *lg_webrtc_new(const lg_webrtc_opts *o) {
   if (!w) return NULL;
   w->o = *o;
   if (w->o.max_viewers <= 0) w->o.max_viewers = 16;
+  atomic_store(&w->whip_on, w->o.ingest != NULL);
   if (!(w->o.gather_timeout_s > 0)) w->o.gather_timeout_s = 3.0;
   if (!(w->o.peer_timeout_s > 0)) w->o.peer_timeout_s = 15.0;
   if (w->o.n_ice_servers < 0 || w->o.n_ice_servers > LG_WEBRTC_MAX_ICE) w->o.n_ice_servers = 0;
@@ -825,7 +827,8 @@ int lg_webrtc_offer(void *wp, lg_sdp_kind kind, uint64_t req, const char *offer_
   lg_webrtc *w = wp;
   int pt = 96;
   if (!w) return LG_EINVAL;
-  if ((kind == LG_SDP_WHEP && !w->o.packets) || (kind == LG_SDP_WHIP && !w->o.ingest) ||
+  if ((kind == LG_SDP_WHEP && !w->o.packets) ||
+      (kind == LG_SDP_WHIP && (!w->o.ingest || !atomic_load(&w->whip_on))) ||
       (kind != LG_SDP_WHEP && kind != LG_SDP_WHIP))
     return LG_ENOTSUP;
   if (check_offer(offer_sdp, n, kind, &pt) < 0) return LG_EFORMAT;
@@ -891,6 +894,17 @@ void lg_webrtc_set_answer(lg_webrtc *w, lg_webrtc_answer_fn fn, void *user) {
   pthread_mutex_lock(&w->mu);
   w->o.answer = fn;
   w->o.answer_user = user;
+  pthread_mutex_unlock(&w->mu);
+}
+
+void lg_webrtc_set_whip_enabled(lg_webrtc *w, bool on) {
+  if (!w || !w->o.ingest) return;
+  pthread_mutex_lock(&w->mu);
+  atomic_store(&w->whip_on, on);
+  if (!on)
+    for (session *s = w->sessions; s; s = s->next)
+      if (s->kind == LG_SDP_WHIP) atomic_store(&s->dead, true);
+  pthread_cond_broadcast(&w->cv);
   pthread_mutex_unlock(&w->mu);
 }
 

@@ -83,6 +83,10 @@ void lg_webrtc_free(lg_webrtc **w);
 int lg_webrtc_offer(void *w, lg_sdp_kind kind, uint64_t req, const char *offer_sdp, size_t n);
 /* lg_webrtc_hooks.close: ends session `id` (asynchronously). 0 or LG_ENOTFOUND. */
 int lg_webrtc_close(void *w, lg_sdp_kind kind, const char *id);
+/* Accepts WHIP publishers (default when opts.ingest is set) or not: call with false when the
+ * input switches away from "whip" (open WHIP sessions are closed, new offers get
+ * LG_ENOTSUP), so a publisher's frames never mix with another input's. Any thread. */
+void lg_webrtc_set_whip_enabled(lg_webrtc *w, bool on);
 /* Fills the server hooks with the two functions above. */
 void lg_webrtc_fill_hooks(lg_webrtc *w, lg_webrtc_hooks *h);
 /* Sets opts.answer after creation, for the usual order in serve.c: lg_webrtc_new, then

@@ -499,6 +499,20 @@ static void test_bad_offers_refused(void **state) {
   lg_webrtc_hooks h;
   lg_webrtc_fill_hooks(w, &h);
   assert_ptr_equal(h.user, w);
+  /* WHIP switched off (the input is not "whip"): a valid publisher offer is refused. */
+  lg_frame_ring *ing = lg_frame_ring_new(32, 32, 2);
+  lg_webrtc_opts wo = {.ingest = ing, .width = 32, .height = 32, .fps = 10};
+  lg_webrtc *ww = lg_webrtc_new(&wo);
+  const char *pub = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+                    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n"
+                    "a=rtpmap:96 H264/90000\r\na=sendonly\r\n";
+  lg_webrtc_set_whip_enabled(ww, false);
+  assert_int_equal(lg_webrtc_offer(ww, LG_SDP_WHIP, 6, pub, strlen(pub)), LG_ENOTSUP);
+  assert_int_equal(lg_webrtc_offer(ww, LG_SDP_WHEP, 7, vp8, strlen(vp8)), LG_ENOTSUP);
+  lg_webrtc_set_whip_enabled(ww, true);
+  assert_int_equal(lg_webrtc_offer(ww, LG_SDP_WHIP, 8, pub, strlen(pub)), 0);
+  lg_webrtc_free(&ww);
+  lg_frame_ring_free(&ing);
   assert_int_equal(h.close(h.user, LG_SDP_WHEP, "0123"), LG_ENOTFOUND);
   lg_webrtc_free(&w);
   lg_packet_ring_free(&ring);
