@@ -28,17 +28,17 @@ export class RateMeter {
     const cap = this.times.length;
     let n = 0;
     let oldest = nowMs;
-    let newest = -Infinity;
     for (let k = 0; k < this.count; k++) {
       const t = this.times[(this.head - 1 - k + cap) % cap];
       if (nowMs - t > this.windowMs) break;
-      if (n === 0) newest = t;
       n++;
       oldest = t;
     }
     if (this.first === undefined || nowMs - this.first >= this.windowMs) return (n * 1000) / this.windowMs;
-    if (n < 2 || newest <= oldest) return 0;
-    return ((n - 1) * 1000) / (newest - oldest);
+    // Young: over the time since the oldest event up to now, so that a burst (a new viewer
+    // gets a keyframe's worth of frames at once) does not read as hundreds of fps.
+    if (n < 2) return 0;
+    return ((n - 1) * 1000) / Math.max(nowMs - oldest, 500);
   }
 }
 

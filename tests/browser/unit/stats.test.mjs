@@ -21,9 +21,16 @@ test('rate meter: a young meter reads the rate it has seen, not a diluted one', 
   assert.equal(m.rate(0), 0);
   m.tick(0);
   assert.equal(m.rate(0), 0);
-  m.tick(100);
-  m.tick(200);
-  assert.equal(m.rate(200), 10);
+  for (let t = 100; t <= 1000; t += 100) m.tick(t);
+  assert.equal(m.rate(1000), 10);
+});
+
+test('rate meter: a burst of frames at once does not read as a huge rate', () => {
+  const m = new RateMeter(2000);
+  for (let i = 0; i < 16; i++) m.tick(1000 + i * 0.5); // 16 frames within 8 ms
+  assert.ok(m.rate(1001) <= 30, `rate ${m.rate(1001)}`);
+  assert.ok(m.rate(2000) <= 16, `rate ${m.rate(2000)}`);
+  assert.ok(m.rate(3500) <= 8);
 });
 
 test('rate meter: more events than its ring holds still gives a sane rate', () => {
