@@ -299,6 +299,37 @@ describe(`page against ${against}`, () => {
   });
   }
 
+  test('sharing a screen (getDisplayMedia) is sent as the input', T, async () => {
+    await page.selectOption('#input-source', 'screen');
+    await page.selectOption('#publish-method', 'ws');
+    assert.equal(await page.textContent('#apply-input'), 'Start sending');
+    await page.click('#apply-input');
+    try {
+      await until(async () => /^Sending your screen over the WebSocket/.test(await page.textContent('#publish-info')), 30000, 'screen sharing to start');
+      await until(async () => (await apiStatus()).input === 'ws', 15000, 'input ws in the status');
+      if (against === 'mock') {
+        const n0 = mock.published.jpeg;
+        await until(() => mock.published.jpeg >= n0 + 5, 10000, 'JPEG frames of the screen at the server');
+      }
+    } finally {
+      if (await page.isVisible('#stop-publish')) await page.click('#stop-publish');
+      await until(async () => !(await page.isVisible('#stop-publish')), 5000, 'sharing to stop');
+      await page.selectOption('#input-source', 'test:smpte');
+      await page.click('#apply-input');
+      await until(async () => (await apiStatus()).input === 'test:smpte', 10000, 'input test:smpte');
+    }
+  });
+
+  test('reset is acknowledged and the picture goes on', T, async () => {
+    const resets0 = mock ? mock.resets : 0;
+    await page.click('#reset');
+    await until(async () => /^Reset:/.test(await page.textContent('#notice')), 10000, 'the reset acknowledgement');
+    if (mock) assert.equal(mock.resets, resets0 + 1);
+    const a = await sample('output-canvas');
+    await until(async () => gridDiff(a, await sample('output-canvas')) > 1, 40000, 'the picture to move after the reset');
+    assert.equal((await apiStatus()).state, 'running');
+  });
+
   test('WebRTC playback: plays over WHEP, or says why not and falls back to the WebSocket', T, async (t) => {
     await page.selectOption('#transport', 'webrtc');
     const r = await until(async () => {
@@ -382,6 +413,20 @@ describe(`page against ${against}`, () => {
     await page.keyboard.press('f');
     assert.equal(await page.evaluate(() => document.fullscreenElement), null);
   });
+
+  if (against === 'mock') {
+    // Only the mock can be stopped and started again from here.
+    test('a lost server shows as Disconnected, and the page comes back by itself', T, async () => {
+      const port = Number(new URL(base).port);
+      await mock.close();
+      await until(async () => (await page.textContent('#conn-text')) === 'Disconnected', 10000, 'the Disconnected label');
+      assert.equal(await page.getAttribute('#conn', 'data-state'), 'disconnected');
+      mock = await startMock({ port, loadingMs: 0, warmingMs: 0 });
+      await until(async () => (await page.textContent('#conn-text')) === 'Live', 20000, 'the Live label again');
+      const a = await sample('output-canvas');
+      await until(async () => gridDiff(a, await sample('output-canvas')) > 1, 20000, 'frames again');
+    });
+  }
 
   test('fits a phone-width screen without sideways scrolling', T, async () => {
     await page.setViewportSize({ width: 390, height: 844 });

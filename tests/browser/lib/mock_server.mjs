@@ -159,7 +159,10 @@ export async function startMock({ port = 0, fps = 15, loadingMs = 600, warmingMs
     res.end();
   });
 
+  const upgraded = new Set(); // WebSocket sockets leave the http server's books: close them here
   server.on('upgrade', (req, socket) => {
+    upgraded.add(socket);
+    socket.on('close', () => upgraded.delete(socket));
     const u = new URL(req.url, 'http://x');
     const ws = acceptUpgrade(req, socket);
     if (!ws) return;
@@ -221,8 +224,9 @@ export async function startMock({ port = 0, fps = 15, loadingMs = 600, warmingMs
     new Promise((resolve) => {
       clearInterval(pushTimer);
       for (const v of mock.viewers) clearInterval(v.timer);
-      server.closeAllConnections();
       server.close(() => resolve());
+      server.closeAllConnections();
+      for (const sock of upgraded) sock.destroy();
     });
   return mock;
 }
