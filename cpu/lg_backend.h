@@ -172,7 +172,19 @@ typedef struct lg_backend_ops {
   int (*attention_bias)(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
                         const lg_tensor *v, const lg_tensor *bias, const int32_t *kv_len,
                         float scale);
+
+  /* ---- fused ops: optional (NULL composes the plain ops); call them through the
+   * lg_backend_* wrappers below (cpu/lg_fused.c), which fall back when NULL ---- */
+  /* x [B, F*H*W, nh, dh] in place, each token's nh*dh elements contiguous (nb[2] == dh,
+   * nb[3] == 1; any batch/token strides): RMSNorm over the token's nh*dh elements with weight
+   * w [nh*dh] (eps), then 3D RoPE exactly as rope3d. */
+  int (*qk_norm_rope)(lg_backend *be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F,
+                      int64_t H, int64_t W, const int32_t *frame_start);
 } lg_backend_ops;
+
+/* be->ops->qk_norm_rope, or rms_norm over each token followed by rope3d. 0 or LG_E*. */
+int lg_backend_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F,
+                            int64_t H, int64_t W, const int32_t *frame_start);
 
 /* be->ops->attention_bias, or LG_ENOTSUP (logged, naming the backend) when it has none
  * (cpu/cpu_attn_bias.c). */

@@ -70,7 +70,10 @@ struct lg_dit_ws {
   lg_wan_dit *m;
   lg_arena arena;
   int max_rf, lat_h, lat_w;
-  float *host; /* [max(max_rf*freq_dim)] sinusoid staging */
+  float *host;     /* [max(max_rf*freq_dim)] sinusoid staging */
+  lg_tensor tsin;  /* [max_rf, freq_dim] F32 on the backend: the sinusoid of the staged rows */
+  int64_t prep_bf; /* row-frames staged in tsin (0: none) */
+  float prep_t[LG_DIT_MAX_ROWS * LG_DIT_MAX_CALL]; /* their timesteps */
 };
 
 typedef struct wspec {
@@ -326,6 +329,13 @@ lg_backend *lg_wan_dit_backend(const lg_wan_dit *m) {
   return m->be;
 }
 
+/* Tokens per FFN pass: whole frames, at least 1024 tokens, at most all N. The hidden
+ * [fc, ffn_dim] is the largest activation, so it is not held for all tokens at once. */
+static int64_t ffn_chunk(int64_t N, int64_t HW) {
+  int64_t fc = HW * ((1024 + HW - 1) / HW);
+  return fc < N ? fc : N;
+}
+
 static size_t r256(size_t b) {
   return (b + 255) & ~(size_t)255;
 }
@@ -341,19 +351,27 @@ lg_dit_ws *lg_dit_ws_new(lg_wan_dit *m, int max_rf, int lat_h, int lat_w) {
   const lg_wan_dit_config *c = &m->cfg;
   size_t es = lg_dtype_size(m->be->act_dtype), d = (size_t)c->dim;
   size_t bf = (size_t)max_rf, N = bf * (size_t)(lat_h / 2) * (size_t)(lat_w / 2);
-  size_t fwd = r256(bf * (size_t)c->freq_dim * 4) + r256(bf * (size_t)c->freq_dim * es) +
-               3 * r256(bf * d * es) + 2 * r256(bf * 6 * d * es) + 2 * r256(bf * d * es) +
-               7 * r256(N * d * es) + r256(N * (size_t)c->ffn_dim * es) + r256(N * 64 * es);
+  /* persistent: the staged sinusoid; forward: e, e0, hidden, then the largest of the time
+   * embedding, the blocks (m, hb, q, one FFN chunk) and the head; or the context pass */
+  size_t fc = (size_t)ffn_chunk((int64_t)N, (int64_t)(lat_h / 2) * (lat_w / 2));
+  size_t tsin = r256(bf * (size_t)c->freq_dim * 4);
+  size_t t_ph = r256(bf * (size_t)c->freq_dim * es) + 2 * r256(bf * d * es);
+  size_t b_ph = r256(bf * 6 * d * es) + 2 * r256(N * d * es) + r256(fc * (size_t)c->ffn_dim * es);
+  size_t h_ph = 2 * r256(bf * d * es) + r256(N * d * es) + r256(N * 64 * es);
+  size_t fwd = r256(bf * d * es) + r256(bf * 6 * d * es) + r256(N * d * es) +
+               (t_ph > b_ph ? (t_ph > h_ph ? t_ph : h_ph) : (b_ph > h_ph ? b_ph : h_ph));
   size_t ctx = r256((size_t)LG_DIT_TEXT_LEN * (size_t)c->text_dim * 4) +
                r256((size_t)LG_DIT_TEXT_LEN * (size_t)c->text_dim * es) +
                3 * r256((size_t)LG_DIT_TEXT_LEN * d * es);
-  size_t bytes = (fwd > ctx ? fwd : ctx) + 4096;
+  size_t bytes = tsin + (fwd > ctx ? fwd : ctx) + 4096;
   w->m = m;
   w->max_rf = max_rf;
   w->lat_h = lat_h;
   w->lat_w = lat_w;
   w->host = malloc(bf * (size_t)c->freq_dim * sizeof(float));
-  if (!w->host || lg_arena_init(&w->arena, m->be, bytes) < 0) {
+  int64_t ts[2] = {max_rf, c->freq_dim};
+  if (!w->host || lg_arena_init(&w->arena, m->be, bytes) < 0 ||
+      lg_arena_tensor(&w->arena, &w->tsin, LG_F32, 2, ts) < 0) {
     lg_dit_ws_free(&w);
     return NULL;
   }
@@ -465,6 +483,40 @@ static bool is_mat(const lg_tensor *t, lg_dtype dt, int64_t r, int64_t c) {
          t->ne[t->ndim - 1] == c;
 }
 
+/* Whether tsin holds the sinusoid of exactly these rows' timesteps. */
+static bool staged(const lg_dit_ws *ws, const lg_dit_row *rows, int64_t B, int64_t F) {
+  if (ws->prep_bf != B * F) return false;
+  for (int64_t r = 0; r < B * F; r++)
+    if (ws->prep_t[r] != rows[r / F].t) return false;
+  return true;
+}
+
+int lg_wan_dit_prepare(lg_wan_dit *m, lg_dit_ws *ws, const lg_dit_row *rows, int64_t B, int64_t F) {
+  int err = 0;
+  const lg_wan_dit_config *c = &m->cfg;
+  const int64_t BF = B * F;
+  LG_CHECK(rows && B >= 1 && F >= 1 && BF <= ws->max_rf && BF <= LG_DIT_MAX_ROWS * LG_DIT_MAX_CALL,
+           LG_EINVAL, "dit", "prepare: %lld rows of %lld frames do not fit the workspace",
+           (long long)B, (long long)F);
+  ws->prep_bf = 0;
+  const int half = c->freq_dim / 2;
+  for (int64_t r = 0; r < BF; r++) {
+    double t = rows[r / F].t;
+    for (int k = 0; k < half; k++) {
+      double a = t * pow(10000.0, -(double)k / half);
+      ws->host[r * c->freq_dim + k] = (float)cos(a);
+      ws->host[r * c->freq_dim + half + k] = (float)sin(a);
+    }
+  }
+  LG_TRY(m->be->ops->upload(m->be, ws->tsin.data, ws->host,
+                            (size_t)BF * (size_t)c->freq_dim * sizeof(float)));
+  for (int64_t r = 0; r < BF; r++)
+    ws->prep_t[r] = rows[r / F].t;
+  ws->prep_bf = BF;
+fail:
+  return err;
+}
+
 int lg_wan_dit_time(lg_wan_dit *m, lg_dit_ws *ws, const lg_dit_row *rows, int64_t B, int64_t F,
                     lg_tensor *e, lg_tensor *e0) {
   int err = 0;
@@ -477,22 +529,13 @@ int lg_wan_dit_time(lg_wan_dit *m, lg_dit_ws *ws, const lg_dit_row *rows, int64_
                is_mat(e0, ad, BF, 6 * d),
            LG_EINVAL, "dit", "time: %lld rows of %lld frames do not fit e/e0 or the workspace",
            (long long)B, (long long)F);
-  /* s [BF,freq] (host, double -> f32), e [BF,d], e0 [BF,6d] */
-  const int half = c->freq_dim / 2;
-  for (int64_t r = 0; r < BF; r++) {
-    double t = rows[r / F].t;
-    for (int k = 0; k < half; k++) {
-      double a = t * pow(10000.0, -(double)k / half);
-      ws->host[r * c->freq_dim + k] = (float)cos(a);
-      ws->host[r * c->freq_dim + half + k] = (float)sin(a);
-    }
-  }
-  lg_tensor s32, s, e1, se;
-  LG_TRY(atensor(ws, &s32, LG_F32, BF, c->freq_dim));
+  /* s [BF,freq] (host, double -> f32, staged by lg_wan_dit_prepare or here), e [BF,d],
+   * e0 [BF,6d] */
+  if (!staged(ws, rows, B, F)) LG_TRY(lg_wan_dit_prepare(m, ws, rows, B, F));
+  lg_tensor s32 = rows_view(&ws->tsin, 0, BF, c->freq_dim, c->freq_dim), s, e1, se;
   LG_TRY(atensor(ws, &s, ad, BF, c->freq_dim));
   LG_TRY(atensor(ws, &e1, ad, BF, d));
   LG_TRY(atensor(ws, &se, ad, BF, d));
-  LG_TRY(lg_tensor_upload(&s32, ws->host));
   LG_TRY(LG_OP(be, copy, &s, &s32));
   LG_TRY(linear(be, &e1, &s, &m->top[T_E0W], &m->top[T_E0B], LG_ACT_SILU));
   LG_TRY(linear(be, e, &e1, &m->top[T_E2W], &m->top[T_E2B], LG_ACT_NONE));
@@ -524,6 +567,52 @@ int lg_wan_dit_embed(lg_wan_dit *m, lg_dit_ws *ws, const lg_tensor *x, lg_tensor
   LG_TRY(LG_OP(be, conv3d, &xo, &xin, &m->top[T_PEW], &m->top[T_PEB], &co));
 fail:
   return err;
+}
+
+/* Frames of rows [b, b+nb) from local frame f (nf frames) that go to the consecutive cache
+ * slots [slot, slot+nf) of each of these rows: one K and one V GEMM per segment. */
+typedef struct kv_seg {
+  int b, nb, f, nf, slot;
+} kv_seg;
+
+/* Splits a forward's cache writes into segments: rows with identical slot lists share
+ * segments (the usual case: one segment for the whole batch); within a row, runs of
+ * consecutive slots. Returns the count (at most B*F). */
+static int kv_segs(const lg_dit_row *rows, int64_t B, int64_t F, kv_seg *seg) {
+  bool same = true;
+  for (int64_t b = 1; b < B && same; b++)
+    same = !memcmp(rows[b].slot, rows[0].slot, (size_t)F * sizeof rows[0].slot[0]);
+  int n = 0;
+  for (int64_t b = 0; b < (same ? 1 : B); b++) {
+    for (int64_t f = 0; f < F;) {
+      int64_t e = f + 1;
+      while (e < F && rows[b].slot[e] == rows[b].slot[e - 1] + 1)
+        e++;
+      seg[n++] = (kv_seg){.b = (int)b,
+                          .nb = same ? (int)B : 1,
+                          .f = (int)f,
+                          .nf = (int)(e - f),
+                          .slot = rows[b].slot[f]};
+      f = e;
+    }
+  }
+  return n;
+}
+
+/* [nb, nf*HW, d] view of rows [b, b+nb) (batch stride bstride elements), tokens from frame
+ * (or slot) f on. */
+static lg_tensor seg_view(const lg_tensor *t, int64_t b, int64_t nb, int64_t f, int64_t nf,
+                          int64_t HW, int64_t d, int64_t bstride) {
+  lg_tensor v = *t;
+  v.ndim = 3;
+  v.ne[0] = nb;
+  v.ne[1] = nf * HW;
+  v.ne[2] = d;
+  v.nb[0] = bstride;
+  v.nb[1] = d;
+  v.nb[2] = 1;
+  v.data = (uint8_t *)t->data + (size_t)(b * bstride + f * HW * d) * lg_dtype_size(t->dtype);
+  return v;
 }
 
 int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_first, int first,
@@ -562,20 +651,22 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
     fstart[b] = rows[b].rope_start;
   }
   if (first == last) return 0;
-  lg_tensor mm, hb, q, k, vv, o, y, fh;
+  /* Buffers, reused within a layer: hb [N,d] holds the modulated input, then the attention
+   * output; q [N,d] holds the queries, then the projection output y; fh [fc, ffn] the FFN
+   * hidden of fc tokens at a time. K and V go straight into the cache slots (kv_segs). */
+  const int64_t fc = ffn_chunk(N, HW);
+  lg_tensor mm, hb, q, fh;
   LG_TRY(atensor(ws, &mm, ad, BF, 6 * d));
   LG_TRY(atensor(ws, &hb, ad, N, d));
   LG_TRY(atensor(ws, &q, ad, N, d));
-  LG_TRY(atensor(ws, &k, ad, N, d));
-  LG_TRY(atensor(ws, &vv, ad, N, d));
-  LG_TRY(atensor(ws, &o, ad, N, d));
-  LG_TRY(atensor(ws, &y, ad, N, d));
-  LG_TRY(atensor(ws, &fh, ad, N, c->ffn_dim));
+  LG_TRY(atensor(ws, &fh, ad, fc, c->ffn_dim));
+  kv_seg seg[LG_DIT_MAX_ROWS * LG_DIT_MAX_CALL];
+  const int nseg = kv_segs(rows, B, F, seg);
 
   const float scale = 1.0f / sqrtf((float)LG_DIT_HEAD_DIM);
   lg_tensor zero6 = rows_view(&m->zero, 0, 1, 6 * d, 6 * d);
-  lg_tensor q4 = heads_view(&q, B, T, nh, T * d), k4 = heads_view(&k, B, T, nh, T * d);
-  lg_tensor o4 = heads_view(&o, B, T, nh, T * d);
+  lg_tensor q4 = heads_view(&q, B, T, nh, T * d), o4 = heads_view(&hb, B, T, nh, T * d);
+  lg_tensor y = q, o = hb;
   for (int l = first; l < last; l++) {
     const lg_tensor *wb = m->blk + (size_t)l * B_COUNT;
     const int kl = l - kv_first;
@@ -590,21 +681,20 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
     /* self-attention */
     LG_TRY(LG_OP(be, modulate, &hb, xs, &ch[0], &ch[1], HW, true, 1e-6f));
     LG_TRY(linear(be, &q, &hb, &wb[B_SQW], &wb[B_SQB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, rms_norm, &q, &q, &wb[B_SNQ], 1e-6f));
-    LG_TRY(linear(be, &k, &hb, &wb[B_SKW], &wb[B_SKB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, rms_norm, &k, &k, &wb[B_SNK], 1e-6f));
-    LG_TRY(linear(be, &vv, &hb, &wb[B_SVW], &wb[B_SVB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, rope3d, &q4, F, H, W, fstart));
-    LG_TRY(LG_OP(be, rope3d, &k4, F, H, W, fstart));
-    for (int64_t b = 0; b < B; b++) {
-      for (int64_t f = 0; f < F; f++) {
-        int64_t off = (b * F + f) * HW * d;
-        lg_tensor ks = rows_view(&k, off, HW, d, d), vs = rows_view(&vv, off, HW, d, d);
-        lg_tensor kd = lg_kv_cache_slot(kv, kl, 0, (int)b, rows[b].slot[f]);
-        lg_tensor vd = lg_kv_cache_slot(kv, kl, 1, (int)b, rows[b].slot[f]);
-        LG_TRY(LG_OP(be, copy, &kd, &ks));
-        LG_TRY(LG_OP(be, copy, &vd, &vs));
-      }
+    LG_TRY(lg_backend_qk_norm_rope(be, &q4, &wb[B_SNQ], 1e-6f, F, H, W, fstart));
+    /* K = rope(norm_k(k(hb))) and V = v(hb) straight into the cache slots */
+    for (int s = 0; s < nseg; s++) {
+      const kv_seg *g = &seg[s];
+      lg_tensor src = seg_view(&hb, g->b, g->nb, g->f, g->nf, HW, d, T * d);
+      lg_tensor kd = seg_view(&kv->k[kl], g->b, g->nb, g->slot, g->nf, HW, d, kv->cap_tokens * d);
+      lg_tensor vd = seg_view(&kv->v[kl], g->b, g->nb, g->slot, g->nf, HW, d, kv->cap_tokens * d);
+      LG_TRY(linear(be, &kd, &src, &wb[B_SKW], &wb[B_SKB], LG_ACT_NONE));
+      LG_TRY(linear(be, &vd, &src, &wb[B_SVW], &wb[B_SVB], LG_ACT_NONE));
+      lg_tensor k4 = heads_view(&kd, g->nb, g->nf * HW, nh, kv->cap_tokens * d);
+      int32_t kfs[LG_DIT_MAX_ROWS];
+      for (int i = 0; i < g->nb; i++)
+        kfs[i] = fstart[g->b + i] + g->f;
+      LG_TRY(lg_backend_qk_norm_rope(be, &k4, &wb[B_SNK], 1e-6f, g->nf, H, W, kfs));
     }
     {
       lg_tensor kc = heads_view(&kv->k[kl], B, kv->cap_tokens, nh, kv->cap_tokens * d);
@@ -629,8 +719,13 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
 
     /* FFN */
     LG_TRY(LG_OP(be, modulate, &hb, xs, &ch[3], &ch[4], HW, true, 1e-6f));
-    LG_TRY(linear(be, &fh, &hb, &wb[B_F0W], &wb[B_F0B], LG_ACT_GELU_TANH));
-    LG_TRY(linear(be, &y, &fh, &wb[B_F2W], &wb[B_F2B], LG_ACT_NONE));
+    for (int64_t t0 = 0; t0 < N; t0 += fc) {
+      const int64_t nt = N - t0 < fc ? N - t0 : fc;
+      lg_tensor hc = rows_view(&hb, t0 * d, nt, d, d), yc = rows_view(&y, t0 * d, nt, d, d);
+      lg_tensor fc_h = rows_view(&fh, 0, nt, c->ffn_dim, c->ffn_dim);
+      LG_TRY(linear(be, &fc_h, &hc, &wb[B_F0W], &wb[B_F0B], LG_ACT_GELU_TANH));
+      LG_TRY(linear(be, &yc, &fc_h, &wb[B_F2W], &wb[B_F2B], LG_ACT_NONE));
+    }
     LG_TRY(LG_OP(be, gated_add, xs, &y, &ch[5], HW));
   }
 fail:

@@ -82,6 +82,11 @@ int lg_wan_dit_forward(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, const lg_t
  * order, so a forward split over stages gives the same bits as one call. Shapes for B rows of
  * F frames of h x w latents (the workspace's), T = F*(h/2)*(w/2) tokens per row, act dtype,
  * contiguous: e [B*F, dim], e0 [B*F, 6*dim], hidden [B*T, dim]. */
+/* Stages the host->device input of the next forward (the timestep sinusoid of B rows of F
+ * frames) so that the forward itself uploads nothing and can be captured as a CUDA graph and
+ * replayed: call it before the forward (or before replaying a graph of it) whenever the rows'
+ * timesteps change. A forward whose rows were not staged stages them itself. 0 or LG_E*. */
+int lg_wan_dit_prepare(lg_wan_dit *m, lg_dit_ws *ws, const lg_dit_row *rows, int64_t B, int64_t F);
 /* e = time_embedding(sinusoid(rows[b].t)), e0 = time_projection(SiLU(e)), per row-frame. */
 int lg_wan_dit_time(lg_wan_dit *m, lg_dit_ws *ws, const lg_dit_row *rows, int64_t B, int64_t F,
                     lg_tensor *e, lg_tensor *e0);

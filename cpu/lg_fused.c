@@ -1,0 +1,25 @@
+/* lg_fused.c: the fused ops of lg_backend_ops (qk_norm_rope): each wrapper calls the
+ * backend's fused kernel when it has one, else composes the plain ops, which is what the CPU
+ * backend does (so its results are those of the unfused sequence, bit for bit). Runs on the
+ * thread that owns the backend. */
+#include "lg_backend.h"
+
+int lg_backend_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F,
+                            int64_t H, int64_t W, const int32_t *frame_start) {
+  char sb[96];
+  if (!be || !x || x->ndim != 4 || x->nb[3] != 1 || x->nb[2] != x->ne[3]) {
+    LG_ERR("fused", "qk_norm_rope: x %s must be [B,L,nh,dh] with contiguous tokens",
+           x ? lg_tensor_shape_str(x, sb, sizeof sb) : "NULL");
+    return LG_EINVAL;
+  }
+  if (be->ops->qk_norm_rope) return be->ops->qk_norm_rope(be, x, w, eps, F, H, W, frame_start);
+  /* [B, L, nh*dh] row view of the same memory */
+  lg_tensor r = *x;
+  r.ndim = 3;
+  r.ne[2] = x->ne[2] * x->ne[3];
+  r.nb[2] = 1;
+  r.ne[3] = r.nb[3] = 0;
+  int err = be->ops->rms_norm(be, &r, &r, w, eps);
+  if (err) return err;
+  return be->ops->rope3d(be, x, F, H, W, frame_start);
+}
