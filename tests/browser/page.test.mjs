@@ -129,6 +129,8 @@ describe(`page against ${against}`, () => {
     const res = await page.goto(`${base}/`);
     assert.equal(res.status(), 200);
     assert.equal(await page.title(), 'livegen');
+    // Until the first frame is decoded a loading/warm-up overlay covers the video.
+    assert.equal(await page.$eval('#warmup', (e) => e.classList.contains('gone')), false);
     // The warm-up overlay is up until the first frame, then goes.
     await until(() => page.evaluate(() => window.livegen && window.livegen.output && window.livegen.output.framesShown > 0), FIRST_FRAME_MS, 'a first decoded frame');
     await until(() => page.$eval('#warmup', (e) => e.classList.contains('gone')), 5000, 'the warm-up overlay to go');
@@ -318,6 +320,23 @@ describe(`page against ${against}`, () => {
       await page.click('#apply-input');
       await until(async () => (await apiStatus()).input === 'test:smpte', 10000, 'input test:smpte');
     }
+  });
+
+  test('an input the server refuses is reported in plain words and changes nothing', T, async (t) => {
+    const before = (await apiStatus()).input;
+    await page.selectOption('#input-source', 'custom');
+    assert.equal(await page.isVisible('#input-custom'), true);
+    await page.fill('#input-custom', 'bogus://nowhere');
+    await page.click('#apply-input');
+    await until(() => page.isVisible('#error'), 10000, 'an error message');
+    const msg = await page.textContent('#error');
+    assert.ok(msg.length > 10 && /[a-z]/.test(msg), `a sentence from the server: ${msg}`);
+    t.diagnostic(`shown: ${msg}`);
+    assert.equal((await apiStatus()).input, before);
+    await page.selectOption('#input-source', 'test:smpte');
+    await page.click('#apply-input');
+    await until(async () => (await apiStatus()).input === 'test:smpte', 10000, 'input test:smpte');
+    await until(async () => !(await page.isVisible('#error')), 5000, 'the error to clear after a good change');
   });
 
   test('reset is acknowledged and the picture goes on', T, async () => {
