@@ -13,6 +13,7 @@
 #include "lg_backend.h"
 #include "lg_cuda.h"
 #include "model_spec.h"
+#include "stages.h"
 #include "wan_dit.h"
 
 #include <math.h>
@@ -376,6 +377,7 @@ int lg_cmd_bench(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   if (!strcmp(argv[1], "dit")) return bench_dit(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "pipeline")) return lg_bench_pipeline(argc - 1, argv + 1); /* stages.h */
   if (!strcmp(argv[1], "vae") || !strcmp(argv[1], "pipeline")) {
     fprintf(stderr, "livegen bench %s: not implemented yet (only bench dit)\n", argv[1]);
     return 1;

@@ -98,6 +98,9 @@ lg_stage *lg_stages_inproc_stage0(lg_stages_inproc *p);
 /* Stops the ring, joins the threads, frees everything. */
 void lg_stages_inproc_free(lg_stages_inproc **p);
 
+/* `livegen bench pipeline ...` (bench_pipeline.c; argv[0] is "pipeline"): 0, 1 or 2 (usage). */
+int lg_bench_pipeline(int argc, char **argv);
+
 #ifdef __cplusplus
 }
 #endif
