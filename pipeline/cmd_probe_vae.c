@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "lg_backend.h"
+#include "lg_cuda.h"
 #include "taehv.h"
 #include "wan_consts.h"
 #include "wan_vae.h"
@@ -29,7 +30,7 @@ enum { K_ENC, K_DEC, K_TAEHV };
 typedef struct opts {
   int kind;
   const char *model, *in, *out, *backend, *compare;
-  int clip, calls, height, width;
+  int clip, calls, height, width, profile;
   double rtol;
   uint64_t seed;
 } opts;
@@ -38,12 +39,14 @@ static void usage(FILE *f, const char *name) {
   fprintf(f,
           "usage: livegen probe %s --model W [--in IN] [--out OUT] [--backend cpu|cuda|auto]\n"
           "         [--clip] [--compare EXPECTED [--rtol 1e-4]] [--res HxW --calls N --seed S]\n"
+          "         [--profile]\n"
           "  Runs call k = 0, 1, ... in order with the streaming state kept (--clip: all calls\n"
           "  as one whole-clip call, outputs split per call). Prints each call's wall time.\n"
           "  vae-encode: IN x.k [1,3,T,H,W] (T = 1, then 4) -> OUT z.k, zn.k [1,16,1,h,w]\n"
           "  vae-decode, taehv-decode: IN z.k [1,16,1,h,w] normalised -> OUT x.k [1,3,T,H,W]\n"
           "  --compare: max|out-exp|/max|exp| per key must be <= rtol (exit 1 otherwise)\n"
-          "  without --in: seeded random inputs of --res HxW for --calls calls (default 2)\n",
+          "  without --in: seeded random inputs of --res HxW for --calls calls (default 2)\n"
+          "  --profile (cuda): time every op of the last call, printed per op kind\n",
           name);
 }
 
@@ -62,6 +65,9 @@ static int parse(int argc, char **argv, opts *o) {
       return 1;
     } else if (!strcmp(a, "--clip")) {
       o->clip = 1;
+      continue;
+    } else if (!strcmp(a, "--profile")) {
+      o->profile = 1;
       continue;
     }
     if (!v) {
@@ -199,6 +205,19 @@ typedef struct models {
   lg_taehv_stream *ts;
 } models;
 
+/* Per op kind of the profiled call: ms and count (cuda backend). */
+static void print_profile(lg_backend *be, int k) {
+  double cls[LG_CUDA_PROF_N] = {0}, ms[32];
+  const char *names[32];
+  int ops = 0, cnt[32];
+  if (lg_cuda_profile_end(be, cls, &ops)) return;
+  fprintf(stderr, "profile call %d: %d ops, gemm %.1f ms, attention %.1f ms, elementwise %.1f ms\n",
+          k, ops, cls[LG_CUDA_PROF_GEMM], cls[LG_CUDA_PROF_ATTN], cls[LG_CUDA_PROF_ELEM]);
+  int n = lg_cuda_profile_ops(be, names, ms, cnt, 32);
+  for (int i = 0; i < n; i++)
+    fprintf(stderr, "profile call %d: %-18s %9.2f ms %5d calls\n", k, names[i], ms[i], cnt[i]);
+}
+
 /* Runs calls [0,n) (or all at once with --clip); fills c[k].out. */
 static int run_calls(const opts *o, lg_backend *be, models *m, call *c, int n, int H, int W) {
   int64_t h = H / 8, w = W / 8;
@@ -233,6 +252,7 @@ static int run_calls(const opts *o, lg_backend *be, models *m, call *c, int n, i
     }
     if (lg_tensor_upload_f32(&x, host_in)) goto fail_call;
     be->ops->sync(be);
+    int prof = o->profile && k == ncalls - 1 && lg_cuda_profile_begin(be) == 0;
     double t0 = lg_now();
     int rc;
     if (o->clip)
@@ -245,6 +265,7 @@ static int run_calls(const opts *o, lg_backend *be, models *m, call *c, int n, i
                               : lg_taehv_decode(m->ts, &x, &y);
     if (!rc) rc = be->ops->sync(be);
     double dt = lg_now() - t0;
+    if (prof) print_profile(be, k);
     if (rc) {
       fprintf(stderr, "livegen probe: call %d failed: %s\n", k, lg_strerror(rc));
       goto fail_call;
