@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAGIC 0x4C475354u
 #define MAX_SINKS 16
@@ -894,6 +895,88 @@ int lg_stage_push_v2v(lg_stage *s, const lg_tensor *latent, double scale, lg_noi
   if (err) return err;
   (void)R;
   return take_return(s, dr, noise, user, out, out_chunk);
+}
+
+/* ------------------------------------------------------------ multi-process ranks */
+
+int lg_stages_id_write(const char *path, const unsigned char id[LG_NCCL_ID_BYTES]) {
+  char tmp[4096];
+  if (!path || snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return LG_EINVAL;
+  FILE *f = fopen(tmp, "w");
+  if (!f) {
+    LG_ERR("stages", "cannot write the NCCL id to %s", tmp);
+    return LG_EIO;
+  }
+  for (int i = 0; i < LG_NCCL_ID_BYTES; i++)
+    fprintf(f, "%02x", id[i]);
+  fputc('\n', f);
+  bool ok = fclose(f) == 0 && rename(tmp, path) == 0;
+  if (!ok) {
+    LG_ERR("stages", "cannot publish the NCCL id as %s", path);
+    unlink(tmp);
+    return LG_EIO;
+  }
+  return 0;
+}
+
+static int parse_id(const char *hex, size_t n, unsigned char *id) {
+  while (n > 0 && (hex[n - 1] == '\n' || hex[n - 1] == '\r'))
+    n--;
+  if (n != 2 * LG_NCCL_ID_BYTES) return LG_EFORMAT;
+  for (int i = 0; i < LG_NCCL_ID_BYTES; i++) {
+    unsigned v = 0;
+    for (int j = 0; j < 2; j++) {
+      char ch = hex[2 * i + j];
+      int d = ch >= '0' && ch <= '9'   ? ch - '0'
+              : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+              : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                       : -1;
+      if (d < 0) return LG_EFORMAT;
+      v = v * 16 + (unsigned)d;
+    }
+    id[i] = (unsigned char)v;
+  }
+  return 0;
+}
+
+int lg_stages_id_read(const char *path, unsigned char id[LG_NCCL_ID_BYTES], double timeout_s) {
+  const char *env = getenv("LG_NCCL_ID");
+  if (env && *env) {
+    int err = parse_id(env, strlen(env), id);
+    if (err) LG_ERR("stages", "LG_NCCL_ID must be %d hex digits", 2 * LG_NCCL_ID_BYTES);
+    return err;
+  }
+  if (!path) return LG_EINVAL;
+  double until = lg_now() + timeout_s;
+  for (;;) {
+    FILE *f = fopen(path, "r");
+    if (f) {
+      char buf[2 * LG_NCCL_ID_BYTES + 8];
+      size_t n = fread(buf, 1, sizeof buf, f);
+      fclose(f);
+      int err = parse_id(buf, n, id);
+      if (err)
+        LG_ERR("stages", "%s does not hold a NCCL id (%d hex digits)", path, 2 * LG_NCCL_ID_BYTES);
+      return err;
+    }
+    if (lg_now() >= until) {
+      LG_ERR("stages", "no NCCL id at %s after %.0f s (is rank 0 running?)", path, timeout_s);
+      return LG_EAGAIN;
+    }
+    usleep(20 * 1000);
+  }
+}
+
+int lg_stages_rank_main(lg_wan_dit *m, const lg_stages_opts *o, lg_transport *t) {
+  char err[256] = "";
+  lg_stage *s = lg_stage_new(m, o, t, err, sizeof err);
+  if (!s) {
+    LG_ERR("stages", "rank %d: %s", t ? t->rank : -1, err);
+    return LG_EINVAL;
+  }
+  int rc = lg_stage_run(s);
+  lg_stage_free(&s);
+  return rc;
 }
 
 /* ------------------------------------------------------------ in-process launcher */

@@ -98,6 +98,17 @@ lg_stage *lg_stages_inproc_stage0(lg_stages_inproc *p);
 /* Stops the ring, joins the threads, frees everything. */
 void lg_stages_inproc_free(lg_stages_inproc **p);
 
+/* ---- multi-process ranks (NCCL; docs/MULTIGPU.md) ----
+ * Rank 0 makes the id (lg_nccl_unique_id) and publishes it as hex to a file every rank can
+ * read (written to path.tmp, then renamed); the other ranks wait for it. LG_NCCL_ID (the same
+ * hex in the environment) takes the place of the file when set. */
+int lg_stages_id_write(const char *path, const unsigned char id[LG_NCCL_ID_BYTES]);
+/* Reads the id from $LG_NCCL_ID, else from path, polling until it exists or timeout_s passes
+ * (LG_EAGAIN). LG_EFORMAT for anything but LG_NCCL_ID_BYTES*2 hex digits (+ newline). */
+int lg_stages_id_read(const char *path, unsigned char id[LG_NCCL_ID_BYTES], double timeout_s);
+/* A rank > 0 process: its stage over transport t with model m until STOP. 0 or LG_E*. */
+int lg_stages_rank_main(lg_wan_dit *m, const lg_stages_opts *o, lg_transport *t);
+
 /* `livegen bench pipeline ...` (bench_pipeline.c; argv[0] is "pipeline"): 0, 1 or 2 (usage). */
 int lg_bench_pipeline(int argc, char **argv);
 

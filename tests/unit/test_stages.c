@@ -398,6 +398,46 @@ static void test_refusals(void **state) {
   lg_stages_inproc_free(&p);
 }
 
+static void test_nccl_id_file_and_env(void **state) {
+  (void)state;
+  unsigned char id[LG_NCCL_ID_BYTES], got[LG_NCCL_ID_BYTES];
+  for (int i = 0; i < LG_NCCL_ID_BYTES; i++)
+    id[i] = (unsigned char)(i * 37 + 5);
+  char path[320], bad[320];
+  snprintf(path, sizeof path, "%s/nccl.id", g_dir);
+  snprintf(bad, sizeof bad, "%s/bad.id", g_dir);
+  unsetenv("LG_NCCL_ID");
+  /* a rank that starts first waits, then gives up with LG_EAGAIN */
+  tu_log_capture(true);
+  double t0 = lg_now();
+  assert_int_equal(lg_stages_id_read(path, got, 0.2), LG_EAGAIN);
+  assert_true(lg_now() - t0 >= 0.19);
+  tu_log_capture(false);
+  assert_int_equal(lg_stages_id_write(path, id), 0);
+  memset(got, 0, sizeof got);
+  assert_int_equal(lg_stages_id_read(path, got, 1.0), 0);
+  assert_memory_equal(id, got, sizeof id);
+  /* the environment wins over the file */
+  char hex[2 * LG_NCCL_ID_BYTES + 1];
+  for (int i = 0; i < LG_NCCL_ID_BYTES; i++)
+    snprintf(hex + 2 * i, 3, "%02X", (unsigned)(255 - id[i]));
+  setenv("LG_NCCL_ID", hex, 1);
+  assert_int_equal(lg_stages_id_read(path, got, 1.0), 0);
+  for (int i = 0; i < LG_NCCL_ID_BYTES; i++)
+    assert_int_equal(got[i], 255 - id[i]);
+  /* malformed: short, or not hex */
+  tu_log_capture(true);
+  hex[10] = 'g';
+  setenv("LG_NCCL_ID", hex, 1);
+  assert_int_equal(lg_stages_id_read(path, got, 1.0), LG_EFORMAT);
+  unsetenv("LG_NCCL_ID");
+  FILE *f = fopen(bad, "w");
+  fputs("abcd\n", f);
+  fclose(f);
+  assert_int_equal(lg_stages_id_read(bad, got, 1.0), LG_EFORMAT);
+  tu_log_capture(false);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_partition_and_balance),
@@ -406,6 +446,7 @@ int main(void) {
       cmocka_unit_test(test_moves_keep_bits),
       cmocka_unit_test(test_balancer_moves_and_keeps_bits),
       cmocka_unit_test(test_adaptive_sinks_one_stage),
+      cmocka_unit_test(test_nccl_id_file_and_env),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
