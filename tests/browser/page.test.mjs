@@ -126,11 +126,18 @@ describe(`page against ${against}`, () => {
   // The real server may still be generating and loading the tiny model when /health answers.
   const FIRST_FRAME_MS = against === 'livegen' ? 150000 : 30000;
   test('loads, decodes the WebSocket H.264 stream onto the canvas, and the picture moves', { timeout: FIRST_FRAME_MS + 60000 }, async () => {
+    if (mock) mock.restartWarmup(2500, 2500); // a server that is still loading, then warming up
     const res = await page.goto(`${base}/`);
     assert.equal(res.status(), 200);
     assert.equal(await page.title(), 'livegen');
-    // Until the first frame is decoded a loading/warm-up overlay covers the video.
-    assert.equal(await page.$eval('#warmup', (e) => e.classList.contains('gone')), false);
+    if (mock) {
+      // Until the first frame a loading, then warm-up, indicator covers the video.
+      await until(async () => (await page.textContent('#warmup-text')) === 'Loading the model…', 5000, 'the loading indicator');
+      assert.equal(await page.textContent('#conn-text'), 'Loading model…');
+      assert.equal(await page.$eval('#warmup', (e) => e.classList.contains('gone')), false);
+      await until(async () => /^Warming up/.test(await page.textContent('#warmup-text')), 5000, 'the warm-up indicator');
+      assert.equal(await page.$eval('#warmup', (e) => e.classList.contains('gone')), false);
+    }
     // The warm-up overlay is up until the first frame, then goes.
     await until(() => page.evaluate(() => window.livegen && window.livegen.output && window.livegen.output.framesShown > 0), FIRST_FRAME_MS, 'a first decoded frame');
     await until(() => page.$eval('#warmup', (e) => e.classList.contains('gone')), 5000, 'the warm-up overlay to go');

@@ -31,6 +31,7 @@ export class WsPlayer extends EventTarget {
     this.stopped = true;
     this.backoffMs = 500;
     this.retryTimer = 0;
+    this.failures = 0; // connection attempts in a row that never opened
     this.state = 'idle';
   }
 
@@ -84,8 +85,11 @@ export class WsPlayer extends EventTarget {
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     this.config = null;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       this.backoffMs = 500;
+      this.failures = 0;
       this.setState('waiting'); // for the config message
     };
     ws.onmessage = (ev) => this.onMessage(ev.data);
@@ -93,6 +97,8 @@ export class WsPlayer extends EventTarget {
     ws.onclose = () => {
       this.ws = null;
       this.closeDecoder();
+      if (!opened && ++this.failures === 3)
+        this.problem('Cannot open the video stream (the server may be down or have too many viewers); still trying.');
       if (!this.stopped) {
         this.setState('disconnected');
         this.scheduleRetry();

@@ -32,7 +32,7 @@ export async function startMock({ port = 0, fps = 15, loadingMs = 600, warmingMs
     output: makeClip({ src: 'testsrc2', width: W, height: H, fps, frames: 60, keyint: 15 }),
     input: makeClip({ src: 'testsrc', width: W, height: H, fps, frames: 60, keyint: 15 }),
   };
-  const t0 = Date.now();
+  let t0 = Date.now();
   const mock = {
     params: { prompt: 'a watercolor painting of a city at dusk', strength: 0.5, steps: 2, seed: 42, blend: 1, paused: false },
     input: 'test:smpte',
@@ -43,6 +43,13 @@ export async function startMock({ port = 0, fps = 15, loadingMs = 600, warmingMs
     viewers: new Set(),
     controls: new Set(),
     sentTimes: [],
+  };
+
+  /** Start over as a server that is loading for `load` ms, then warming for `warm` ms. */
+  mock.restartWarmup = (load, warm) => {
+    t0 = Date.now();
+    loadingMs = load;
+    warmingMs = warm;
   };
 
   function state() {
