@@ -329,10 +329,14 @@ lg_backend *lg_wan_dit_backend(const lg_wan_dit *m) {
   return m->be;
 }
 
-/* Tokens per FFN pass: whole frames, at least 1024 tokens, at most all N. The hidden
- * [fc, ffn_dim] is the largest activation, so it is not held for all tokens at once. */
-static int64_t ffn_chunk(int64_t N, int64_t HW) {
-  int64_t fc = HW * ((1024 + HW - 1) / HW);
+/* Tokens per FFN pass: N split into equal passes of at most ~1024 tokens (a multiple of 64,
+ * so never more than FFN_CHUNK_MAX). The hidden [fc, ffn_dim] is the largest activation, so
+ * it is not held for all tokens at once; every token's FFN is independent of the others'. */
+#define FFN_CHUNK_MAX 1088
+static int64_t ffn_chunk(int64_t N) {
+  if (N <= FFN_CHUNK_MAX) return N;
+  int64_t passes = (N + 1023) / 1024, fc = (N + passes - 1) / passes;
+  fc = (fc + 63) / 64 * 64;
   return fc < N ? fc : N;
 }
 
@@ -353,7 +357,7 @@ lg_dit_ws *lg_dit_ws_new(lg_wan_dit *m, int max_rf, int lat_h, int lat_w) {
   size_t bf = (size_t)max_rf, N = bf * (size_t)(lat_h / 2) * (size_t)(lat_w / 2);
   /* persistent: the staged sinusoid; forward: e, e0, hidden, then the largest of the time
    * embedding, the blocks (m, hb, q, one FFN chunk) and the head; or the context pass */
-  size_t fc = (size_t)ffn_chunk((int64_t)N, (int64_t)(lat_h / 2) * (lat_w / 2));
+  size_t fc = N < FFN_CHUNK_MAX ? N : FFN_CHUNK_MAX;
   size_t tsin = r256(bf * (size_t)c->freq_dim * 4);
   size_t t_ph = r256(bf * (size_t)c->freq_dim * es) + 2 * r256(bf * d * es);
   size_t b_ph = r256(bf * 6 * d * es) + 2 * r256(N * d * es) + r256(fc * (size_t)c->ffn_dim * es);
@@ -654,7 +658,7 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
   /* Buffers, reused within a layer: hb [N,d] holds the modulated input, then the attention
    * output; q [N,d] holds the queries, then the projection output y; fh [fc, ffn] the FFN
    * hidden of fc tokens at a time. K and V go straight into the cache slots (kv_segs). */
-  const int64_t fc = ffn_chunk(N, HW);
+  const int64_t fc = ffn_chunk(N);
   lg_tensor mm, hb, q, fh;
   LG_TRY(atensor(ws, &mm, ad, BF, 6 * d));
   LG_TRY(atensor(ws, &hb, ad, N, d));
@@ -714,8 +718,11 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
       lg_tensor vc = heads_view(&kv->cv[kl], 1, Lc, nh, Lc * d);
       LG_TRY(LG_OP(be, attention, &o4, &q4, &kc, &vc, NULL, scale));
     }
-    LG_TRY(linear(be, &y, &o, &wb[B_COW], &wb[B_COB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, gated_add, xs, &y, NULL, HW));
+    {
+      /* x += o(attn): the residual add in the GEMM (accumulate) */
+      lg_matmul_opts ao = {.trans_b = true, .accumulate = true};
+      LG_TRY(be->ops->matmul(be, xs, &o, &wb[B_COW], &wb[B_COB], &ao));
+    }
 
     /* FFN */
     LG_TRY(LG_OP(be, modulate, &hb, xs, &ch[3], &ch[4], HW, true, 1e-6f));
