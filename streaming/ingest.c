@@ -225,6 +225,23 @@ static void on_pad_added(GstElement *dec, GstPad *pad, gpointer user) {
   gst_object_unref(sink);
 }
 
+/* flvdemux pad-added: audio (OBS always sends some) goes to a fakesink, created only when
+ * there is audio: an unlinked pad would stop the demuxer with not-linked, and a fakesink
+ * that never gets data would never see EOS, so the pipeline would never report the end. */
+static void on_flv_pad(GstElement *demux, GstPad *pad, gpointer user) {
+  GstElement *pipe = user;
+  (void)demux;
+  if (strcmp(GST_OBJECT_NAME(pad), "audio") != 0) return;
+  GstElement *fs = gst_element_factory_make("fakesink", NULL);
+  if (!fs) return;
+  g_object_set(fs, "sync", FALSE, "async", FALSE, NULL);
+  gst_bin_add(GST_BIN(pipe), fs);
+  gst_element_sync_state_with_parent(fs);
+  GstPad *sp = gst_element_get_static_pad(fs, "sink");
+  if (gst_pad_link(pad, sp) != GST_PAD_LINK_OK) LG_WARN(MOD, "cannot drop the FLV audio");
+  gst_object_unref(sp);
+}
+
 /* ---- rtmp-listen: FFmpeg's RTMP server mode feeding appsrc (reader thread) ---- */
 
 static int avio_interrupt(void *user) {
@@ -306,9 +323,9 @@ static GstElement *build_pipeline(lg_ingest *in) {
      * that delays a live stream by seconds and then bursts. */
     if (starts_with(in->arg, "rtmp"))
       /* An explicit flvdemux: inside decodebin the video would wait for the audio stream
-       * that the FLV header made up by the RTMP source announces (no-more-pads). */
-      snprintf(head, sizeof(head),
-               "flvdemux name=first first.video ! queue ! decodebin name=dyn  ");
+       * that the FLV header made up by the RTMP source announces (no-more-pads). Audio goes
+       * to a fakesink (on_flv_pad). */
+      snprintf(head, sizeof(head), "flvdemux name=flv flv.video ! queue ! decodebin name=dyn  ");
     else
       snprintf(head, sizeof(head), "decodebin name=dyn  ");
     dynamic = true;
@@ -320,7 +337,7 @@ static GstElement *build_pipeline(lg_ingest *in) {
   case LG_INGEST_KIND_RTMP_LISTEN:
     snprintf(head, sizeof(head),
              "appsrc name=src format=bytes is-live=true caps=video/x-flv max-bytes=%d block=true"
-             " ! flvdemux name=demux demux.video ! queue ! decodebin name=dyn  ",
+             " ! flvdemux name=flv flv.video ! queue ! decodebin name=dyn  ",
              in->opt.appsrc_max_bytes);
     dynamic = true;
     break;
@@ -362,7 +379,7 @@ static GstElement *build_pipeline(lg_ingest *in) {
     } else if (in->kind == LG_INGEST_KIND_URI) {
       GError *uerr = NULL;
       GstElement *usrc = gst_element_make_from_uri(GST_URI_SRC, in->arg, "netsrc", &uerr);
-      GstElement *first = gst_bin_get_by_name(GST_BIN(p), "first"); /* flvdemux or NULL */
+      GstElement *first = gst_bin_get_by_name(GST_BIN(p), "flv"); /* flvdemux or NULL */
       bool linked =
           usrc && gst_bin_add(GST_BIN(p), usrc) && gst_element_link(usrc, first ? first : dyn);
       if (first) gst_object_unref(first);
@@ -378,6 +395,11 @@ static GstElement *build_pipeline(lg_ingest *in) {
     }
     gst_object_unref(conv); /* the pipeline keeps it alive as long as dyn can emit */
     gst_object_unref(dyn);
+  }
+  GstElement *flv = gst_bin_get_by_name(GST_BIN(p), "flv");
+  if (flv) {
+    g_signal_connect(flv, "pad-added", G_CALLBACK(on_flv_pad), p);
+    gst_object_unref(flv);
   }
   GstElement *src = gst_bin_get_by_name(GST_BIN(p), "src");
   if (src && in->kind == LG_INGEST_KIND_V4L2) {

@@ -110,8 +110,9 @@ static void test_file_plays_then_eos_closes_ring(void **state) {
   char clip[700], cmd[1500];
   snprintf(clip, sizeof(clip), "%s/clip.mp4", g_dir);
   snprintf(cmd, sizeof(cmd),
-           "ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=160x120:rate=25 -t 1.6 "
-           "-c:v libx264 -preset ultrafast -pix_fmt yuv420p '%s'",
+           "ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=160x120:rate=25 "
+           "-f lavfi -i sine=frequency=440 -t 1.6 -c:v libx264 -preset ultrafast "
+           "-pix_fmt yuv420p -c:a aac '%s'", /* with a sound track livegen ignores */
            clip);
   assert_int_equal(st_run(cmd, 30), 0);
   lg_frame_ring *r = lg_frame_ring_new(W, H, 64);
@@ -224,10 +225,11 @@ static void test_rtmp_listen_accepts_ffmpeg_publish(void **state) {
     lg_ingest_get_status(in, &st);
     assert_int_equal(st.state, LG_INGEST_STATE_WAITING);
     snprintf(cmd, sizeof(cmd),
-             "exec ffmpeg -nostdin -v error -re -f lavfi -i testsrc=size=160x120:rate=15 -t 2.5 "
-             "-c:v libx264 -preset ultrafast -tune zerolatency -g 15 -f flv "
+             "exec ffmpeg -nostdin -v error -re -f lavfi -i testsrc=size=160x120:rate=15 %s "
+             "-t 2.5 -c:v libx264 -preset ultrafast -tune zerolatency -g 15 -f flv "
              "rtmp://127.0.0.1:%d/live/%s",
-             port, round ? "another-key" : "stream");
+             /* the second publisher sends sound too, as OBS always does */
+             round ? "-f lavfi -i sine -c:a aac" : "", port, round ? "another-key" : "stream");
     pid_t pid = st_spawn(cmd);
     assert_true(pid > 0);
     assert_int_equal(wait_first(r, 10.0), 0);
@@ -272,8 +274,9 @@ static void test_rtmp_pull_from_nginx(void **state) {
   assert_non_null(in);
   usleep(800000);
   snprintf(cmd, sizeof(cmd),
-           "exec ffmpeg -nostdin -v error -re -f lavfi -i testsrc=size=160x120:rate=15 -t 8 "
-           "-c:v libx264 -preset ultrafast -tune zerolatency -g 15 -f flv %s",
+           "exec ffmpeg -nostdin -v error -re -f lavfi -i testsrc=size=160x120:rate=15 "
+           "-f lavfi -i sine -t 8 -c:v libx264 -preset ultrafast -tune zerolatency -g 15 "
+           "-c:a aac -f flv %s",
            uri);
   pid_t pub = st_spawn(cmd);
   double t_pub = lg_now();
