@@ -253,6 +253,11 @@ static void op_get_status(void *user, lg_ctl_status *st) {
   snprintf(st->decoder, sizeof st->decoder, "%s", s->cfg.model.decoder);
   st->width = s->W;
   st->height = s->H;
+  if (s->webrtc) {
+    lg_webrtc_stats ws;
+    lg_webrtc_get_stats(s->webrtc, &ws);
+    st->viewers = ws.viewers_connected; /* the server adds its WebSocket viewers */
+  }
 }
 
 /* /ws/publish (lws thread): JPEG into the ws ingest, if that is the input. */

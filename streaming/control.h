@@ -65,7 +65,8 @@ typedef struct lg_ctl_status {
   char input[LG_CTL_INPUT_MAX];
   double fps_in, fps_out, latency_ms;
   uint64_t dropped, frames_in, frames_out;
-  int viewers;
+  int viewers; /* the service fills viewers the server does not see (WHEP); the server adds
+                  its /ws/stream viewers */
   double ttff_s;
   char gpu_name[128];
   double mem_used_mb, mem_total_mb;

@@ -29,7 +29,7 @@ static const struct {
 static const struct {
   const char *name, *help;
 } gauge_def[LG_GAUGE_COUNT] = {
-    [LG_GAUGE_VIEWERS] = {"livegen_viewers", "Connected stream viewers."},
+    [LG_GAUGE_VIEWERS] = {"livegen_viewers", "Connected WebSocket stream viewers."},
     [LG_GAUGE_ENCODER_BITRATE] = {"livegen_encoder_bitrate_bps",
                                   "Output encoder bitrate over the last second."},
 };

@@ -319,7 +319,7 @@ static int serve_static(lg_server *s, conn *c, const char *uri) {
 static void fill_status(lg_server *s, lg_ctl_status *st) {
   memset(st, 0, sizeof *st);
   if (s->o.control.get_status) s->o.control.get_status(s->o.control.user, st);
-  st->viewers = atomic_load(&s->viewers);
+  st->viewers += atomic_load(&s->viewers); /* the service reports its other viewers (WHEP) */
 }
 
 static void respond_status(lg_server *s, conn *c) {
