@@ -11,9 +11,12 @@
 #include "checkpoint.h"
 #include "kv_policy.h"
 
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* cmd_bench.c */
@@ -21,7 +24,7 @@ int lg_bench_write_random_ckpt(const char *arch, const char *preset, const char 
                                uint64_t seed, lg_dtype dt);
 
 typedef struct pargs {
-  const char *preset, *backend;
+  const char *preset, *backend, *transport;
   int px_w, px_h, steps, kvf, sinks, chunks, balance, threads;
   int ngpus, gpus[4];
   uint64_t seed;
@@ -33,9 +36,11 @@ static void usage(FILE *f) {
           "usage: livegen bench pipeline [--gpus 1,2,4] [--preset tiny|1.3b|14b] [--res WxH]\n"
           "                              [--steps S] [--backend cpu|cuda] [--chunks K]\n"
           "                              [--kv-frames N] [--balance T] [--threads N] [--seed S]\n"
+          "                              [--transport inproc|nccl]\n"
           "Streams K v2v chunks of random latents through the DiT split over N stages (in-process\n"
           "stages on one device) and prints one JSON line per N: time to first frame, ms per\n"
-          "chunk and frames per second once the ring is full, each stage's time.\n");
+          "chunk and frames per second once the ring is full, each stage's time.\n"
+          "--transport nccl: one process per GPU (GPU r = stage r, NCCL) instead.\n");
 }
 
 static lg_wan_dit *load(void *user, int rank) {
@@ -68,33 +73,28 @@ static int noise(void *user, int chunk, int step, float *out, size_t n) {
   return 0;
 }
 
-static int bench_n(const pargs *a, int n) {
-  int rc = 1;
-  char err[512] = "";
-  const int lat_h = a->px_h / 8, lat_w = a->px_w / 8;
+static lg_stages_opts stage_opts(const pargs *a, int n) {
   lg_stages_opts o = {.stream = {.steps = a->steps,
                                  .step_list = {700, 500, 400, 200},
                                  .shift = 8.0,
                                  .kv_frames = a->kvf,
                                  .sink_frames = a->sinks,
                                  .adapt_sink = 0.0,
-                                 .lat_h = lat_h,
-                                 .lat_w = lat_w},
+                                 .lat_h = a->px_h / 8,
+                                 .lat_w = a->px_w / 8},
                       .n = n,
                       .balance_ticks = a->balance};
-  lg_stages_inproc *p = NULL;
-  lg_backend *be = NULL;
+  return o;
+}
+
+/* Streams a->chunks chunks through the ring driven by s0 (latents on be, the backend of
+ * stage 0's device) and prints the JSON line. */
+static int stream_bench(const pargs *a, int n, lg_stage *s0, lg_backend *be, const char *transport,
+                        int devices, double t_load) {
+  int rc = 1;
+  const int lat_h = a->px_h / 8, lat_w = a->px_w / 8;
   lg_tensor lt = {0}, out = {0};
   float *host = NULL, *ctx = NULL;
-  double t_start = lg_now();
-  p = lg_stages_inproc_new(&o, load, (void *)a, err, sizeof err);
-  if (!p) {
-    fprintf(stderr, "livegen bench pipeline: %d stages: %s\n", n, err);
-    return 1;
-  }
-  double t_load = lg_now() - t_start;
-  lg_stage *s0 = lg_stages_inproc_stage0(p);
-  be = !strcmp(a->backend, "cpu") ? lg_backend_new_cpu(1) : lg_backend_new_by_name(a->backend);
   size_t fe = (size_t)lat_h * (size_t)lat_w * 16;
   host = malloc(2 * fe * sizeof(float));
   ctx = calloc((size_t)LG_DIT_TEXT_LEN * 4096, sizeof(float));
@@ -152,12 +152,13 @@ static int bench_n(const pargs *a, int n) {
   lg_stage_times(s0, blk, fx, &measured);
   lg_stage_bounds(s0, bound);
   printf("{\"bench\":\"pipeline\",\"preset\":\"%s\",\"res\":\"%dx%d\",\"latent\":\"%dx%d\","
-         "\"steps\":%d,\"kv_frames\":%d,\"stages\":%d,\"transport\":\"inproc\",\"devices\":1,"
+         "\"steps\":%d,\"kv_frames\":%d,\"stages\":%d,\"transport\":\"%s\",\"devices\":%d,"
          "\"backend\":\"%s\",\"dit_only\":true,\"load_s\":%.2f,\"ttff_ms\":%.2f,"
          "\"chunk_ms\":%.2f,\"fps\":%.2f,\"extra_lag_chunks\":%d,\"steady_chunks\":%d,"
          "\"bounds\":[",
-         a->preset, a->px_w, a->px_h, lat_w, lat_h, a->steps, a->kvf, n, be->ops->name, t_load,
-         ttff * 1e3, chunk_ms, 4.0 * 1e3 / chunk_ms, lg_stage_extra_lag(s0), emitted_steady);
+         a->preset, a->px_w, a->px_h, lat_w, lat_h, a->steps, a->kvf, n, transport, devices,
+         be->ops->name, t_load, ttff * 1e3, chunk_ms, 4.0 * 1e3 / chunk_ms, lg_stage_extra_lag(s0),
+         emitted_steady);
   for (int i = 0; i <= n; i++)
     printf(i ? ",%d" : "%d", bound[i]);
   printf("],\"stage_blocks_ms\":[");
@@ -175,14 +176,105 @@ done:
   lg_tensor_free(&out);
   free(host);
   free(ctx);
+  return rc;
+}
+
+static int bench_n(const pargs *a, int n) {
+  char err[512] = "";
+  lg_stages_opts o = stage_opts(a, n);
+  double t_start = lg_now();
+  lg_stages_inproc *p = lg_stages_inproc_new(&o, load, (void *)a, err, sizeof err);
+  if (!p) {
+    fprintf(stderr, "livegen bench pipeline: %d stages: %s\n", n, err);
+    return 1;
+  }
+  double t_load = lg_now() - t_start;
+  lg_backend *be =
+      !strcmp(a->backend, "cpu") ? lg_backend_new_cpu(1) : lg_backend_new_by_name(a->backend);
+  int rc = be ? stream_bench(a, n, lg_stages_inproc_stage0(p), be, "inproc", 1, t_load) : 1;
   lg_backend_free(&be);
   lg_stages_inproc_free(&p);
+  return rc;
+}
+
+/* One process per GPU (GPU r = rank r), NCCL between them; the children are forked before
+ * this process touches CUDA, and inherit the NCCL id. Not run yet: see docs/MULTIGPU.md. */
+static int bench_nccl(const pargs *a, int n) {
+  char err[512] = "";
+  lg_stages_opts o = stage_opts(a, n);
+  unsigned char id[LG_NCCL_ID_BYTES];
+  lg_ckpt *ck = lg_ckpt_open(a->path, err, sizeof err);
+  lg_wan_dit_config cfg;
+  int rc = ck ? lg_wan_dit_read_config(ck, &cfg, err, sizeof err) : LG_EIO;
+  lg_ckpt_free(&ck);
+  if (rc < 0 || n < 2 || lg_nccl_unique_id(id) < 0) {
+    fprintf(stderr, "livegen bench pipeline: NCCL with %d ranks: %s\n", n,
+            n < 2    ? "needs --gpus 2 or more"
+            : err[0] ? err
+                     : "no NCCL in this build");
+    return 1;
+  }
+  size_t maxp = lg_stages_max_payload(&cfg, &o);
+  pid_t kids[LG_STAGES_MAX] = {0};
+  double t_start = lg_now();
+  fflush(stdout);
+  fflush(stderr);
+  for (int r = 1; r < n; r++) {
+    kids[r] = fork();
+    if (kids[r] == 0) {
+      char name[32];
+      snprintf(name, sizeof name, "cuda:%d", r);
+      pargs ar = *a;
+      ar.backend = name;
+      lg_wan_dit *m = load(&ar, r);
+      lg_transport *t = m ? lg_nccl_transport_new(id, r, n, r, maxp) : NULL;
+      int krc = t ? lg_stages_rank_main(m, &o, t) : 1;
+      lg_transport_free(&t);
+      if (m) {
+        lg_backend *be = lg_wan_dit_backend(m);
+        lg_wan_dit_free(&m);
+        lg_backend_free(&be);
+      }
+      _exit(krc ? 1 : 0);
+    }
+    if (kids[r] < 0) {
+      fprintf(stderr, "livegen bench pipeline: cannot fork rank %d\n", r);
+      n = r; /* wait for the ones started */
+      break;
+    }
+  }
+  pargs a0 = *a;
+  a0.backend = "cuda:0";
+  lg_wan_dit *m = load(&a0, 0);
+  lg_transport *t = m ? lg_nccl_transport_new(id, 0, o.n, 0, maxp) : NULL;
+  lg_stage *s0 = t ? lg_stage_new(m, &o, t, err, sizeof err) : NULL;
+  rc = 1;
+  if (s0 && n == o.n) {
+    rc = stream_bench(a, n, s0, lg_wan_dit_backend(m), "nccl", n, lg_now() - t_start);
+    if (lg_stage_stop(s0) < 0) rc = 1;
+  } else {
+    fprintf(stderr, "livegen bench pipeline: rank 0 could not start: %s\n", err);
+    for (int r = 1; r < n; r++) /* they would wait for rank 0 in NCCL's init */
+      if (kids[r] > 0) kill(kids[r], SIGTERM);
+  }
+  lg_stage_free(&s0);
+  lg_transport_free(&t);
+  if (m) {
+    lg_backend *be = lg_wan_dit_backend(m);
+    lg_wan_dit_free(&m);
+    lg_backend_free(&be);
+  }
+  for (int r = 1; r < n; r++) {
+    int st = 0;
+    if (kids[r] > 0 && (waitpid(kids[r], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st))) rc = 1;
+  }
   return rc;
 }
 
 int lg_bench_pipeline(int argc, char **argv) {
   pargs a = {.preset = "tiny",
              .backend = "cpu",
+             .transport = "inproc",
              .px_w = 256,
              .px_h = 256,
              .steps = 2,
@@ -211,6 +303,8 @@ int lg_bench_pipeline(int argc, char **argv) {
       a.preset = v;
     } else if (!strcmp(k, "--backend")) {
       a.backend = v;
+    } else if (!strcmp(k, "--transport")) {
+      a.transport = v;
     } else if (!strcmp(k, "--res")) {
       if (sscanf(v, "%dx%d", &a.px_w, &a.px_h) != 2) a.px_w = 0;
     } else if (!strcmp(k, "--gpus")) {
@@ -250,10 +344,11 @@ int lg_bench_pipeline(int argc, char **argv) {
   }
   if (a.px_w < 16 || a.px_h < 16 || a.px_w % 16 || a.px_h % 16 || a.px_w > 4096 || a.px_h > 4096 ||
       a.steps < 1 || a.steps > LG_MAX_STEPS || a.chunks < 2 || a.chunks > 100000 || a.kvf < 3 ||
-      a.kvf > LG_KV_MAX_FRAMES || a.ngpus < 1 || a.balance < 0) {
+      a.kvf > LG_KV_MAX_FRAMES || a.ngpus < 1 || a.balance < 0 ||
+      (strcmp(a.transport, "inproc") && strcmp(a.transport, "nccl"))) {
     fprintf(stderr,
             "livegen bench pipeline: bad arguments (res WxH multiples of 16, steps 1..%d, "
-            "--gpus like 1,2,4 with 1..%d each, kv-frames 3..%d)\n",
+            "--gpus like 1,2,4 with 1..%d each, kv-frames 3..%d, transport inproc|nccl)\n",
             LG_MAX_STEPS, LG_STAGES_MAX, LG_KV_MAX_FRAMES);
     return 2;
   }
@@ -267,8 +362,9 @@ int lg_bench_pipeline(int argc, char **argv) {
     return 1;
   }
   int fails = 0;
+  bool nccl = !strcmp(a.transport, "nccl");
   for (int i = 0; i < a.ngpus; i++)
-    fails += bench_n(&a, a.gpus[i]);
+    fails += nccl ? bench_nccl(&a, a.gpus[i]) : bench_n(&a, a.gpus[i]);
   unlink(a.path);
   return fails ? 1 : 0;
 }
