@@ -1,33 +1,17 @@
-/* cuda_attention.cu: the attention op. A flash-attention kernel of our own for bf16 and head
+/* cuda_attention.cu: the attention op. On Hopper, bf16 head dim 128 goes to the wgmma kernel
+ * of cuda_attention_wgmma.cu. Otherwise a flash-attention kernel of our own for bf16 and head
  * dims 64/128 (mma.sync m16n8k16 bf16 -> fp32, online softmax in exp2 form, K/V tiles of 64
  * keys double-buffered through cp.async, ldmatrix fragments), one block of 4 warps per 64
  * queries of one head of one batch row, keys masked past kv_len[b]; and a plain fp32 kernel
  * (one warp per query) for every other dtype, head dim or alignment.
  * q/k/v/o [B, L, heads, dh] with any batch/row/head strides (K/V batch stride 0 allowed).
  * Runs on the backend's thread. */
-#include "cuda_internal.cuh"
+#include "cuda_attention.cuh"
 
 #include <math.h>
 #include <stdlib.h>
 
-#define ATT_MAX_B 64
 #define ATT_BN 64 /* keys per tile */
-
-typedef struct att_params {
-  const void *q, *k, *v;
-  void *o;
-  int64_t qb, ql, qh, kb, kl, kh, vb, vl, vh, ob, ol, oh; /* strides in elements */
-  int Lq, Lk, nh, dh;
-  float scale_log2; /* scale * log2(e) */
-  int dt;           /* fallback kernel: dtypes */
-  int qdt, kdt, vdt, odt;
-  int kv_len[ATT_MAX_B];
-  int B, nsplit, tps; /* split-KV: nsplit blocks per (query tile, head, row), tps tiles each */
-  float *part_o;      /* [nsplit][B][Lq][nh][dh] fp32, when nsplit > 1 */
-  float *part_ml;     /* [nsplit][B][Lq][nh][2] (max in log2 units, sum) */
-  const float *bias;  /* attention_bias: [nh, Lq, Lk] f32 logit bias, or NULL */
-  int64_t bias_h, bias_q;
-} att_params;
 
 /* ---------------------------------------------------------------- fallback (any dtype) */
 template <int NPER> __global__ void k_attn_ref(att_params p) {
@@ -518,15 +502,20 @@ template <int D> __global__ void k_flash_combine(att_params p) {
     op[lane + 32 * j] = __float2bfloat16_rn(acc[j] * inv);
 }
 
-/* Key splits: 1 (none) unless LG_ATTN_SPLIT says N, or 0 for the count that best fills the
- * last wave of blocks. Measured on H100 for the 1.3B chunk: splitting did not pay (2 or 4
- * splits 27 ms vs 25 ms of attention per 2-step chunk), so it is off by default. */
+/* Process-wide overrides of the knobs below (lg_cuda_attn_set_kernel; tests and benchmarks). */
+static int g_attn_kernel = 0, g_attn_split = -2;
+
+/* Key splits: LG_ATTN_SPLIT=N, or 0 for the count that best fills the last wave of blocks;
+ * -1 when unset (the mma.sync kernels then take 1, no split: measured on H100 for the 1.3B
+ * chunk, 2 or 4 splits took 27 ms vs 25 ms of attention per 2-step chunk; the wgmma kernel
+ * takes its automatic choice). */
 static int attn_split_env(void) {
-  static int v = -1;
-  if (v < 0) {
+  static int v = -2;
+  if (g_attn_split != -2) return g_attn_split;
+  if (v == -2) {
     const char *e = getenv("LG_ATTN_SPLIT");
-    v = e ? atoi(e) : 1;
-    if (v < 0 || v > 8) v = 1;
+    v = e ? atoi(e) : -1;
+    if (v < -1 || v > 8) v = -1;
   }
   return v;
 }
@@ -562,6 +551,7 @@ static int launch_flash(lg_backend *be, att_params &p, int B) {
       maxn = p.kv_len[b] > maxn ? p.kv_len[b] : maxn;
     int ntiles = (maxn + ATT_BN - 1) / ATT_BN;
     int ns = attn_split_env();
+    if (ns < 0) ns = 1;
     if (!ns) ns = pick_split(qt * p.nh * B, MINB * c->sm_count, ntiles);
     if (ns > 1 && B * ns > 65535) ns = 1;
     p.B = B;
@@ -604,14 +594,48 @@ static int attn_warps(void) {
   return w;
 }
 
-/* LG_ATTN_KERNEL=1 (16 queries per warp) or 2 (32 per warp, Q in shared memory). */
+/* LG_ATTN_KERNEL=1 (mma.sync, 16 queries per warp), 2 (32 per warp, Q in shared memory) or 3
+ * (wgmma, Hopper); unset: 3 where the device runs it, else 1. */
 static int attn_kernel(void) {
   static int k = 0;
+  if (g_attn_kernel) return g_attn_kernel;
   if (!k) {
     const char *e = getenv("LG_ATTN_KERNEL");
-    k = e && atoi(e) == 2 ? 2 : 1;
+    int v = e ? atoi(e) : 3;
+    k = v == 1 || v == 2 ? v : 3;
   }
   return k;
+}
+
+/* Tests and benchmarks (declared where used): kernel 1|2|3 or 0 for the default; split N >= 0
+ * as LG_ATTN_SPLIT, -1 for the kernel's default, -2 to follow the environment again. */
+extern "C" void lg_cuda_attn_set_kernel(int kernel, int split) {
+  g_attn_kernel = kernel >= 1 && kernel <= 3 ? kernel : 0;
+  g_attn_split = split >= -2 && split <= 8 ? split : -2;
+}
+
+/* Tests: 1 when attention with bf16 head dim 128 runs the wgmma kernel on this device, 0 when
+ * the device is no Hopper (compute capability 9.0), -1 when it is one but the kernel cannot
+ * run (the sm_90a image not loaded). */
+extern "C" int lg_cuda_attn_wgmma_active(lg_backend *be) {
+  int dev = 0, major = 0, minor = 0;
+  if (lg_cuda_attn_wgmma_ok(be)) return 1;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+    return -1;
+  return major == 9 && minor == 0 ? -1 : 0;
+}
+
+int lg_cuda_attn_combine128(lg_backend *be, const att_params &p) {
+  int err = 0;
+  lg_cuda *c = lg_cu(be);
+  int64_t warps = (int64_t)p.B * p.Lq * p.nh;
+  k_flash_combine<128><<<(unsigned)((warps + 7) / 8), 256, 0, c->stream>>>(p);
+  CUDA_LAUNCH_CHECK();
+  return 0;
+fail:
+  return err;
 }
 
 /* attention, or attention_bias when bias ([nh, Lq, Lk] f32) is given: the bias path runs the
@@ -647,7 +671,7 @@ static int attention_impl(lg_backend *be, lg_tensor *o, const lg_tensor *q, cons
     p.Lq = (int)q->ne[1], p.Lk = (int)k->ne[1], p.nh = (int)q->ne[2], p.dh = (int)q->ne[3];
     p.scale_log2 = scale * 1.4426950408889634f;
     p.qdt = q->dtype, p.kdt = k->dtype, p.vdt = v->dtype, p.odt = o->dtype;
-    p.dt = 0;
+    p.dt = 0, p.wg_dbg = 0;
     p.B = B, p.nsplit = 1, p.tps = 1, p.part_o = NULL, p.part_ml = NULL;
     p.bias = NULL, p.bias_h = p.bias_q = 0;
     if (bias) {
@@ -671,6 +695,10 @@ static int attention_impl(lg_backend *be, lg_tensor *o, const lg_tensor *q, cons
     bool aligned = al16(q->data, p.qb, p.ql, p.qh) && al16(k->data, p.kb, p.kl, p.kh) &&
                    al16(v->data, p.vb, p.vl, p.vh) && al16(o->data, p.ob, p.ol, p.oh);
     if (bf && aligned && p.dh == 128 && !bias) {
+      if (attn_kernel() == 3 && lg_cuda_attn_wgmma_ok(be)) {
+        int ns = attn_split_env();
+        return lg_cuda_attn_wgmma(be, p, ns < 0 ? 0 : ns);
+      }
       if (attn_kernel() == 2) {
         if (attn_warps() == 2) return launch_flash2<128, 2>(c, p, B);
         if (attn_warps() == 3) return launch_flash2<128, 3>(c, p, B);

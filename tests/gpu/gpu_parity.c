@@ -5,7 +5,8 @@
  * the CUDA op's arithmetic and its bf16 output, not the input rounding. Outputs on the GPU are
  * poisoned (NaN) first, so an unwritten element fails. Error = ||gpu - cpu|| / ||cpu||.
  * Prints one table row per check and exits 1 if any fails (2 if no GPU).
- * Usage: lg_gpu_tests [filter-substring] | --perf (times the row ops at the DiT's sizes).
+ * Usage: lg_gpu_tests [filter-substring] | --perf (times the row ops at the DiT's sizes) |
+ * --attn-perf (attention TFLOP/s per kernel at the DiT's shapes).
  * Main thread only; run by tests/gpu/run. */
 #include "kv_cache.h"
 #include "lg_backend.h"
@@ -22,6 +23,12 @@
 /* Defined in pipeline/cmd_bench.c: writes random weights for lg_model_spec(arch, preset). */
 int lg_bench_write_random_ckpt(const char *arch, const char *preset, const char *path,
                                uint64_t seed, lg_dtype dt);
+
+/* Defined in cuda/cuda_attention.cu: attention kernel override (1 mma.sync, 3 wgmma, 0
+ * default; split N, -1 the kernel's default, -2 the environment) and whether the wgmma kernel
+ * runs here (1 yes, 0 no Hopper, -1 Hopper but not loaded). */
+void lg_cuda_attn_set_kernel(int kernel, int split);
+int lg_cuda_attn_wgmma_active(lg_backend *be);
 
 static lg_backend *g_cpu, *g_gpu;
 static lg_rng g_rng;
@@ -395,8 +402,37 @@ static void t_conv(void) {
        5,
        7,
        8,
+/* The wgmma kernel (Hopper, bf16, head dim 128) on the DiT's shapes and their tails: 12 heads,
+ * Lq 1560 (one latent frame, 13 query tiles, the last part-full) and 37, kv_len 9360 / 3120 /
+ * 77 / 0 (a row with no keys gives zeros), K/V shared by the rows (batch stride 0), and the
+ * key split (its combine pass, and splits that get no keys). */
+static void t_attn_wgmma(void) {
+  int act = lg_cuda_attn_wgmma_active(g_gpu);
+  row("attention wgmma kernel loaded", act == 1 ? "sm_90a" : "not Hopper", 0, 0,
+      act < 0 ? LG_ENOTSUP : 0);
+  if (act != 1) return;
+  for (int sp = 1; sp <= 2; sp++) {
+    lg_cuda_attn_set_kernel(3, sp);
+    char nm[64];
+    int32_t k1[2] = {9360, 3120}, k2[2] = {77, 0}, k3[2] = {0, 9360};
+    snprintf(nm, sizeof nm, "attention wgmma kv 9360/3120 s%d", sp);
+    t_attn_case(nm, 2, 1560, 9360, 12, 128, k1, false, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma kv 77/0 s%d", sp);
+    t_attn_case(nm, 2, 1560, 9360, 12, 128, k2, false, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma Lq37 kv 0/9360 s%d", sp);
+    t_attn_case(nm, 2, 37, 9360, 12, 128, k3, false, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma cross shared s%d", sp);
+    t_attn_case(nm, 2, 1560, 512, 12, 128, NULL, true, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma Lq37 shared kv77 s%d", sp);
+    int32_t k4[2] = {77, 3};
+    t_attn_case(nm, 2, 37, 512, 12, 128, k4, true, LG_BF16);
+  }
+  lg_cuda_attn_set_kernel(0, -2);
+}
+
        12,
        3,
+  t_attn_wgmma();
        3,
        3,
        {.pad_t_front = 2, .pad_h = {1, 1}, .pad_w = {1, 1}}},
@@ -739,7 +775,8 @@ static void perf_ops(void) {
 
 int main(int argc, char **argv) {
   bool perf = argc > 1 && !strcmp(argv[1], "--perf");
-  g_filter = argc > 1 && !perf ? argv[1] : NULL;
+  bool aperf = argc > 1 && !strcmp(argv[1], "--attn-perf");
+  g_filter = argc > 1 && !perf && !aperf ? argv[1] : NULL;
   lg_log_set_level(LG_LOG_WARN);
   if (lg_cuda_device_count() < 1) {
     fprintf(stderr, "lg_gpu_tests: no CUDA device\n");
@@ -752,8 +789,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   lg_rng_seed(&g_rng, 20261124);
-  if (perf) {
-    perf_ops();
+  if (perf || aperf) {
+    if (perf) perf_ops();
+    if (aperf) perf_attention();
     lg_backend_free(&g_gpu);
     lg_backend_free(&g_cpu);
     return 0;
@@ -778,3 +816,63 @@ int main(int argc, char **argv) {
   lg_backend_free(&g_cpu);
   return g_fail ? 1 : 0;
 }
+/* Attention alone on the 1.3B DiT's 2-row chunk shapes (B 2, Lq 1560, 12 heads x 128, bf16):
+ * self over a [2, 9360, 12, 128] cache, all keys valid, and cross over 512 text keys shared
+ * by both rows; per kernel: median of 20 timed calls after 3 warm-ups, TFLOP/s as
+ * 4 * 128 * Lq * keys * heads * B / time. */
+static void perf_attention(void) {
+  const int B = 2, Lq = 1560, nh = 12, dh = 128;
+  int64_t qs[4] = {B, Lq, nh, dh}, ks[4] = {B, 9360, nh, dh}, cs[4] = {1, 512, nh, dh};
+  lg_tensor q, o, k, v, ck, cv;
+  lg_tensor *all[6] = {&q, &o, &k, &v, &ck, &cv};
+  const int64_t *shp[6] = {qs, qs, ks, ks, cs, cs};
+  for (int i = 0; i < 6; i++) {
+    must(lg_tensor_alloc(g_gpu, all[i], LG_BF16, 4, shp[i]), "alloc");
+    int64_t n = lg_tensor_numel(all[i]);
+    float *h = rand_vals(n, -2, 2);
+    must(lg_tensor_upload_f32(all[i], h), "upload");
+    free(h);
+  }
+  struct {
+    const char *nm;
+    int kernel, split;
+  } ks_[4] = {{"mma.sync (kernel 1)", 1, 1},
+              {"wgmma (kernel 3), no split", 3, 1},
+              {"wgmma (kernel 3), auto split", 3, 0},
+              {"wgmma (kernel 3), 2 splits", 3, 2}};
+  int nk = lg_cuda_attn_wgmma_active(g_gpu) == 1 ? 4 : 1;
+  printf("\nattention on %s, B 2, Lq 1560, 12 heads x 128, bf16 (median of 20):\n\n",
+         lg_cuda_device_name(g_gpu));
+  printf("| %-30s | %-22s | %10s | %8s |\n|---|---|---|---|\n", "kernel", "shape", "us", "TFLOP/s");
+  for (int c = 0; c < 2; c++) {
+    int32_t kvl[2] = {9360, 9360};
+    lg_tensor *kk = c ? &ck : &k, *vv = c ? &cv : &v;
+    double keys = c ? 512 : 9360;
+    double flop = 4.0 * dh * Lq * keys * nh * B;
+    for (int i = 0; i < nk; i++) {
+      lg_cuda_attn_set_kernel(ks_[i].kernel, ks_[i].split);
+      float t[20];
+      for (int w = 0; w < 3; w++)
+        must(LG_OP(g_gpu, attention, &o, &q, kk, vv, c ? NULL : kvl, 0.0884f), "attention");
+      for (int it = 0; it < 20; it++) {
+        must(lg_cuda_mark(g_gpu, 4), "mark");
+        must(LG_OP(g_gpu, attention, &o, &q, kk, vv, c ? NULL : kvl, 0.0884f), "attention");
+        must(lg_cuda_mark(g_gpu, 5), "mark");
+        must(lg_cuda_elapsed_ms(g_gpu, 4, 5, &t[it]), "elapsed");
+      }
+      for (int a = 0; a < 20; a++) /* insertion sort for the median */
+        for (int b2 = a; b2 > 0 && t[b2] < t[b2 - 1]; b2--) {
+          float x = t[b2];
+          t[b2] = t[b2 - 1], t[b2 - 1] = x;
+        }
+      double us = 0.5 * (t[9] + t[10]) * 1e3;
+      printf("| %-30s | %-22s | %10.1f | %8.1f |\n", ks_[i].nm,
+             c ? "cross Lk 512 (shared)" : "self kv 9360", us, flop / (us * 1e6));
+      fflush(stdout);
+    }
+  }
+  lg_cuda_attn_set_kernel(0, -2);
+  for (int i = 0; i < 6; i++)
+    lg_tensor_free(all[i]);
+}
+

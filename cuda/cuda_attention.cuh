@@ -1,0 +1,42 @@
+/* cuda_attention.cuh: what the attention files share (cuda_attention.cu: the op, the mma.sync
+ * flash kernels, the fallback and the split-KV combine; cuda_attention_wgmma.cu: the Hopper
+ * wgmma kernel for head dim 128, built for sm_90a only): the kernel parameter block and the
+ * launchers each file offers the other. Only those two .cu files include it. Runs on the
+ * backend's thread. */
+#ifndef LG_CUDA_ATTENTION_CUH
+#define LG_CUDA_ATTENTION_CUH
+
+#include "cuda_internal.cuh"
+
+#define ATT_MAX_B 64
+
+typedef struct att_params {
+  const void *q, *k, *v;
+  void *o;
+  int64_t qb, ql, qh, kb, kl, kh, vb, vl, vh, ob, ol, oh; /* strides in elements */
+  int Lq, Lk, nh, dh;
+  float scale_log2; /* scale * log2(e) */
+  int dt;           /* fallback kernel: dtypes */
+  int qdt, kdt, vdt, odt;
+  int kv_len[ATT_MAX_B];
+  int B, nsplit, tps; /* split-KV: nsplit blocks per (query tile, head, row), tps tiles each */
+  float *part_o;      /* [nsplit][B][Lq][nh][dh] fp32, when nsplit > 1 */
+  float *part_ml;     /* [nsplit][B][Lq][nh][2] (max in log2 units, sum) */
+  const float *bias;  /* attention_bias: [nh, Lq, Lk] f32 logit bias, or NULL */
+  int64_t bias_h, bias_q;
+  int wg_dbg; /* wgmma kernel: 1 swaps the V descriptor's strides (LG_ATTN_WG_DEBUG, bring-up) */
+} att_params;
+
+/* cuda_attention.cu: the split-KV combine pass over p.part_o / p.part_ml into p.o (bf16,
+ * head dim 128). */
+int lg_cuda_attn_combine128(lg_backend *be, const att_params &p);
+
+/* cuda_attention_wgmma.cu: true when the wgmma kernel can run on this device (compute
+ * capability 9.0 and the sm_90a image was the one loaded); probed once, outside graph capture
+ * (false until then). */
+bool lg_cuda_attn_wgmma_ok(lg_backend *be);
+/* The wgmma flash kernel: bf16 q/k/v/o, head dim 128, rows 16-byte aligned. split: key splits
+ * (1 = none, 0 = automatic from the wave count). p.B, p.nsplit, p.tps, p.part_* are set here. */
+int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split);
+
+#endif

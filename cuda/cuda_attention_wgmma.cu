@@ -1,0 +1,433 @@
+/* cuda_attention_wgmma.cu: the Hopper flash-attention kernel for head dim 128, bf16 (built
+ * for sm_90a alone: wgmma and setmaxnreg). FlashAttention-3 style: one block of 3 warpgroups
+ * per 128 queries of one head of one batch row; warpgroup 0 is the producer (cp.async of Q and
+ * of 128-key K/V tiles into 128-byte-swizzled shared memory, STAGES deep, completion and
+ * release through mbarriers), warpgroups 1 and 2 are consumers owning 64 query rows each:
+ * S = Q K^T by wgmma from shared memory (m64n128k16, fp32), online softmax in registers (exp2
+ * form), P converted to bf16 in registers and fed to O += P V as wgmma's register A operand.
+ * Keys at or past kv_len[b] are zero-filled and masked, queries past Lq zero-filled and not
+ * stored; kv_len 0 writes zeros. Optional key split (partials combined by
+ * lg_cuda_attn_combine128). q/k/v/o [B, L, heads, 128] with any 16-byte-aligned strides (K/V
+ * batch stride 0 allowed). Runs on the backend's thread. */
+#include "cuda_attention.cuh"
+
+#include <stdlib.h>
+
+#define WG_BM 128     /* queries per block (2 consumer warpgroups x 64) */
+#define WG_BN 128     /* keys per tile */
+#define WG_TILE 32768 /* bytes of one 128 x 128 bf16 tile */
+
+/* ---------------------------------------------------------------- device helpers (sm_90a) */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ uint32_t wg_smem_u32(const void *p) {
+  return (uint32_t)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void wg_cp16(uint32_t dst, const void *src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void wg_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void wg_wait_group() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+/* cp.async writes are generic-proxy writes; wgmma reads through the async proxy */
+__device__ __forceinline__ void wg_fence_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile("{\n"
+               ".reg .pred done;\n"
+               "WG_WAIT_%=:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+               "@!done bra WG_WAIT_%=;\n"
+               "}\n" ::"r"(bar),
+               "r"(parity)
+               : "memory");
+}
+/* wgmma shared-memory descriptor, 128-byte swizzle (tiles 1024-byte aligned) */
+__device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  uint64_t d = (uint64_t)((addr & 0x3FFFF) >> 4);
+  d |= (uint64_t)((lbo & 0x3FFFF) >> 4) << 16;
+  d |= (uint64_t)((sbo & 0x3FFFF) >> 4) << 32;
+  d |= (uint64_t)1 << 62;
+  return d;
+}
+__device__ __forceinline__ void wg_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wg_commit_mma() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wg_wait_mma() {
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+/* keep the compiler from moving accumulator accesses across wgmma issue / wait */
+__device__ __forceinline__ void wg_reg_fence(float (&d)[64]) {
+#pragma unroll
+  for (int i = 0; i < 64; i++)
+    asm volatile("" : "+f"(d[i])::"memory");
+}
+/* d[64x128] (+)= A[64x16] (shared, K-major) * B[16x128] (shared, K-major: [n][k]) */
+__device__ __forceinline__ void wg_mma_ss(float (&d)[64], uint64_t da, uint64_t db, int acc) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, "
+               "%7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "
+               "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, "
+               "%40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
+               "%56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+                 "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),
+                 "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),
+                 "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+                 "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
+                 "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]),
+                 "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),
+                 "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+                 "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]),
+                 "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),
+                 "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+               : "l"(da), "l"(db), "r"(acc));
+}
+/* d[64x128] += A[64x16] (registers) * B[16x128] (shared, N-major: [k][n], transposed) */
+__device__ __forceinline__ void wg_mma_rs(float (&d)[64], const uint32_t *a, uint64_t db) {
+  asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, "
+               "%7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "
+               "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, "
+               "%40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
+               "%56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, 1, 1, 1, 1;\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+                 "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),
+                 "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),
+                 "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+                 "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
+                 "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]),
+                 "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),
+                 "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+                 "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]),
+                 "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),
+                 "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+__device__ __forceinline__ uint32_t wg_pack(float lo, float hi) {
+  __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *(uint32_t *)&h;
+}
+#endif
+
+/* Shared memory: Q [2 halves of 64 dims][128 rows][128 B], then K[STAGES], V[STAGES] alike,
+ * then the mbarriers; row r's 16-byte chunk c of a half sits at chunk c ^ (r % 8). */
+template <int STAGES> constexpr size_t wg_smem_bytes() {
+  return (size_t)WG_TILE * (1 + 2 * STAGES) + 256 + 1024; /* + barriers + alignment slack */
+}
+
+template <int STAGES, bool SPLIT>
+__global__ void __launch_bounds__(384, 1) k_flash_wg(const __grid_constant__ att_params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char wg_smem_raw[];
+  const uint32_t raw = wg_smem_u32(wg_smem_raw);
+  const uint32_t sQ = (raw + 1023u) & ~1023u;
+  const uint32_t sK = sQ + WG_TILE, sV = sK + STAGES * WG_TILE;
+  const uint32_t bars = sV + STAGES * WG_TILE;
+  const uint32_t barQ = bars;
+  auto barK = [&](int s) { return bars + 8u * (1 + s); };
+  auto barV = [&](int s) { return bars + 8u * (1 + STAGES + s); };
+  auto barE = [&](int s) { return bars + 8u * (1 + 2 * STAGES + s); };
+
+  const int tid = threadIdx.x, wg = tid / 128;
+  const int b = blockIdx.z / p.nsplit, split = blockIdx.z % p.nsplit, h = blockIdx.y;
+  const int q0 = blockIdx.x * WG_BM;
+  const int n = p.kv_len[b];
+  const int t_beg = split * p.tps;
+  const int t_end = min((n + WG_BN - 1) / WG_BN, t_beg + p.tps);
+  const int ntile = t_end > t_beg ? t_end - t_beg : 0;
+
+  if (tid == 0) {
+    mbar_init(barQ, 128);
+    for (int s = 0; s < STAGES; s++) {
+      mbar_init(barK(s), 128);
+      mbar_init(barV(s), 128);
+      mbar_init(barE(s), 8); /* one arrival per consumer warp */
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    /* ------------------------------------------------ producer warpgroup */
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n");
+    if (ntile == 0) return;
+    const int r8 = tid / 16, c = tid % 16; /* 8 rows x 16 chunks per pass */
+    const uint32_t soff = (uint32_t)(c / 8) * (WG_BN * 128) + (uint32_t)r8 * 128 +
+                          (uint32_t)(((c % 8) ^ r8) * 16); /* r % 8 == r8 for every pass */
+    {
+      const __nv_bfloat16 *qp = (const __nv_bfloat16 *)p.q + b * p.qb + h * p.qh + c * 8;
+#pragma unroll 4
+      for (int i = 0; i < 16; i++) {
+        int q = q0 + i * 8 + r8;
+        bool ok = q < p.Lq;
+        wg_cp16(sQ + soff + i * 1024, ok ? qp + (int64_t)q * p.ql : qp, ok ? 16 : 0);
+      }
+      wg_commit();
+    }
+    const __nv_bfloat16 *kp = (const __nv_bfloat16 *)p.k + b * p.kb + h * p.kh + c * 8;
+    const __nv_bfloat16 *vp = (const __nv_bfloat16 *)p.v + b * p.vb + h * p.vh + c * 8;
+    for (int it = 0; it < ntile; it++) {
+      const int s = it % STAGES, key0 = (t_beg + it) * WG_BN;
+      if (it >= STAGES) mbar_wait(barE(s), ((it / STAGES) + 1) & 1);
+#pragma unroll 4
+      for (int i = 0; i < 16; i++) {
+        int key = key0 + i * 8 + r8;
+        bool ok = key < n;
+        wg_cp16(sK + s * WG_TILE + soff + i * 1024, ok ? kp + (int64_t)key * p.kl : kp,
+                ok ? 16 : 0);
+      }
+      wg_commit();
+      /* everything but the K tile just issued has landed: V of the previous tile (or Q) */
+      wg_wait_group<1>();
+      wg_fence_async();
+      if (it == 0)
+        mbar_arrive(barQ);
+      else
+        mbar_arrive(barV((it - 1) % STAGES));
+#pragma unroll 4
+      for (int i = 0; i < 16; i++) {
+        int key = key0 + i * 8 + r8;
+        bool ok = key < n;
+        wg_cp16(sV + s * WG_TILE + soff + i * 1024, ok ? vp + (int64_t)key * p.vl : vp,
+                ok ? 16 : 0);
+      }
+      wg_commit();
+      wg_wait_group<1>(); /* this K tile */
+      wg_fence_async();
+      mbar_arrive(barK(s));
+    }
+    wg_wait_group<0>();
+    wg_fence_async();
+    mbar_arrive(barV((ntile - 1) % STAGES));
+    return;
+  }
+
+  /* -------------------------------------------------- consumer warpgroups */
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n");
+  const int cw = wg - 1, lt = tid % 128, warp = lt / 32, lane = lt % 32;
+  const int g = lane / 4, t = lane % 4;
+  float o[64];
+#pragma unroll
+  for (int i = 0; i < 64; i++)
+    o[i] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  const float sl2 = p.scale_log2;
+  /* V is N-major (transposed B): leading offset = between 64-dim halves, stride = between
+   * 8-key groups */
+  const uint32_t vlbo = p.wg_dbg & 1 ? 1024 : WG_BN * 128, vsbo = p.wg_dbg & 1 ? WG_BN * 128 : 1024;
+  if (ntile > 0) mbar_wait(barQ, 0);
+  const uint32_t qrow = sQ + (uint32_t)cw * 64 * 128;
+  for (int it = 0; it < ntile; it++) {
+    const int s = it % STAGES;
+    const uint32_t par = (it / STAGES) & 1;
+    const int key0 = (t_beg + it) * WG_BN;
+    float sc[64];
+    mbar_wait(barK(s), par);
+    const uint32_t kt = sK + s * WG_TILE;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) {
+      uint32_t off = (uint32_t)(kk / 4) * (WG_BN * 128) + (uint32_t)(kk % 4) * 32;
+      wg_mma_ss(sc, wg_desc(qrow + off, 16, 1024), wg_desc(kt + off, 16, 1024), kk > 0);
+    }
+    wg_commit_mma();
+    wg_wait_mma();
+    wg_reg_fence(sc);
+    if (key0 + WG_BN > n) {
+#pragma unroll
+      for (int nb = 0; nb < 16; nb++) {
+        int key = key0 + nb * 8 + 2 * t;
+        if (key >= n) sc[4 * nb + 0] = sc[4 * nb + 2] = -INFINITY;
+        if (key + 1 >= n) sc[4 * nb + 1] = sc[4 * nb + 3] = -INFINITY;
+      }
+    }
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < 16; nb++) {
+      mx0 = fmaxf(mx0, fmaxf(sc[4 * nb + 0], sc[4 * nb + 1]));
+      mx1 = fmaxf(mx1, fmaxf(sc[4 * nb + 2], sc[4 * nb + 3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0 * sl2), mn1 = fmaxf(m1, mx1 * sl2);
+    const float base0 = mn0 == -INFINITY ? 0.f : mn0, base1 = mn1 == -INFINITY ? 0.f : mn1;
+    const float a0 = exp2f(m0 - base0), a1 = exp2f(m1 - base1);
+    m0 = mn0, m1 = mn1;
+    l0 *= a0, l1 *= a1;
+#pragma unroll
+    for (int nb = 0; nb < 16; nb++) {
+      o[4 * nb + 0] *= a0, o[4 * nb + 1] *= a0;
+      o[4 * nb + 2] *= a1, o[4 * nb + 3] *= a1;
+    }
+    uint32_t pf[32]; /* P as the A operand: 8 k-steps of 16 keys, 4 registers each */
+#pragma unroll
+    for (int nb = 0; nb < 16; nb++) {
+      float e0 = exp2f(fmaf(sc[4 * nb + 0], sl2, -base0));
+      float e1 = exp2f(fmaf(sc[4 * nb + 1], sl2, -base0));
+      float e2 = exp2f(fmaf(sc[4 * nb + 2], sl2, -base1));
+      float e3 = exp2f(fmaf(sc[4 * nb + 3], sl2, -base1));
+      l0 += e0 + e1, l1 += e2 + e3;
+      pf[(nb / 2) * 4 + (nb % 2) * 2 + 0] = wg_pack(e0, e1);
+      pf[(nb / 2) * 4 + (nb % 2) * 2 + 1] = wg_pack(e2, e3);
+    }
+    mbar_wait(barV(s), par);
+    const uint32_t vt = sV + s * WG_TILE;
+    wg_reg_fence(o);
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++)
+      wg_mma_rs(o, pf + 4 * kk, wg_desc(vt + (uint32_t)kk * 2048, vlbo, vsbo));
+    wg_commit_mma();
+    wg_wait_mma();
+    wg_reg_fence(o);
+    if (lane == 0) mbar_arrive(barE(s));
+  }
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  const int r0 = q0 + cw * 64 + warp * 16 + g, r1 = r0 + 8;
+  if (SPLIT) {
+    int64_t row0 = (((int64_t)split * p.B + b) * p.Lq + r0) * p.nh + h;
+    int64_t row1 = row0 + (int64_t)8 * p.nh;
+#pragma unroll
+    for (int nb = 0; nb < 16; nb++) {
+      int col = nb * 8 + 2 * t;
+      if (r0 < p.Lq)
+        *(float2 *)(p.part_o + row0 * 128 + col) = make_float2(o[4 * nb] * i0, o[4 * nb + 1] * i0);
+      if (r1 < p.Lq)
+        *(float2 *)(p.part_o + row1 * 128 + col) =
+            make_float2(o[4 * nb + 2] * i1, o[4 * nb + 3] * i1);
+    }
+    if (t == 0) {
+      if (r0 < p.Lq) *(float2 *)(p.part_ml + 2 * row0) = make_float2(m0, l0);
+      if (r1 < p.Lq) *(float2 *)(p.part_ml + 2 * row1) = make_float2(m1, l1);
+    }
+    return;
+  }
+  __nv_bfloat16 *op = (__nv_bfloat16 *)p.o + b * p.ob + h * p.oh;
+#pragma unroll
+  for (int nb = 0; nb < 16; nb++) {
+    int col = nb * 8 + 2 * t;
+    if (r0 < p.Lq)
+      *(__nv_bfloat162 *)(op + (int64_t)r0 * p.ol + col) =
+          __floats2bfloat162_rn(o[4 * nb] * i0, o[4 * nb + 1] * i0);
+    if (r1 < p.Lq)
+      *(__nv_bfloat162 *)(op + (int64_t)r1 * p.ol + col) =
+          __floats2bfloat162_rn(o[4 * nb + 2] * i1, o[4 * nb + 3] * i1);
+  }
+#endif
+}
+
+/* 1 when this translation unit's sm_90a image is the one the device loaded */
+__global__ void k_wg_probe(int *out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  *out = 1;
+#else
+  *out = 0;
+#endif
+}
+
+#define WG_STAGES 2
+
+bool lg_cuda_attn_wgmma_ok(lg_backend *be) {
+  static int ok = -1;
+  if (ok < 0 && lg_cu(be)->capturing) return false; /* the probe syncs: not while capturing */
+  if (ok < 0) {
+    int err = 0, dev = 0, major = 0, minor = 0, h = 0, *d = NULL;
+    ok = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    if (major != 9 || minor != 0) return false;
+    CUDA_CHECK(cudaMalloc(&d, sizeof(int)));
+    k_wg_probe<<<1, 1>>>(d);
+    CUDA_LAUNCH_CHECK();
+    CUDA_CHECK(cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<WG_STAGES, false>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)wg_smem_bytes<WG_STAGES>()));
+    CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<WG_STAGES, true>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)wg_smem_bytes<WG_STAGES>()));
+    ok = h == 1;
+    if (!ok) LG_WARN(LG_CUDA_MOD, "attention: the sm_90a image was not loaded; no wgmma kernel");
+  fail:
+    if (d) cudaFree(d);
+    if (err) LG_WARN(LG_CUDA_MOD, "attention: wgmma probe failed (%d); mma.sync kernel used", err);
+  }
+  return ok == 1;
+}
+
+/* Key splits for the wgmma kernel: 1 block per SM, so the last wave of
+ * ceil(Lq/128) * heads * B blocks is often part-empty; split the keys when that pays. */
+static int wg_pick_split(int blocks, int slots, int ntiles) {
+  int best = 1;
+  double best_cost = 1e30;
+  for (int ns = 1; ns <= 4; ns++) {
+    if (ns > 1 && (ntiles + ns - 1) / ns < 4) break;
+    double waves = (double)((blocks * ns + slots - 1) / slots);
+    double cost = waves / ns + (ns > 1 ? 0.1 : 0.0); /* combine pass */
+    if (cost < best_cost - 1e-9) best = ns, best_cost = cost;
+  }
+  return best;
+}
+
+int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split) {
+  int err = 0;
+  lg_cuda *c = lg_cu(be);
+  const int B = p.B;
+  int qt = (p.Lq + WG_BM - 1) / WG_BM, maxn = 0;
+  for (int b = 0; b < B; b++)
+    maxn = p.kv_len[b] > maxn ? p.kv_len[b] : maxn;
+  int ntiles = (maxn + WG_BN - 1) / WG_BN;
+  static int dbg = -1;
+  if (dbg < 0) {
+    const char *e = getenv("LG_ATTN_WG_DEBUG");
+    dbg = e ? atoi(e) : 0;
+  }
+  p.wg_dbg = dbg;
+  int ns = split > 0 ? split : wg_pick_split(qt * p.nh * B, c->sm_count, ntiles);
+  if (ns > 1 && (ntiles < ns || B * ns > 65535)) ns = 1;
+  p.nsplit = ns;
+  p.tps = ns > 1 ? (ntiles + ns - 1) / ns : (ntiles > 0 ? ntiles : 1);
+  if (ns > 1) {
+    size_t rows = (size_t)B * p.Lq * p.nh * ns;
+    size_t ob = (rows * 128 * 4 + 255) & ~(size_t)255;
+    uint8_t *scr = (uint8_t *)lg_cuda_scratch(be, ob + rows * 8);
+    LG_CHECK(scr, LG_ENOMEM, LG_CUDA_MOD, "attention: no scratch for %d key splits", ns);
+    p.part_o = (float *)scr;
+    p.part_ml = (float *)(scr + ob);
+  }
+  {
+    dim3 grid(qt, p.nh, B * ns);
+    size_t smem = wg_smem_bytes<WG_STAGES>();
+    if (ns > 1)
+      k_flash_wg<WG_STAGES, true><<<grid, 384, smem, c->stream>>>(p);
+    else
+      k_flash_wg<WG_STAGES, false><<<grid, 384, smem, c->stream>>>(p);
+    CUDA_LAUNCH_CHECK();
+    if (ns > 1) LG_TRY(lg_cuda_attn_combine128(be, p));
+  }
+  return 0;
+fail:
+  return err;
+}
