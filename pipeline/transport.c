@@ -27,7 +27,7 @@ typedef struct queue {
 struct lg_inproc_group {
   int size, depth;
   size_t max_payload;
-  bool closed;
+  int closed;         /* set once by close (atomic: read under each queue's own mutex) */
   queue *q;           /* [size*2]: q[rank*2 + dir], dir 0 = arriving from PREV, 1 = from NEXT */
   bool *in_use;       /* [size] endpoints handed out */
   pthread_mutex_t mu; /* guards in_use */
@@ -76,7 +76,7 @@ void lg_inproc_group_close(lg_inproc_group *g) {
   if (!g) return;
   for (int i = 0; i < g->size * 2; i++) {
     pthread_mutex_lock(&g->q[i].mu);
-    g->closed = true; /* read under each queue's mutex */
+    __atomic_store_n(&g->closed, 1, __ATOMIC_SEQ_CST);
     pthread_cond_broadcast(&g->q[i].cv);
     pthread_mutex_unlock(&g->q[i].mu);
   }
@@ -133,9 +133,9 @@ static int ip_send(lg_transport *t, lg_peer to, const void *hdr, const lg_tensor
   }
   queue *q = send_queue(t, to);
   pthread_mutex_lock(&q->mu);
-  while (!e->g->closed && q->count == e->g->depth)
+  while (!__atomic_load_n(&e->g->closed, __ATOMIC_SEQ_CST) && q->count == e->g->depth)
     pthread_cond_wait(&q->cv, &q->mu);
-  if (e->g->closed) {
+  if (__atomic_load_n(&e->g->closed, __ATOMIC_SEQ_CST)) {
     pthread_mutex_unlock(&q->mu);
     return LG_EEOF;
   }
@@ -168,9 +168,9 @@ static int ip_recv_hdr(lg_transport *t, lg_peer from, void *hdr, size_t *bytes) 
     LG_ERR("transport", "recv_hdr: the previous message's payload was not received");
     return LG_EINVAL;
   }
-  while (!e->g->closed && q->count == 0)
+  while (!__atomic_load_n(&e->g->closed, __ATOMIC_SEQ_CST) && q->count == 0)
     pthread_cond_wait(&q->cv, &q->mu);
-  if (e->g->closed) {
+  if (__atomic_load_n(&e->g->closed, __ATOMIC_SEQ_CST)) {
     pthread_mutex_unlock(&q->mu);
     return LG_EEOF;
   }
