@@ -138,6 +138,8 @@ typedef struct outputs {
   int emitted_at[CHUNKS]; /* push index that emitted the chunk */
 } outputs;
 
+static int g_reset_at = -1; /* push index before which both runners reset (-1: never) */
+
 static double scale_of(int c) {
   return 0.7 + 0.02 * (c % 5);
 }
@@ -158,7 +160,11 @@ static void run_stream(double adapt, outputs *o) {
   lg_tensor out;
   assert_int_equal(lg_tensor_alloc(be, &out, be->act_dtype, 4, sh2), 0);
   for (int c = 0; c < CHUNKS; c++) {
-    int F = c == 0 ? 2 : 1;
+    if (c == g_reset_at) {
+      assert_int_equal(lg_stream_reset(s), 0);
+      memset(o, 0, sizeof *o);
+    }
+    int F = c == 0 || c == g_reset_at ? 2 : 1;
     latent(c, host, F);
     lg_tensor lt = tu_tensor(be, be->act_dtype, 4, F == 2 ? sh2 : sh1, host);
     int chunk = -1;
@@ -202,7 +208,11 @@ static void run_pipe(int n, const int *bound, int max_layers, double adapt, cons
   for (int c = 0; c < CHUNKS; c++) {
     for (int i = 0; i < nmv; i++)
       if (mv[i].at == c) assert_int_equal(lg_stage_move_boundary(s0, mv[i].k, mv[i].delta), 0);
-    int F = c == 0 ? 2 : 1;
+    if (c == g_reset_at) {
+      assert_int_equal(lg_stage_reset(s0), 0);
+      memset(o, 0, sizeof *o);
+    }
+    int F = c == 0 || c == g_reset_at ? 2 : 1;
     latent(c, host, F);
     lg_tensor lt = tu_tensor(be, be->act_dtype, 4, F == 2 ? sh2 : sh1, host);
     int chunk = -1;
@@ -290,6 +300,18 @@ static void test_balancer_moves_and_keeps_bits(void **state) {
   run_pipe(2, b2, 0, 0.0, NULL, 0, 2, &g_got, fb);
   assert_int_equal(same_bits(&g_ref, &g_got, 2), CHUNKS - 3);
   assert_true(fb[1] < 5);
+}
+
+static void test_reset_mid_stream(void **state) {
+  (void)state;
+  /* a reset with batches in flight: they are drained, every stage's cache is cleared and the
+   * next push is a first chunk again, as in the single-stage stream */
+  g_reset_at = 6;
+  run_stream(0.0, &g_ref);
+  run_pipe(2, NULL, 0, 0.0, NULL, 0, 0, &g_got, NULL);
+  g_reset_at = -1;
+  assert_true(g_ref.have[0] && g_ref.emitted_at[0] == 6);
+  assert_int_equal(same_bits(&g_ref, &g_got, 2), 5);
 }
 
 static bool same_chunks(const outputs *a, const outputs *b) {
@@ -445,6 +467,7 @@ int main(void) {
       cmocka_unit_test(test_two_and_three_stages_bit_exact),
       cmocka_unit_test(test_moves_keep_bits),
       cmocka_unit_test(test_balancer_moves_and_keeps_bits),
+      cmocka_unit_test(test_reset_mid_stream),
       cmocka_unit_test(test_adaptive_sinks_one_stage),
       cmocka_unit_test(test_nccl_id_file_and_env),
   };
