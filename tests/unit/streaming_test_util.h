@@ -48,15 +48,45 @@ static inline void st_rmdir(const char *dir) {
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* Children still running, so that a failed assertion (cmocka jumps out of the test) does
+ * not leave an nginx or ffmpeg behind: st_kill_all runs at exit. */
+static pid_t st_children[64];
+
+static inline void st_forget(pid_t pid) {
+  for (int i = 0; i < 64; i++)
+    if (st_children[i] == pid) st_children[i] = 0;
+}
+
+static inline void st_kill_all(void) {
+  for (int i = 0; i < 64; i++)
+    if (st_children[i] > 0) {
+      kill(-st_children[i], SIGKILL);
+      waitpid(st_children[i], NULL, 0);
+      st_children[i] = 0;
+    }
+}
+
 /* Starts `sh -c cmd` in a new process group; returns its pid (> 0) or -1. */
 static inline pid_t st_spawn(const char *cmd) {
+  static int registered;
+  if (!registered) {
+    atexit(st_kill_all);
+    registered = 1;
+  }
   pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);
   }
-  if (pid > 0) setpgid(pid, pid);
+  if (pid > 0) {
+    setpgid(pid, pid);
+    for (int i = 0; i < 64; i++)
+      if (st_children[i] == 0) {
+        st_children[i] = pid;
+        break;
+      }
+  }
   return pid;
 }
 
@@ -69,11 +99,15 @@ static inline int st_wait(pid_t pid, double timeout_s) {
     int status = 0;
     pid_t r = waitpid(pid, &status, WNOHANG);
     if (r == pid) {
+      st_forget(pid);
       if (WIFEXITED(status)) return WEXITSTATUS(status);
       if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
       return -1;
     }
-    if (r < 0) return -1;
+    if (r < 0) {
+      st_forget(pid);
+      return -1;
+    }
     clock_gettime(CLOCK_MONOTONIC, &t);
     if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) * 1e-9 > timeout_s)
       return -1;
