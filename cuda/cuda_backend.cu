@@ -68,8 +68,8 @@ void lg_cuda_prof_end(lg_backend *be, lg_cuda_prof_class cls, int op) {
 }
 
 static const char *const op_names[LG_OP_COUNT] = {
-    "copy",     "matmul",    "unary",  "axpby",     "layer_norm", "rms_norm",  "channel_rms_norm",
-    "modulate", "gated_add", "rope3d", "attention", "conv3d",     "upsample2x"};
+    "copy",     "matmul",    "unary",  "axpby",     "layer_norm", "rms_norm",   "channel_rms_norm",
+    "modulate", "gated_add", "rope3d", "attention", "conv3d",     "upsample2x", "qk_norm_rope"};
 
 /* ------------------------------------------------------------------ memory */
 
@@ -562,6 +562,10 @@ PROF_WRAP(LG_CUDA_PROF_ATTN, LG_OP_ATTENTION, attention_bias,
           (lg_backend * be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
            const lg_tensor *v, const lg_tensor *bias, const int32_t *kv_len, float scale),
           (be, o, q, k, v, bias, kv_len, scale))
+PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_QK_NORM_ROPE, qk_norm_rope,
+          (lg_backend * be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F, int64_t H,
+           int64_t W, const int32_t *fs),
+          (be, x, w, eps, F, H, W, fs))
 PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_CONV3D, conv3d,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
            const lg_tensor *bias, const lg_conv_opts *o),
@@ -623,6 +627,7 @@ static const lg_backend_ops cuda_ops = {
     /* cosine_mean */ cu_cosine_mean,
     /* sq_diff_sum */ cu_sq_diff_sum,
     /* attention_bias */ cu_attention_bias,
+    /* qk_norm_rope */ cu_qk_norm_rope,
 };
 
 extern "C" int lg_cuda_device_count(void) {
@@ -664,6 +669,12 @@ extern "C" lg_backend *lg_backend_new_cuda(int device) {
   CUDA_CHECK(cudaMemPoolSetAttribute(c->pool, cudaMemPoolAttrReleaseThreshold, &thr));
   CUBLAS_CHECK(cublasLtCreate(&c->lt));
   c->lt_ws_bytes = LT_WS_BYTES;
+  {
+    /* experiment knob: cuBLASLt workspace in MiB (default 32), read once per backend */
+    const char *e = getenv("LG_CUBLASLT_WS_MIB");
+    int mib = e ? atoi(e) : 0;
+    if (mib >= 1 && mib <= 256) c->lt_ws_bytes = (size_t)mib << 20;
+  }
   CUDA_CHECK(cudaMallocFromPoolAsync(&c->lt_ws, c->lt_ws_bytes, c->pool, c->stream));
   CUDA_CHECK(cudaMallocFromPoolAsync((void **)&c->red, 4 * sizeof(double), c->pool, c->stream));
   LG_CHECK(lg_cuda_scratch(be, SCRATCH_INIT), LG_ENOMEM, LG_CUDA_MOD, "no scratch");

@@ -54,6 +54,7 @@ enum {
   LG_OP_ATTENTION,
   LG_OP_CONV3D,
   LG_OP_UPSAMPLE2X,
+  LG_OP_QK_NORM_ROPE,
   LG_OP_COUNT
 };
 
@@ -222,5 +223,8 @@ int lg_cuda_conv3d(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_te
                    const lg_tensor *bias, const lg_conv_opts *o);
 int lg_cuda_copy(lg_backend *be, lg_tensor *y, const lg_tensor *x);
 int lg_cuda_unary_act(lg_backend *be, lg_tensor *y, const lg_tensor *x, lg_act act, float alpha);
+/* fused ops (cuda_fused.cu) */
+int lg_cuda_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F,
+                         int64_t H, int64_t W, const int32_t *frame_start);
 
 #endif

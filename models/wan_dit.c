@@ -74,6 +74,8 @@ struct lg_dit_ws {
   lg_tensor tsin;  /* [max_rf, freq_dim] F32 on the backend: the sinusoid of the staged rows */
   int64_t prep_bf; /* row-frames staged in tsin (0: none) */
   float prep_t[LG_DIT_MAX_ROWS * LG_DIT_MAX_CALL]; /* their timesteps */
+  int64_t ffn_cap;                                 /* tokens per FFN pass at most */
+  bool kv_per_row;                                 /* no batched K/V GEMM over rows */
 };
 
 typedef struct wspec {
@@ -329,15 +331,26 @@ lg_backend *lg_wan_dit_backend(const lg_wan_dit *m) {
   return m->be;
 }
 
-/* Tokens per FFN pass: N split into equal passes of at most ~1024 tokens (a multiple of 64,
- * so never more than FFN_CHUNK_MAX). The hidden [fc, ffn_dim] is the largest activation, so
- * it is not held for all tokens at once; every token's FFN is independent of the others'. */
-#define FFN_CHUNK_MAX 1088
-static int64_t ffn_chunk(int64_t N) {
-  if (N <= FFN_CHUNK_MAX) return N;
-  int64_t passes = (N + 1023) / 1024, fc = (N + passes - 1) / passes;
+/* Tokens per FFN pass: N split into equal passes of at most cap tokens (cap a multiple of
+ * 64; a pass is rounded up to a multiple of 64, so never over cap). The hidden
+ * [fc, ffn_dim] is the largest activation, so it need not be held for all tokens at once;
+ * every token's FFN is independent of the others'. */
+#define FFN_CAP_DEFAULT 1024
+static int64_t ffn_chunk(int64_t N, int64_t cap) {
+  if (N <= cap) return N;
+  int64_t passes = (N + cap - 1) / cap, fc = (N + passes - 1) / passes;
   fc = (fc + 63) / 64 * 64;
   return fc < N ? fc : N;
+}
+
+/* Experiment knobs, read once per workspace: LG_DIT_FFN_TOKENS (tokens per FFN pass, rounded
+ * to 64; default FFN_CAP_DEFAULT), LG_DIT_KV_PER_ROW=1 (one K/V GEMM per row even when rows
+ * share their slots). */
+static int64_t env_int(const char *name, int64_t def, int64_t lo, int64_t hi) {
+  const char *e = getenv(name);
+  if (!e || !*e) return def;
+  long long v = strtoll(e, NULL, 10);
+  return v < lo ? lo : v > hi ? hi : v;
 }
 
 static size_t r256(size_t b) {
@@ -357,7 +370,8 @@ lg_dit_ws *lg_dit_ws_new(lg_wan_dit *m, int max_rf, int lat_h, int lat_w) {
   size_t bf = (size_t)max_rf, N = bf * (size_t)(lat_h / 2) * (size_t)(lat_w / 2);
   /* persistent: the staged sinusoid; forward: e, e0, hidden, then the largest of the time
    * embedding, the blocks (m, hb, q, one FFN chunk) and the head; or the context pass */
-  size_t fc = N < FFN_CHUNK_MAX ? N : FFN_CHUNK_MAX;
+  const int64_t cap = (env_int("LG_DIT_FFN_TOKENS", FFN_CAP_DEFAULT, 64, 1 << 24) + 63) / 64 * 64;
+  size_t fc = N < (size_t)cap ? N : (size_t)cap;
   size_t tsin = r256(bf * (size_t)c->freq_dim * 4);
   size_t t_ph = r256(bf * (size_t)c->freq_dim * es) + 2 * r256(bf * d * es);
   size_t b_ph = r256(bf * 6 * d * es) + 2 * r256(N * d * es) + r256(fc * (size_t)c->ffn_dim * es);
@@ -369,6 +383,8 @@ lg_dit_ws *lg_dit_ws_new(lg_wan_dit *m, int max_rf, int lat_h, int lat_w) {
                3 * r256((size_t)LG_DIT_TEXT_LEN * d * es);
   size_t bytes = tsin + (fwd > ctx ? fwd : ctx) + 4096;
   w->m = m;
+  w->ffn_cap = cap;
+  w->kv_per_row = env_int("LG_DIT_KV_PER_ROW", 0, 0, 1) != 0;
   w->max_rf = max_rf;
   w->lat_h = lat_h;
   w->lat_w = lat_w;
@@ -582,8 +598,8 @@ typedef struct kv_seg {
 /* Splits a forward's cache writes into segments: rows with identical slot lists share
  * segments (the usual case: one segment for the whole batch); within a row, runs of
  * consecutive slots. Returns the count (at most B*F). */
-static int kv_segs(const lg_dit_row *rows, int64_t B, int64_t F, kv_seg *seg) {
-  bool same = true;
+static int kv_segs(const lg_dit_row *rows, int64_t B, int64_t F, bool per_row, kv_seg *seg) {
+  bool same = !per_row;
   for (int64_t b = 1; b < B && same; b++)
     same = !memcmp(rows[b].slot, rows[0].slot, (size_t)F * sizeof rows[0].slot[0]);
   int n = 0;
@@ -658,14 +674,14 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
   /* Buffers, reused within a layer: hb [N,d] holds the modulated input, then the attention
    * output; q [N,d] holds the queries, then the projection output y; fh [fc, ffn] the FFN
    * hidden of fc tokens at a time. K and V go straight into the cache slots (kv_segs). */
-  const int64_t fc = ffn_chunk(N);
+  const int64_t fc = ffn_chunk(N, ws->ffn_cap);
   lg_tensor mm, hb, q, fh;
   LG_TRY(atensor(ws, &mm, ad, BF, 6 * d));
   LG_TRY(atensor(ws, &hb, ad, N, d));
   LG_TRY(atensor(ws, &q, ad, N, d));
   LG_TRY(atensor(ws, &fh, ad, fc, c->ffn_dim));
   kv_seg seg[LG_DIT_MAX_ROWS * LG_DIT_MAX_CALL];
-  const int nseg = kv_segs(rows, B, F, seg);
+  const int nseg = kv_segs(rows, B, F, ws->kv_per_row, seg);
 
   const float scale = 1.0f / sqrtf((float)LG_DIT_HEAD_DIM);
   lg_tensor zero6 = rows_view(&m->zero, 0, 1, 6 * d, 6 * d);

@@ -89,15 +89,18 @@ static int cmp_double(const void *a, const void *b) {
 static void usage(FILE *f) {
   fprintf(f, "usage: livegen bench dit [--preset tiny|1.3b|14b] [--res HxW] [--steps 1|2|4|1,2,4]\n"
              "                        [--kv-frames N] [--frames F] [--iters N] [--warmup N]\n"
-             "                        [--backend cuda|cpu|auto] [--seed S]\n"
+             "                        [--backend cuda|cpu|auto] [--seed S] [--graph 0|1]\n"
              "Times one v2v chunk of the Wan DiT (rows = steps, F latent frames per row, every\n"
-             "row's cache full) on random weights; prints one JSON line.\n");
+             "row's cache full) on random weights; prints one JSON line. With --graph 1 (the\n"
+             "default on CUDA) the forward is also captured once as a CUDA graph and replayed:\n"
+             "ms_* are the replays', eager_ms_* the plain forwards'.\n");
 }
 
 typedef struct bench_args {
   const char *preset, *backend;
   int px_h, px_w, kvf, frames, iters, warmup;
   int nsteps, steps[4];
+  int graph; /* -1: default (on for CUDA) */
   uint64_t seed;
 } bench_args;
 
@@ -112,8 +115,11 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
   lg_kv_cache *kv = NULL;
   lg_tensor x = {0}, vout = {0};
   float *ctx = NULL, *xh = NULL, *vh = NULL;
-  double *ms = NULL;
+  double *ms = NULL, *ms_eager = NULL;
+  lg_cuda_graph *graph = NULL;
+  double graph_err = -1;
   bool cuda = lg_backend_is_cuda(be);
+  const bool use_graph = cuda && a->graph != 0;
   if (cuda) lg_cuda_mem_reset_peak(be);
   ws = lg_dit_ws_new(m, B * frames, lat_h, lat_w);
   kv = lg_wan_dit_cache_new(m, B, kvf, lat_h, lat_w);
@@ -150,7 +156,8 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
       rows[b].slot[f] = kvf - frames + f;
   }
   ms = calloc((size_t)iters, sizeof *ms);
-  if (!ms) goto done;
+  ms_eager = calloc((size_t)iters, sizeof *ms_eager);
+  if (!ms || !ms_eager) goto done;
   double host_ms = 0;
   for (int i = 0; i < a->warmup; i++)
     if (lg_wan_dit_forward(m, ws, kv, &x, rows, &vout) < 0 || be->ops->sync(be) < 0) goto done;
@@ -166,6 +173,47 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
     } else {
       if (be->ops->sync(be) < 0) goto done;
       ms[i] = (lg_now() - h0) * 1e3;
+    }
+  }
+  memcpy(ms_eager, ms, (size_t)iters * sizeof *ms);
+  if (use_graph) {
+    /* stage the uploads, capture one forward, replay: the same cache slots are written with
+     * the same values each time, so the output must equal the eager one */
+    int64_t n = lg_tensor_numel(&vout);
+    float *ve = malloc((size_t)n * sizeof *ve), *vg = malloc((size_t)n * sizeof *vg);
+    int rc = ve && vg ? lg_tensor_download_f32(&vout, ve) : LG_ENOMEM;
+    if (!rc) rc = lg_wan_dit_prepare(m, ws, rows, B, frames);
+    if (!rc) rc = lg_cuda_capture_begin(be);
+    if (!rc) {
+      int rc2 = lg_wan_dit_forward(m, ws, kv, &x, rows, &vout);
+      rc = lg_cuda_capture_end(be, &graph);
+      if (rc2) rc = rc2;
+    }
+    for (int i = 0; !rc && i < a->warmup; i++)
+      rc = lg_cuda_graph_launch(be, graph);
+    for (int i = 0; !rc && i < iters; i++) {
+      float e = 0;
+      rc = lg_cuda_mark(be, 0);
+      if (!rc) rc = lg_cuda_graph_launch(be, graph);
+      if (!rc) rc = lg_cuda_mark(be, 1);
+      if (!rc) rc = lg_cuda_elapsed_ms(be, 0, 1, &e);
+      ms[i] = e;
+    }
+    if (!rc) rc = lg_tensor_download_f32(&vout, vg);
+    if (!rc) {
+      double num = 0, den = 0;
+      for (int64_t i = 0; i < n; i++) {
+        double dd = (double)vg[i] - ve[i];
+        num += dd * dd, den += (double)ve[i] * ve[i];
+      }
+      graph_err = den > 0 ? sqrt(num / den) : sqrt(num);
+    }
+    free(ve);
+    free(vg);
+    if (rc) {
+      fprintf(stderr, "livegen bench dit: CUDA graph capture/replay failed (%s)\n",
+              lg_strerror(rc));
+      goto done;
     }
   }
   double split[LG_CUDA_PROF_N] = {0}, op_ms[32];
@@ -191,8 +239,11 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
     }
   }
   qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
+  qsort(ms_eager, (size_t)iters, sizeof *ms_eager, cmp_double);
   double med = iters % 2 ? ms[iters / 2] : 0.5 * (ms[iters / 2 - 1] + ms[iters / 2]);
   double p90 = ms[(int)((iters - 1) * 0.9)];
+  double emed =
+      iters % 2 ? ms_eager[iters / 2] : 0.5 * (ms_eager[iters / 2 - 1] + ms_eager[iters / 2]);
   /* FLOPs, MODELS.md 6 */
   const double d = cfg->dim, ff = cfg->ffn_dim, L = cfg->layers;
   const double tpf = (double)(lat_h / 2) * (lat_w / 2), tokens = B * frames * tpf;
@@ -208,11 +259,14 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
   bool have_mem = cuda && lg_cuda_mem_stats(be, &peak, &now) == 0;
   printf("{\"bench\":\"dit\",\"preset\":\"%s\",\"res\":\"%dx%d\",\"latent\":\"%dx%d\","
          "\"tokens_per_frame\":%d,\"rows\":%d,\"frames_per_row\":%d,\"kv_frames\":%d,"
-         "\"backend\":\"%s\",\"device\":\"%s\",\"iters\":%d,\"cuda_graph\":false,"
-         "\"ms_median\":%.3f,\"ms_min\":%.3f,\"ms_p90\":%.3f,\"tflop\":%.3f,"
+         "\"backend\":\"%s\",\"device\":\"%s\",\"iters\":%d,\"cuda_graph\":%s,"
+         "\"ms_median\":%.3f,\"ms_min\":%.3f,\"ms_p90\":%.3f,\"eager_ms_median\":%.3f,"
+         "\"eager_ms_min\":%.3f,\"tflop\":%.3f,"
          "\"tflop_linear\":%.3f,\"tflop_attention\":%.3f,\"tflops\":%.1f,",
          a->preset, a->px_h, a->px_w, lat_h, lat_w, (int)tpf, B, frames, kvf, be->ops->name, dev,
-         iters, med, ms[0], p90, tflop, fl_lin * 1e-12, fl_att * 1e-12, tflops);
+         iters, use_graph ? "true" : "false", med, ms[0], p90, emed, ms_eager[0], tflop,
+         fl_lin * 1e-12, fl_att * 1e-12, tflops);
+  if (use_graph) printf("\"graph_vs_eager_rel\":%.3g,", graph_err);
   if (roof > 0)
     printf("\"roofline_tflops\":%.0f,\"roofline_frac\":%.3f,", roof, tflops / roof);
   else
@@ -237,11 +291,15 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
   printf("\"attn_kernel\":\"%s\",\"attn_warps\":\"%s\",\"attn_split\":\"%s\","
          "\"host_enqueue_ms\":%.3f,",
          ak ? ak : "default", aw ? aw : "default", as ? as : "auto", host_ms);
+  printf("\"ws_mib\":%.1f,\"kv_mib\":%.1f,", lg_dit_ws_bytes(ws) / 1048576.0,
+         lg_kv_cache_bytes(kv) / 1048576.0);
   printf("\"load_s\":%.1f}\n", t_load);
   fflush(stdout);
   err = 0;
 done:
+  lg_cuda_graph_free(&graph);
   free(ms);
+  free(ms_eager);
   free(ctx);
   free(xh);
   free(vh);
@@ -263,6 +321,7 @@ static int bench_dit(int argc, char **argv) {
                   .warmup = 3,
                   .nsteps = 1,
                   .steps = {2},
+                  .graph = -1,
                   .seed = 42};
   for (int i = 1; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -315,6 +374,8 @@ static int bench_dit(int argc, char **argv) {
       a.warmup = atoi(v);
     else if (!strcmp(k, "--seed"))
       a.seed = strtoull(v, NULL, 10);
+    else if (!strcmp(k, "--graph"))
+      a.graph = atoi(v) != 0;
     else {
       fprintf(stderr, "livegen bench dit: unknown option %s\n", k);
       usage(stderr);

@@ -337,6 +337,37 @@ static void t_rope(void) {
   }
 }
 
+/* Fused ops (cuda/cuda_fused.cu) against the CPU backend's composition (cpu/lg_fused.c). */
+static void t_fused(void) {
+  if (!want("fused")) return;
+  /* qk_norm_rope: contiguous [B,L,nh,dh] (the DiT's q), a strided view with a batch stride
+   * (K written into a cache slot), head_dim 40 and a token of 2560 (the composed path) */
+  struct {
+    int64_t B, F, H, W, nh, dh, extra; /* extra: tokens before/after the view per row */
+    int32_t fs[2];
+  } cs[] = {{2, 1, 6, 10, 12, 128, 0, {10, 11}},
+            {2, 2, 3, 5, 3, 128, 7, {0, 37}},
+            {1, 2, 3, 5, 4, 40, 3, {5, 0}},
+            {2, 1, 3, 5, 20, 128, 0, {2, 49}}};
+  for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+    int64_t L = cs[k].F * cs[k].H * cs[k].W, D = cs[k].nh * cs[k].dh, cap = L + 2 * cs[k].extra;
+    int64_t sh[4] = {cs[k].B, cap, cs[k].nh, cs[k].dh}, wsh[1] = {D};
+    pair x = mk(LG_BF16, 4, sh, -2, 2), w = mk(LG_BF16, 1, wsh, 0.5f, 1.5f);
+    lg_tensor xc, xg;
+    int64_t ne[4] = {cs[k].B, L, cs[k].nh, cs[k].dh}, nb[4] = {cap * D, D, cs[k].dh, 1};
+    view2(&x, &xc, &xg, 4, ne, nb, cs[k].extra * D);
+    int rc = lg_backend_qk_norm_rope(g_gpu, &xg, &w.g, 1e-6f, cs[k].F, cs[k].H, cs[k].W, cs[k].fs);
+    if (!rc)
+      rc = lg_backend_qk_norm_rope(g_cpu, &xc, &w.c, 1e-6f, cs[k].F, cs[k].H, cs[k].W, cs[k].fs);
+    char shape[64];
+    snprintf(shape, sizeof shape, "[%lld,%lld,%lld,%lld] in %lld rows", (long long)cs[k].B,
+             (long long)L, (long long)cs[k].nh, (long long)cs[k].dh, (long long)cap);
+    /* the whole buffer: tokens outside the view must be untouched on both sides */
+    row("qk_norm_rope", shape, rc ? 0 : rel_err(&x.g, &x.c), TOL_NORM, rc);
+    pfree(&x), pfree(&w);
+  }
+}
+
 /* q [B,Lq,nh,dh] contiguous; K/V views [B,cap,nh,dh] of a [B,cap+3,nh,dh] buffer (or one
  * shared row); kv_len per row. */
 static void t_attn_case(const char *nm, int B, int Lq, int cap, int nh, int dh, const int32_t *kvl,
@@ -371,8 +402,37 @@ static void t_attn_bias(void) {
   pfree(&q), pfree(&k), pfree(&v), pfree(&b), pfree(&o);
 }
 
+/* The wgmma kernel (Hopper, bf16, head dim 128) on the DiT's shapes and their tails: 12 heads,
+ * Lq 1560 (one latent frame, 13 query tiles, the last part-full) and 37, kv_len 9360 / 3120 /
+ * 77 / 0 (a row with no keys gives zeros), K/V shared by the rows (batch stride 0), and the
+ * key split (its combine pass, and splits that get no keys). */
+static void t_attn_wgmma(void) {
+  int act = lg_cuda_attn_wgmma_active(g_gpu);
+  row("attention wgmma kernel loaded", act == 1 ? "sm_90a" : "not Hopper", 0, 0,
+      act < 0 ? LG_ENOTSUP : 0);
+  if (act != 1) return;
+  for (int sp = 1; sp <= 2; sp++) {
+    lg_cuda_attn_set_kernel(3, sp);
+    char nm[64];
+    int32_t k1[2] = {9360, 3120}, k2[2] = {77, 0}, k3[2] = {0, 9360};
+    snprintf(nm, sizeof nm, "attention wgmma kv 9360/3120 s%d", sp);
+    t_attn_case(nm, 2, 1560, 9360, 12, 128, k1, false, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma kv 77/0 s%d", sp);
+    t_attn_case(nm, 2, 1560, 9360, 12, 128, k2, false, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma Lq37 kv 0/9360 s%d", sp);
+    t_attn_case(nm, 2, 37, 9360, 12, 128, k3, false, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma cross shared s%d", sp);
+    t_attn_case(nm, 2, 1560, 512, 12, 128, NULL, true, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma Lq37 shared kv77 s%d", sp);
+    int32_t k4[2] = {77, 3};
+    t_attn_case(nm, 2, 37, 512, 12, 128, k4, true, LG_BF16);
+  }
+  lg_cuda_attn_set_kernel(0, -2);
+}
+
 static void t_attention(void) {
   if (!want("attention")) return;
+  t_attn_wgmma();
   t_attn_bias();
   int32_t kvl[2] = {150, 93};
   t_attn_case("attention flash d128 kv_len", 2, 77, 150, 3, 128, kvl, false, LG_BF16);
@@ -402,37 +462,8 @@ static void t_conv(void) {
        5,
        7,
        8,
-/* The wgmma kernel (Hopper, bf16, head dim 128) on the DiT's shapes and their tails: 12 heads,
- * Lq 1560 (one latent frame, 13 query tiles, the last part-full) and 37, kv_len 9360 / 3120 /
- * 77 / 0 (a row with no keys gives zeros), K/V shared by the rows (batch stride 0), and the
- * key split (its combine pass, and splits that get no keys). */
-static void t_attn_wgmma(void) {
-  int act = lg_cuda_attn_wgmma_active(g_gpu);
-  row("attention wgmma kernel loaded", act == 1 ? "sm_90a" : "not Hopper", 0, 0,
-      act < 0 ? LG_ENOTSUP : 0);
-  if (act != 1) return;
-  for (int sp = 1; sp <= 2; sp++) {
-    lg_cuda_attn_set_kernel(3, sp);
-    char nm[64];
-    int32_t k1[2] = {9360, 3120}, k2[2] = {77, 0}, k3[2] = {0, 9360};
-    snprintf(nm, sizeof nm, "attention wgmma kv 9360/3120 s%d", sp);
-    t_attn_case(nm, 2, 1560, 9360, 12, 128, k1, false, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma kv 77/0 s%d", sp);
-    t_attn_case(nm, 2, 1560, 9360, 12, 128, k2, false, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma Lq37 kv 0/9360 s%d", sp);
-    t_attn_case(nm, 2, 37, 9360, 12, 128, k3, false, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma cross shared s%d", sp);
-    t_attn_case(nm, 2, 1560, 512, 12, 128, NULL, true, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma Lq37 shared kv77 s%d", sp);
-    int32_t k4[2] = {77, 3};
-    t_attn_case(nm, 2, 37, 512, 12, 128, k4, true, LG_BF16);
-  }
-  lg_cuda_attn_set_kernel(0, -2);
-}
-
        12,
        3,
-  t_attn_wgmma();
        3,
        3,
        {.pad_t_front = 2, .pad_h = {1, 1}, .pad_w = {1, 1}}},
@@ -580,7 +611,12 @@ static void t_dit(void) {
         {1, {2, 1}, {{1}, {0}}, {1, 0}, {700, 500}},
         {2, {4, 3}, {{2, 3}, {1, 2}}, {2, 1}, {500, 400}},
         {1, {4, 4}, {{3}, {3}}, {9, 4}, {400, 200}},
+        /* both rows the same slots (one batched K/V segment), then slots that are not
+         * consecutive and differ per row (one segment per frame) */
+        {2, {4, 4}, {{1, 2}, {1, 2}}, {10, 5}, {300, 300}},
+        {2, {4, 4}, {{3, 1}, {2, 0}}, {12, 7}, {200, 100}},
     };
+    lg_dit_row last[2];
     for (size_t ci = 0; ci < sizeof calls / sizeof calls[0]; ci++) {
       int F = calls[ci].F;
       int64_t sh[5] = {rows, F, lh, lw, 16};
@@ -611,6 +647,38 @@ static void t_dit(void) {
       snprintf(shape, sizeof shape, "B2 F%d %dx%d kv %d/%d", F, lh, lw, calls[ci].kvf[0],
                calls[ci].kvf[1]);
       row(nm, shape, rc ? 0 : rel_err(&g.v, &c.v), TOL_DIT, rc);
+      if (rc) goto done;
+      memcpy(last, r, sizeof r);
+    }
+    /* the last call again on the GPU: eager, then staged (lg_wan_dit_prepare), captured as a
+     * CUDA graph and replayed twice: the same bits (the forward writes the same cache slots
+     * with the same values each time) */
+    {
+      int64_t n = lg_tensor_numel(&g.v);
+      float *ve = malloc((size_t)n * 4), *vr = malloc((size_t)n * 4);
+      lg_cuda_graph *gr = NULL;
+      rc = lg_wan_dit_forward(g.m, g.ws, g.kv, &g.x, last, &g.v);
+      if (!rc) rc = lg_tensor_download_f32(&g.v, ve);
+      if (!rc) rc = lg_wan_dit_prepare(g.m, g.ws, last, rows, g.x.ne[1]);
+      if (!rc) rc = g_gpu->ops->memset0(g_gpu, g.v.data, lg_tensor_nbytes(&g.v));
+      if (!rc) rc = g_gpu->ops->sync(g_gpu);
+      if (!rc) rc = lg_cuda_capture_begin(g_gpu);
+      if (!rc) {
+        int rc2 = lg_wan_dit_forward(g.m, g.ws, g.kv, &g.x, last, &g.v);
+        rc = lg_cuda_capture_end(g_gpu, &gr);
+        if (rc2) rc = rc2;
+      }
+      for (int i = 0; !rc && i < 2; i++)
+        rc = lg_cuda_graph_launch(g_gpu, gr);
+      if (!rc) rc = lg_tensor_download_f32(&g.v, vr);
+      double num = 0, den = 0;
+      for (int64_t i = 0; !rc && i < n; i++) {
+        double d = (double)vr[i] - ve[i];
+        num += d * d, den += (double)ve[i] * ve[i];
+      }
+      row("dit tiny forward: graph == eager", "B2 F2 last call", rc ? 0 : sqrt(num / den), 0.0, rc);
+      lg_cuda_graph_free(&gr);
+      free(ve), free(vr);
       if (rc) goto done;
     }
     /* the caches must agree too: layer 0 and the last layer, K and V, row 1 */
@@ -770,52 +838,11 @@ static void perf_ops(void) {
   PERF_TIME("gated_add gate, group 1560", 3 * B, LG_OP(g_gpu, gated_add, &y, &x, &shf, G));
   PERF_TIME("gated_add plain", 3 * B, LG_OP(g_gpu, gated_add, &y, &x, NULL, 1));
   PERF_TIME("rope3d [2,1560,12,128]", 2 * B, LG_OP(g_gpu, rope3d, &q, 1, 30, 52, fs));
+  PERF_TIME("qk_norm_rope [2,1560,12,128] (fused)", 2 * B,
+            lg_backend_qk_norm_rope(g_gpu, &q, &w, 1e-6f, 1, 30, 52, fs));
   lg_tensor_free(&x), lg_tensor_free(&y), lg_tensor_free(&w), lg_tensor_free(&tab);
 }
 
-int main(int argc, char **argv) {
-  bool perf = argc > 1 && !strcmp(argv[1], "--perf");
-  bool aperf = argc > 1 && !strcmp(argv[1], "--attn-perf");
-  g_filter = argc > 1 && !perf && !aperf ? argv[1] : NULL;
-  lg_log_set_level(LG_LOG_WARN);
-  if (lg_cuda_device_count() < 1) {
-    fprintf(stderr, "lg_gpu_tests: no CUDA device\n");
-    return 2;
-  }
-  g_cpu = lg_backend_new_cpu(0);
-  g_gpu = lg_backend_new_cuda(0);
-  if (!g_cpu || !g_gpu) {
-    fprintf(stderr, "lg_gpu_tests: cannot create the backends\n");
-    return 2;
-  }
-  lg_rng_seed(&g_rng, 20261124);
-  if (perf || aperf) {
-    if (perf) perf_ops();
-    if (aperf) perf_attention();
-    lg_backend_free(&g_gpu);
-    lg_backend_free(&g_cpu);
-    return 0;
-  }
-  printf("lg_gpu_tests on %s: CUDA (bf16) vs CPU (fp32), error = ||gpu-cpu|| / ||cpu||\n\n",
-         lg_cuda_device_name(g_gpu));
-  printf("| %-34s | %-30s | %9s | %7s | %s |\n", "check", "shape", "error", "tol", "result");
-  printf("|%s|%s|%s|%s|%s|\n", "------------------------------------",
-         "--------------------------------", "-----------", "---------", "------");
-  t_copy();
-  t_matmul();
-  t_unary_axpby();
-  t_norms();
-  t_rope();
-  t_attention();
-  t_conv();
-  t_misc();
-  t_graph();
-  t_dit();
-  printf("\n%d checks, %d failed\n", g_run, g_fail);
-  lg_backend_free(&g_gpu);
-  lg_backend_free(&g_cpu);
-  return g_fail ? 1 : 0;
-}
 /* Attention alone on the 1.3B DiT's 2-row chunk shapes (B 2, Lq 1560, 12 heads x 128, bf16):
  * self over a [2, 9360, 12, 128] cache, all keys valid, and cross over 512 text keys shared
  * by both rows; per kernel: median of 20 timed calls after 3 warm-ups, TFLOP/s as
@@ -876,3 +903,47 @@ static void perf_attention(void) {
     lg_tensor_free(all[i]);
 }
 
+int main(int argc, char **argv) {
+  bool perf = argc > 1 && !strcmp(argv[1], "--perf");
+  bool aperf = argc > 1 && !strcmp(argv[1], "--attn-perf");
+  g_filter = argc > 1 && !perf && !aperf ? argv[1] : NULL;
+  lg_log_set_level(LG_LOG_WARN);
+  if (lg_cuda_device_count() < 1) {
+    fprintf(stderr, "lg_gpu_tests: no CUDA device\n");
+    return 2;
+  }
+  g_cpu = lg_backend_new_cpu(0);
+  g_gpu = lg_backend_new_cuda(0);
+  if (!g_cpu || !g_gpu) {
+    fprintf(stderr, "lg_gpu_tests: cannot create the backends\n");
+    return 2;
+  }
+  lg_rng_seed(&g_rng, 20261124);
+  if (perf || aperf) {
+    if (perf) perf_ops();
+    if (aperf) perf_attention();
+    lg_backend_free(&g_gpu);
+    lg_backend_free(&g_cpu);
+    return 0;
+  }
+  printf("lg_gpu_tests on %s: CUDA (bf16) vs CPU (fp32), error = ||gpu-cpu|| / ||cpu||\n\n",
+         lg_cuda_device_name(g_gpu));
+  printf("| %-34s | %-30s | %9s | %7s | %s |\n", "check", "shape", "error", "tol", "result");
+  printf("|%s|%s|%s|%s|%s|\n", "------------------------------------",
+         "--------------------------------", "-----------", "---------", "------");
+  t_copy();
+  t_matmul();
+  t_unary_axpby();
+  t_norms();
+  t_rope();
+  t_fused();
+  t_attention();
+  t_conv();
+  t_misc();
+  t_graph();
+  t_dit();
+  printf("\n%d checks, %d failed\n", g_run, g_fail);
+  lg_backend_free(&g_gpu);
+  lg_backend_free(&g_cpu);
+  return g_fail ? 1 : 0;
+}
