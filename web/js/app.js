@@ -116,8 +116,16 @@ function startWsOutput() {
   p.addEventListener('problem', (ev) => showError(ev.detail.message));
   p.addEventListener('state', render);
   p.addEventListener('frame', onFirstFrame);
+  p.addEventListener('config', fitScreen);
   app.output = p;
   p.start();
+}
+
+/** Shapes a video box like the stream in it, so there are no black bars. */
+function fitScreen(ev) {
+  const { width, height } = ev.detail.config;
+  const screen = ev.target.canvas.closest('.screen');
+  if (screen && width > 0 && height > 0) screen.style.aspectRatio = `${width} / ${height}`;
 }
 
 async function startWhepOutput() {
@@ -167,6 +175,7 @@ function setSplit(on) {
   if (on && !app.input) {
     app.input = new WsPlayer(el.inputCanvas, wsUrl(location, '/ws/stream?source=input'));
     app.input.addEventListener('problem', (ev) => showError(`Input view: ${ev.detail.message}`));
+    app.input.addEventListener('config', fitScreen);
     app.input.start();
   } else if (!on && app.input) {
     app.input.stop();
