@@ -95,9 +95,10 @@ static void wake(lg_webrtc *w) {
 
 /* Finds the first video m-line; for WHEP also its H.264 payload type (packetization-mode=1
  * preferred). 0, or LG_EFORMAT with the reason logged. */
-static int check_offer(const char *sdp, size_t n, lg_sdp_kind kind, int *pt_out) {
+static int check_offer(const char *sdp, size_t n, lg_sdp_kind kind, const char *profile,
+                       int *pt_out) {
   GstSDPMessage *msg = NULL;
-  int err = LG_EFORMAT, pt = -1, pt_any = -1;
+  int err = LG_EFORMAT, pt = -1, best = -1;
   if (!sdp || n == 0 || n > LG_SERVER_BODY_MAX || strlen(sdp) != n) goto fail;
   if (gst_sdp_message_new_from_text(sdp, &msg) != GST_SDP_OK || !msg) goto fail;
   const GstSDPMedia *video = NULL;
@@ -113,6 +114,8 @@ static int check_offer(const char *sdp, size_t n, lg_sdp_kind kind, int *pt_out)
     goto fail;
   }
   if (kind == LG_SDP_WHEP) {
+    /* Best H.264 format: packetization-mode=1 first (rtph264pay fragments large NAL units,
+     * which mode 0 forbids), then the profile our encoder produces (profile_idc, 2 hex). */
     for (guint i = 0; i < gst_sdp_media_formats_len(video); i++) {
       int fmt = atoi(gst_sdp_media_get_format(video, i));
       GstCaps *caps = gst_sdp_media_get_caps_from_media(video, fmt);
@@ -120,13 +123,17 @@ static int check_offer(const char *sdp, size_t n, lg_sdp_kind kind, int *pt_out)
       const GstStructure *s = gst_caps_get_structure(caps, 0);
       const char *enc = gst_structure_get_string(s, "encoding-name");
       const char *pm = gst_structure_get_string(s, "packetization-mode");
+      const char *plid = gst_structure_get_string(s, "profile-level-id");
       if (enc && g_ascii_strcasecmp(enc, "H264") == 0) {
-        if (pt_any < 0) pt_any = fmt;
-        if (pt < 0 && pm && strcmp(pm, "1") == 0) pt = fmt;
+        int score = (pm && strcmp(pm, "1") == 0) * 4 +
+                    (profile && plid && g_ascii_strncasecmp(plid, profile, 2) == 0) * 2;
+        if (score > best) {
+          best = score;
+          pt = fmt;
+        }
       }
       gst_caps_unref(caps);
     }
-    if (pt < 0) pt = pt_any;
     if (pt < 0 || pt > 127) {
       LG_WARN(MOD, "WHEP offer does not accept H.264");
       goto fail;
@@ -831,7 +838,14 @@ int lg_webrtc_offer(void *wp, lg_sdp_kind kind, uint64_t req, const char *offer_
       (kind == LG_SDP_WHIP && (!w->o.ingest || !atomic_load(&w->whip_on))) ||
       (kind != LG_SDP_WHEP && kind != LG_SDP_WHIP))
     return LG_ENOTSUP;
-  if (check_offer(offer_sdp, n, kind, &pt) < 0) return LG_EFORMAT;
+  char profile[3] = ""; /* profile_idc of our stream from "avc1.PPCCLL", if known */
+  if (kind == LG_SDP_WHEP) {
+    lg_stream_info info;
+    if (lg_packet_ring_get_info(w->o.packets, &info) && strncmp(info.codec, "avc1.", 5) == 0 &&
+        strlen(info.codec) >= 7)
+      memcpy(profile, info.codec + 5, 2);
+  }
+  if (check_offer(offer_sdp, n, kind, profile[0] ? profile : NULL, &pt) < 0) return LG_EFORMAT;
   session *s = calloc(1, sizeof(*s));
   if (!s) return LG_ENOMEM;
   s->offer = strndup(offer_sdp, n);
