@@ -260,6 +260,11 @@ static void test_whep_viewers(void **state) {
   st_source src = {
       .ring = ring, .width = 160, .height = 120, .fps = 25, .keyint = 50, .frames = 25 * 40};
   assert_int_equal(st_source_start(&src), 0);
+  lg_stream_info info; /* the encoder described its stream (profile) before viewers come */
+  double info_end = lg_now() + 10;
+  while (lg_packet_ring_get_info(ring, &info) == 0 && lg_now() < info_end)
+    usleep(20000);
+  assert_true(info.version > 0);
   lg_webrtc_opts o = {
       .packets = ring, .want_keyframe = want_key, .keyframe_user = &src, .peer_timeout_s = 4};
   snprintf(o.local_addresses, sizeof(o.local_addresses), "127.0.0.1");
