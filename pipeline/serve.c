@@ -577,6 +577,18 @@ static void *gpu_main(void *arg) {
     }
     lg_engine_stats es;
     lg_engine_get_stats(e, &es);
+    pthread_mutex_lock(&s->mu);
+    bool paused_now = s->paused;
+    pthread_mutex_unlock(&s->mu);
+    if (n_out > 0 && paused_now) {
+      /* Paused while this chunk ran: the picture freezes where the viewer saw it pause, so
+       * these frames are not shown (they would be stale after resume anyway). */
+      if (ct.n) {
+        ct.head = (ct.head + 1) % CAP_FIFO;
+        ct.n--;
+      }
+      n_out = 0;
+    }
     if (n_out > 0) {
       double cap = ct.n ? ct.cap[ct.head] : cap_oldest;
       if (ct.n) {

@@ -257,6 +257,18 @@ static void test_control(void **state) {
   j = get_json("/api/v1/status", &st);
   assert_string_equal(json_string_value(json_object_get(j, "state")), "paused");
   json_decref(j);
+  /* Frozen: no new engine frames while paused, even from a chunk that was running. */
+  struct timespec settle = {0, 200 * 1000000};
+  nanosleep(&settle, NULL);
+  j = get_json("/api/v1/status", &st);
+  json_int_t out_a = json_integer_value(json_object_get(json_object_get(j, "stats"), "frames_out"));
+  json_decref(j);
+  struct timespec hold = {2, 0};
+  nanosleep(&hold, NULL);
+  j = get_json("/api/v1/status", &st);
+  json_int_t out_b = json_integer_value(json_object_get(json_object_get(j, "stats"), "frames_out"));
+  json_decref(j);
+  assert_int_equal(out_a, out_b);
   ws_client_send(&c, "{\"type\":\"resume\"}", 17, false);
   j = next_of(&c, "ack", 5);
   assert_non_null(j);
