@@ -180,8 +180,13 @@ typedef struct lg_backend_ops {
    * w [nh*dh] (eps), then 3D RoPE exactly as rope3d. */
   int (*qk_norm_rope)(lg_backend *be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F,
                       int64_t H, int64_t W, const int32_t *frame_start);
+  /* out[i] = cosine_mean(a[i], b[i]) for i < n, with one host sync for all of them. */
+  int (*cosine_mean_n)(lg_backend *be, double *out, int n, const lg_tensor *a, const lg_tensor *b);
 } lg_backend_ops;
 
+/* be->ops->cosine_mean_n, or cosine_mean per pair (same values). 0 or LG_E*. */
+int lg_backend_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor *a,
+                             const lg_tensor *b);
 /* be->ops->qk_norm_rope, or rms_norm over each token followed by rope3d. 0 or LG_E*. */
 int lg_backend_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F,
                             int64_t H, int64_t W, const int32_t *frame_start);

@@ -1,4 +1,4 @@
-/* lg_fused.c: the fused ops of lg_backend_ops (qk_norm_rope): each wrapper calls the
+/* lg_fused.c: the fused ops of lg_backend_ops (qk_norm_rope, cosine_mean_n): each wrapper calls the
  * backend's fused kernel when it has one, else composes the plain ops, which is what the CPU
  * backend does (so its results are those of the unfused sequence, bit for bit). Runs on the
  * thread that owns the backend. */
@@ -22,4 +22,18 @@ int lg_backend_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, fl
   int err = be->ops->rms_norm(be, &r, &r, w, eps);
   if (err) return err;
   return be->ops->rope3d(be, x, F, H, W, frame_start);
+}
+
+int lg_backend_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor *a,
+                             const lg_tensor *b) {
+  if (!be || !out || n < 0 || (n > 0 && (!a || !b))) {
+    LG_ERR("fused", "cosine_mean_n: bad arguments (n %d)", n);
+    return LG_EINVAL;
+  }
+  if (be->ops->cosine_mean_n) return be->ops->cosine_mean_n(be, out, n, a, b);
+  for (int i = 0; i < n; i++) {
+    int err = be->ops->cosine_mean(be, &out[i], &a[i], &b[i]);
+    if (err) return err;
+  }
+  return 0;
 }

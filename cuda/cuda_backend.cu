@@ -628,6 +628,7 @@ static const lg_backend_ops cuda_ops = {
     /* sq_diff_sum */ cu_sq_diff_sum,
     /* attention_bias */ cu_attention_bias,
     /* qk_norm_rope */ cu_qk_norm_rope,
+    /* cosine_mean_n */ lg_cuda_cosine_mean_n,
 };
 
 extern "C" int lg_cuda_device_count(void) {

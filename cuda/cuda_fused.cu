@@ -6,6 +6,9 @@
  *   angles as in cuda_norm.cu (formed and range-reduced in double, fast float sincos), the
  *   frequencies in shared memory.
  *   Other dtypes, layouts or widths over QNR_MAXC*256 compose rms_norm + rope3d.
+ * - cosine_mean_n: many cosine_mean pairs (the adaptive-sink measurement: every layer, K and
+ *   V, every sink) accumulated in device doubles and downloaded with one sync instead of one
+ *   per pair.
  * Runs on the backend's thread. */
 #include "cuda_internal.cuh"
 
@@ -162,6 +165,76 @@ int lg_cuda_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float
                      c->stream>>>((__nv_bfloat16 *)x->data,
                                   w ? (const __nv_bfloat16 *)w->data : NULL, ntok, p);
     CUDA_LAUNCH_CHECK();
+  }
+  return 0;
+fail:
+  return err;
+}
+
+/* ---- cosine_mean_n: every pair's cosine_mean into one device array, one download ---- */
+
+__device__ __forceinline__ double cos_block_sum(double v, double *sh) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  __syncthreads();
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  double t = threadIdx.x < blockDim.x / 32 ? sh[threadIdx.x] : 0.0;
+  if (w == 0)
+    for (int o = 16; o > 0; o >>= 1)
+      t += __shfl_xor_sync(0xffffffffu, t, o);
+  return t; /* valid in thread 0 */
+}
+
+/* One block per row: acc += cos(a[r], b[r]) (torch cosine_similarity, eps 1e-8 per norm). */
+__global__ void k_cos_acc(double *acc, const void *a, int adt, lg_rows ar, const void *b, int bdt,
+                          lg_rows br, int64_t d) {
+  __shared__ double sh[32];
+  const int64_t r = blockIdx.x, ao = lg_row_off(ar, r), bo = lg_row_off(br, r);
+  double ab = 0, aa = 0, bb = 0;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    double x = lg_ld(a, adt, ao + i), y = lg_ld(b, bdt, bo + i);
+    ab += x * y, aa += x * x, bb += y * y;
+  }
+  ab = cos_block_sum(ab, sh);
+  aa = cos_block_sum(aa, sh);
+  bb = cos_block_sum(bb, sh);
+  if (threadIdx.x == 0) atomicAdd(acc, ab / (fmax(sqrt(aa), 1e-8) * fmax(sqrt(bb), 1e-8)));
+}
+
+int lg_cuda_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor *a,
+                          const lg_tensor *b) {
+  int err = 0;
+  lg_cuda *c = lg_cu(be);
+  double *acc = NULL;
+  if (n <= 0) return 0;
+  LG_CHECK(!c->capturing, LG_EINVAL, LG_CUDA_MOD, "cosine_mean_n: not during graph capture");
+  for (int i = 0; i < n; i++) {
+    LG_TRY(lg_cuda_check_tensor("cosine_mean_n", "a", &a[i], true));
+    LG_TRY(lg_cuda_check_tensor("cosine_mean_n", "b", &b[i], true));
+    LG_CHECK(lg_tensor_same_shape(&a[i], &b[i]), LG_EINVAL, LG_CUDA_MOD,
+             "cosine_mean_n: pair %d has two shapes", i);
+  }
+  acc = (double *)lg_cuda_scratch(be, (size_t)n * sizeof(double));
+  LG_CHECK(acc, LG_ENOMEM, LG_CUDA_MOD, "cosine_mean_n: no scratch for %d results", n);
+  CUDA_CHECK(cudaMemsetAsync(acc, 0, (size_t)n * sizeof(double), c->stream));
+  for (int i = 0; i < n; i++) {
+    const int64_t rows = lg_tensor_rows(&a[i]);
+    if (rows == 0) continue;
+    LG_CHECK(rows < (1ll << 31), LG_ERANGE, LG_CUDA_MOD, "cosine_mean_n: %lld rows",
+             (long long)rows);
+    k_cos_acc<<<(unsigned)rows, 256, 0, c->stream>>>(acc + i, a[i].data, a[i].dtype,
+                                                     lg_rows_of(&a[i]), b[i].data, b[i].dtype,
+                                                     lg_rows_of(&b[i]), a[i].ne[a[i].ndim - 1]);
+    CUDA_LAUNCH_CHECK();
+  }
+  CUDA_CHECK(
+      cudaMemcpyAsync(out, acc, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost, c->stream));
+  CUDA_CHECK(cudaStreamSynchronize(c->stream));
+  for (int i = 0; i < n; i++) {
+    const int64_t rows = lg_tensor_rows(&a[i]);
+    out[i] = rows ? out[i] / (double)rows : 0.0;
   }
   return 0;
 fail:

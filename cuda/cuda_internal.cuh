@@ -226,5 +226,7 @@ int lg_cuda_unary_act(lg_backend *be, lg_tensor *y, const lg_tensor *x, lg_act a
 /* fused ops (cuda_fused.cu) */
 int lg_cuda_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F,
                          int64_t H, int64_t W, const int32_t *frame_start);
+int lg_cuda_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor *a,
+                          const lg_tensor *b);
 
 #endif

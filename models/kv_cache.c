@@ -36,7 +36,9 @@ lg_kv_cache *lg_kv_cache_new(lg_backend *be, int layers, int dim, int rows, int 
     goto fail;
   }
   c->k = calloc((size_t)layers * 4, sizeof(lg_tensor));
-  if (!c->k) goto fail;
+  c->meas = calloc((size_t)layers * 4 * (size_t)cap_frames, sizeof(lg_tensor));
+  c->meas_v = calloc((size_t)layers * 2 * (size_t)cap_frames, sizeof(double));
+  if (!c->k || !c->meas || !c->meas_v) goto fail;
   c->v = c->k + layers;
   c->ck = c->v + layers;
   c->cv = c->ck + layers;
@@ -69,6 +71,8 @@ void lg_kv_cache_free(lg_kv_cache **pc) {
   lg_kv_cache *c = *pc;
   if (c->mem) c->be->ops->free(c->be, c->mem);
   free(c->k);
+  free(c->meas);
+  free(c->meas_v);
   free(c);
   *pc = NULL;
 }
@@ -118,18 +122,23 @@ int lg_kv_cache_sink_similarity(lg_kv_cache *c, int row, int slot, int n_sinks, 
     LG_ERR("kv", "sink similarity: row %d slot %d sinks %d outside the cache", row, slot, n_sinks);
     return LG_EINVAL;
   }
-  for (int j = 0; j < n_sinks; j++) {
-    double acc = 0.0;
+  /* pairs in the order j, layer, K/V; one sync for all; summed in that order */
+  const int n = n_sinks * c->layers * 2;
+  lg_tensor *a = c->meas, *b = c->meas + (size_t)c->layers * 2 * (size_t)c->cap_frames;
+  for (int j = 0, i = 0; j < n_sinks; j++) {
     for (int l = 0; l < c->layers; l++) {
-      for (int w = 0; w < 2; w++) {
-        lg_tensor a = lg_kv_cache_slot(c, l, w, row, slot);
-        lg_tensor b = lg_kv_cache_slot(c, l, w, row, j);
-        double s = 0.0;
-        int err = LG_OP(c->be, cosine_mean, &s, &a, &b);
-        if (err) return err;
-        acc += s;
+      for (int w = 0; w < 2; w++, i++) {
+        a[i] = lg_kv_cache_slot(c, l, w, row, slot);
+        b[i] = lg_kv_cache_slot(c, l, w, row, j);
       }
     }
+  }
+  int err = lg_backend_cosine_mean_n(c->be, c->meas_v, n, a, b);
+  if (err) return err;
+  for (int j = 0, i = 0; j < n_sinks; j++) {
+    double acc = 0.0;
+    for (int k = 0; k < c->layers * 2; k++)
+      acc += c->meas_v[i++];
     sims[j] = acc / (2.0 * c->layers);
   }
   return 0;

@@ -25,6 +25,8 @@ typedef struct lg_kv_cache {
   lg_tensor *k, *v;   /* [layers] views [rows, cap_tokens, dim] */
   lg_tensor *ck, *cv; /* [layers] views [ctx_len, dim]: cross-attention K (normed) and V */
   int ctx_valid;      /* ck/cv hold a computed context */
+  lg_tensor *meas;    /* [2 * layers * cap_frames] slot views for sink_similarity (a, then b) */
+  double *meas_v;     /* [layers * 2 * cap_frames] its results */
 } lg_kv_cache;
 
 /* NULL on failure (logged). */
@@ -39,7 +41,8 @@ int lg_kv_cache_copy_row(lg_kv_cache *c, int dst, int src);
 /* View of one slot: [frame_tokens, dim]; which 0 = K, 1 = V. */
 lg_tensor lg_kv_cache_slot(const lg_kv_cache *c, int layer, int which, int row, int slot);
 /* sims[j] for j < n_sinks = mean over layers and over {K, V} of the cosine_mean op between
- * the tokens of `slot` and those of sink slot j in `row`. */
+ * the tokens of `slot` and those of sink slot j in `row` (all of them measured with one host
+ * sync, lg_backend_cosine_mean_n; summed on the host in the order j, layer, K/V). */
 int lg_kv_cache_sink_similarity(lg_kv_cache *c, int row, int slot, int n_sinks, double *sims);
 
 #ifdef __cplusplus

@@ -366,6 +366,31 @@ static void t_fused(void) {
     row("qk_norm_rope", shape, rc ? 0 : rel_err(&x.g, &x.c), TOL_NORM, rc);
     pfree(&x), pfree(&w);
   }
+  /* cosine_mean_n: three pairs of different shapes (one a strided row view), vs cosine_mean
+   * on the CPU; the worst relative error of the three values */
+  {
+    int64_t s1[2] = {45, 256}, s2[2] = {7, 1536}, s3[2] = {30, 96};
+    pair a1 = mk(LG_BF16, 2, s1, -1, 1), b1 = mk(LG_BF16, 2, s1, -1, 1);
+    pair a2 = mk(LG_BF16, 2, s2, -1, 1), b2 = mk(LG_BF16, 2, s2, -0.5f, 1.5f);
+    pair a3 = mk(LG_BF16, 2, s3, -1, 1), b3 = mk(LG_BF16, 2, s3, -1, 1);
+    lg_tensor ga[3], gb[3], ca[3], cb[3];
+    int64_t ne[2] = {15, 200}, nb[2] = {3 * 256, 1}; /* every third row, 200 of 256 columns */
+    view2(&a1, &ca[0], &ga[0], 2, ne, nb, 10);
+    view2(&b1, &cb[0], &gb[0], 2, ne, nb, 20);
+    ca[1] = a2.c, ga[1] = a2.g, cb[1] = b2.c, gb[1] = b2.g;
+    ca[2] = a3.c, ga[2] = a3.g, cb[2] = a3.c, gb[2] = a3.g; /* a with itself: 1 */
+    double vg[3] = {0}, vc[3] = {0};
+    int rc = lg_backend_cosine_mean_n(g_gpu, vg, 3, ga, gb);
+    if (!rc) rc = lg_backend_cosine_mean_n(g_cpu, vc, 3, ca, cb);
+    double worst = 0;
+    for (int i = 0; i < 3; i++) {
+      double e = fabs(vg[i] - vc[i]) / fmax(fabs(vc[i]), 1e-3);
+      worst = e > worst || e != e ? e : worst;
+    }
+    row("cosine_mean_n (3 pairs, one strided)", "[15,200] [7,1536] [30,96]", rc ? 0 : worst,
+        TOL_ELEM, rc);
+    pfree(&a1), pfree(&b1), pfree(&a2), pfree(&b2), pfree(&a3), pfree(&b3);
+  }
 }
 
 /* q [B,Lq,nh,dh] contiguous; K/V views [B,cap,nh,dh] of a [B,cap+3,nh,dh] buffer (or one
@@ -411,20 +436,27 @@ static void t_attn_wgmma(void) {
   row("attention wgmma kernel loaded", act == 1 ? "sm_90a" : "not Hopper", 0, 0,
       act < 0 ? LG_ENOTSUP : 0);
   if (act != 1) return;
-  for (int sp = 1; sp <= 2; sp++) {
-    lg_cuda_attn_set_kernel(3, sp);
+  /* kernel 3 (the default: 2 stages, S of the next tile overlapping P V) with and without the
+   * key split, then its variants 4 (3 stages) and 5 (no overlap) on the main shapes */
+  struct {
+    int kernel, split;
+    bool all;
+  } vs[4] = {{3, 1, true}, {3, 2, true}, {4, 2, false}, {5, 1, false}};
+  for (int vi = 0; vi < 4; vi++) {
+    int kn = vs[vi].kernel, sp = vs[vi].split;
+    lg_cuda_attn_set_kernel(kn, sp);
     char nm[64];
-    int32_t k1[2] = {9360, 3120}, k2[2] = {77, 0}, k3[2] = {0, 9360};
-    snprintf(nm, sizeof nm, "attention wgmma kv 9360/3120 s%d", sp);
+    int32_t k1[2] = {9360, 3120}, k2[2] = {77, 0}, k3[2] = {0, 9360}, k4[2] = {77, 3};
+    snprintf(nm, sizeof nm, "attention wgmma%d kv 9360/3120 s%d", kn, sp);
     t_attn_case(nm, 2, 1560, 9360, 12, 128, k1, false, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma kv 77/0 s%d", sp);
-    t_attn_case(nm, 2, 1560, 9360, 12, 128, k2, false, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma Lq37 kv 0/9360 s%d", sp);
+    snprintf(nm, sizeof nm, "attention wgmma%d Lq37 kv 0/9360 s%d", kn, sp);
     t_attn_case(nm, 2, 37, 9360, 12, 128, k3, false, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma cross shared s%d", sp);
+    if (!vs[vi].all) continue;
+    snprintf(nm, sizeof nm, "attention wgmma%d kv 77/0 s%d", kn, sp);
+    t_attn_case(nm, 2, 1560, 9360, 12, 128, k2, false, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma%d cross shared s%d", kn, sp);
     t_attn_case(nm, 2, 1560, 512, 12, 128, NULL, true, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma Lq37 shared kv77 s%d", sp);
-    int32_t k4[2] = {77, 3};
+    snprintf(nm, sizeof nm, "attention wgmma%d Lq37 shared kv77 s%d", kn, sp);
     t_attn_case(nm, 2, 37, 512, 12, 128, k4, true, LG_BF16);
   }
   lg_cuda_attn_set_kernel(0, -2);
@@ -863,11 +895,14 @@ static void perf_attention(void) {
   struct {
     const char *nm;
     int kernel, split;
-  } ks_[4] = {{"mma.sync (kernel 1)", 1, 1},
+  } ks_[7] = {{"mma.sync (kernel 1)", 1, 1},
               {"wgmma (kernel 3), no split", 3, 1},
               {"wgmma (kernel 3), auto split", 3, 0},
-              {"wgmma (kernel 3), 2 splits", 3, 2}};
-  int nk = lg_cuda_attn_wgmma_active(g_gpu) == 1 ? 4 : 1;
+              {"wgmma 3 stages (4), no split", 4, 1},
+              {"wgmma 3 stages (4), auto split", 4, 0},
+              {"wgmma no overlap (5), no split", 5, 1},
+              {"wgmma no overlap (5), auto", 5, 0}};
+  int nk = lg_cuda_attn_wgmma_active(g_gpu) == 1 ? 7 : 1;
   printf("\nattention on %s, B 2, Lq 1560, 12 heads x 128, bf16 (median of 20):\n\n",
          lg_cuda_device_name(g_gpu));
   printf("| %-30s | %-22s | %10s | %8s |\n|---|---|---|---|\n", "kernel", "shape", "us", "TFLOP/s");
