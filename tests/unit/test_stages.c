@@ -86,8 +86,7 @@ static int teardown(void **state) {
 
 /* Each stage thread loads its own backend and model. */
 static lg_wan_dit *load(void *user, int rank) {
-  (void)user;
-  (void)rank;
+  if (user && rank == *(const int *)user) return NULL; /* this rank cannot load its model */
   char err[256];
   lg_backend *be = lg_backend_new_cpu(1);
   lg_ckpt *ck = lg_ckpt_open(g_ckpt, err, sizeof err);
@@ -401,6 +400,12 @@ static void test_refusals(void **state) {
   p = lg_stages_inproc_new(&po, load, NULL, err, sizeof err);
   if (!p) fail_msg("%s", err);
   lg_stage *s0 = lg_stages_inproc_stage0(p);
+  /* a stage thread whose model does not load: the pipeline is refused, nothing hangs */
+  int bad_rank = 1;
+  lg_stages_opts p3 = po;
+  p3.n = 3;
+  assert_null(lg_stages_inproc_new(&p3, load, &bad_rank, err, sizeof err));
+  assert_non_null(strstr(err, "failed to start"));
   /* a move that would leave a stage over max_layers or empty, or a boundary that is not one */
   assert_int_equal(lg_stage_move_boundary(s0, 0, +1), LG_EINVAL);
   assert_int_equal(lg_stage_move_boundary(s0, 1, -1), LG_EINVAL);
