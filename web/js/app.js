@@ -87,16 +87,26 @@ function notice(text) {
   noticeTimer = setTimeout(() => (el.notice.textContent = ''), 6000);
 }
 
+// An error about fields (`keys`: ['steps'], ...) stays until one of them is applied (or 12 s
+// pass): a success elsewhere, e.g. a strength change landing a moment later, keeps it.
 let errorTimer = 0;
-function showError(text) {
+let errorKeys = null;
+function showError(text, keys = null) {
   el.error.textContent = text;
   el.error.hidden = false;
+  errorKeys = keys;
   clearTimeout(errorTimer);
-  errorTimer = setTimeout(clearError, 12000);
+  errorTimer = setTimeout(hideError, 12000);
 }
-function clearError() {
+function hideError() {
   el.error.hidden = true;
   el.error.textContent = '';
+  errorKeys = null;
+}
+/** After a success that concerned `keys` (none: not about a field). */
+function clearError(keys = []) {
+  if (errorKeys && !keys.some((k) => errorKeys.includes(k))) return;
+  hideError();
 }
 
 /* ---------- output and input players ---------- */
@@ -298,7 +308,7 @@ async function applyParams(params, what) {
   const errs = validateParams(params);
   markInvalid(params, errs.length > 0);
   if (errs.length) {
-    showError(errs.join(' '));
+    showError(errs.join(' '), Object.keys(params));
     return false;
   }
   try {
@@ -310,11 +320,11 @@ async function applyParams(params, what) {
       app.view = { ...app.view, params: ack.params };
       syncControls(ack.params);
     }
-    clearError();
+    clearError(Object.keys(params));
     notice(what);
     return true;
   } catch (e) {
-    showError(e.message);
+    showError(e.message, Object.keys(params));
     return false;
   }
 }
