@@ -67,7 +67,8 @@ static const field fields[] = {
     DBL("engine.fps", engine.fps, 1, 240, "output frame rate"),
     INT("engine.threads", engine.threads, 0, 1024, "CPU backend threads (0 = all)"),
     STR("input", input,
-        "test:<pattern>, file:PATH, v4l2:/dev/videoN, rtmp://, srt://, whip, ws, none"),
+        "test:<pattern>, file:PATH, v4l2:/dev/videoN, rtmp://, srt://, rtmp-listen:PORT/APP/KEY, "
+        "whip, ws, none"),
     STR("output.codec", output.codec, "auto, libx264 or h264_nvenc"),
     INT("output.bitrate_kbps", output.bitrate_kbps, 50, 200000, "encoder bitrate"),
     INT("output.keyint", output.keyint, 1, 1000, "frames between keyframes"),
@@ -81,7 +82,6 @@ static const field fields[] = {
     {"server.ice_servers", F_STRLIST, OFF(server.ice_servers),
      sizeof(((lg_config *)0)->server.ice_servers[0]), 0, LG_MAX_ICE, OFF(server.n_ice_servers),
      "stun:/turn: URLs"},
-    INT("server.rtmp_listen_port", server.rtmp_listen_port, 0, 65535, "RTMP publish port (0 off)"),
     STR("log.level", log_level, "error, warn, info or debug"),
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])

@@ -67,13 +67,13 @@ typedef struct lg_server_config {
   int max_viewers;
   char ice_servers[LG_MAX_ICE][512]; /* stun:/turn: URLs */
   int n_ice_servers;
-  int rtmp_listen_port; /* RTMP publish endpoint for OBS/ffmpeg, 0 = off */
 } lg_server_config;
 
 typedef struct lg_config {
   lg_model_config model;
   lg_engine_config engine;
   char input[LG_PATH_MAX]; /* test:<pattern>, file:PATH, v4l2:/dev/videoN, rtmp://, srt://,
+                              rtmp-listen:[HOST:]PORT[/APP/KEY] (OBS/ffmpeg publish here),
                               whip, ws, none (t2v) */
   lg_output_config output;
   lg_server_config server;

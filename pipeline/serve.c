@@ -638,6 +638,11 @@ static int start_ingest(lg_serve *s, const char *uri) {
   lg_frame_ring_reopen(s->ingest_ring);
   lg_ingest *in = lg_ingest_new(uri, s->W, s->H, s->cfg.engine.fps, s->ingest_ring, NULL);
   if (!in) return LG_EINVAL;
+  /* Only a whip input takes a WHIP publisher's frames; others must not mix into its ring. */
+  lg_ingest_kind kind;
+  if (s->webrtc)
+    lg_webrtc_set_whip_enabled(s->webrtc,
+                               !lg_ingest_parse_kind(uri, &kind) && kind == LG_INGEST_KIND_WHIP);
   pthread_mutex_lock(&s->mu);
   s->ingest = in;
   snprintf(s->input, sizeof s->input, "%s", uri);
