@@ -193,9 +193,9 @@ int lg_backend_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, fl
 
 /* be->ops->attention_bias, or LG_ENOTSUP (logged, naming the backend) when it has none
  * (cpu/cpu_attn_bias.c). */
-int lg_backend_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q,
-                              const lg_tensor *k, const lg_tensor *v, const lg_tensor *bias,
-                              const int32_t *kv_len, float scale);
+int lg_backend_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                              const lg_tensor *v, const lg_tensor *bias, const int32_t *kv_len,
+                              float scale);
 
 struct lg_backend {
   const lg_backend_ops *ops;

@@ -8,15 +8,15 @@
 extern "C" {
 #endif
 
-int lg_cmd_config(int argc, char **argv);       /* cmd_config.c: config --print */
-int lg_cmd_inspect(int argc, char **argv);      /* cmd_model.c */
-int lg_cmd_convert(int argc, char **argv);      /* cmd_model.c */
-int lg_cmd_init_model(int argc, char **argv);   /* cmd_model.c */
-int lg_cmd_probe_dit(int argc, char **argv);    /* cmd_probe_dit.c: probe dit */
-int lg_cmd_probe_stream(int argc, char **argv); /* cmd_probe_dit.c: probe stream */
+int lg_cmd_config(int argc, char **argv);        /* cmd_config.c: config --print */
+int lg_cmd_inspect(int argc, char **argv);       /* cmd_model.c */
+int lg_cmd_convert(int argc, char **argv);       /* cmd_model.c */
+int lg_cmd_init_model(int argc, char **argv);    /* cmd_model.c */
+int lg_cmd_probe_dit(int argc, char **argv);     /* cmd_probe_dit.c: probe dit */
+int lg_cmd_probe_stream(int argc, char **argv);  /* cmd_probe_dit.c: probe stream */
 int lg_cmd_probe_compare(int argc, char **argv); /* cmd_probe_dit.c: probe compare */
 int lg_cmd_probe_umt5(int argc, char **argv);    /* cmd_probe_umt5.c: probe umt5 */
-int lg_cmd_generate(int argc, char **argv);     /* cmd_generate.c */
+int lg_cmd_generate(int argc, char **argv);      /* cmd_generate.c */
 int lg_cmd_probe_vae(int argc,
                      char **argv); /* cmd_probe_vae.c: probe vae-encode|vae-decode|taehv-decode
                                       (argv[0] names which) */

@@ -32,7 +32,8 @@ static void usage(FILE *f) {
 
 static int probe(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: livegen probe dit|stream|compare|vae-encode|vae-decode|taehv-decode ...\n");
+    fprintf(stderr,
+            "usage: livegen probe dit|stream|compare|vae-encode|vae-decode|taehv-decode ...\n");
     return 2;
   }
   const char *kind = argv[1];
