@@ -554,10 +554,16 @@ PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_GATED_ADD, gated_add,
 PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_ROPE3D, rope3d,
           (lg_backend * be, lg_tensor *x, int64_t F, int64_t H, int64_t W, const int32_t *fs),
           (be, x, F, H, W, fs))
-PROF_WRAP(LG_CUDA_PROF_ATTN, LG_OP_ATTENTION, attention,
-          (lg_backend * be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
-           const lg_tensor *v, const int32_t *kv_len, float scale),
-          (be, o, q, k, v, kv_len, scale))
+/* one wide head (the Wan VAE's middle attention) goes to the GEMM path */
+static int cu_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                        const lg_tensor *v, const int32_t *kv_len, float scale) {
+  lg_cuda_prof_begin(be);
+  int rc = lg_cuda_attention_gemm_applies(o, q, k, v, kv_len)
+               ? lg_cuda_attention_gemm(be, o, q, k, v, kv_len, scale)
+               : lg_cuda_attention(be, o, q, k, v, kv_len, scale);
+  lg_cuda_prof_end(be, LG_CUDA_PROF_ATTN, LG_OP_ATTENTION);
+  return rc;
+}
 PROF_WRAP(LG_CUDA_PROF_ATTN, LG_OP_ATTENTION, attention_bias,
           (lg_backend * be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
            const lg_tensor *v, const lg_tensor *bias, const int32_t *kv_len, float scale),
@@ -580,6 +586,7 @@ static void cu_destroy(lg_backend *be) {
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
     lg_cuda_gemm_plans_free(c);
+    lg_cuda_conv_free(c);
     if (c->lt_ws) cudaFreeAsync(c->lt_ws, c->stream);
     if (c->scratch) cudaFreeAsync(c->scratch, c->stream);
     if (c->red) cudaFreeAsync(c->red, c->stream);

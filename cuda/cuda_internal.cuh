@@ -92,6 +92,7 @@ typedef struct lg_cuda {
   double op_ms[LG_OP_COUNT]; /* per op kind, from the last profile_end */
   int op_n[LG_OP_COUNT];
   cudaEvent_t marks[16];
+  void *conv; /* cuda_conv.cu: cuDNN handle, per-shape plans, workspace (at the first conv) */
 } lg_cuda;
 
 static inline lg_cuda *lg_cu(lg_backend *be) {
@@ -221,6 +222,12 @@ int lg_cuda_attention_bias(lg_backend *be, lg_tensor *o, const lg_tensor *q, con
                            float scale);
 int lg_cuda_conv3d(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
                    const lg_tensor *bias, const lg_conv_opts *o);
+void lg_cuda_conv_free(lg_cuda *c); /* the conv state (cuda_conv.cu), at backend destroy */
+/* attention for one wide head (nh 1, head dim > 128) through GEMMs (cuda_attention_gemm.cu) */
+bool lg_cuda_attention_gemm_applies(const lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                                    const lg_tensor *v, const int32_t *kv_len);
+int lg_cuda_attention_gemm(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
+                           const lg_tensor *v, const int32_t *kv_len, float scale);
 int lg_cuda_copy(lg_backend *be, lg_tensor *y, const lg_tensor *x);
 int lg_cuda_unary_act(lg_backend *be, lg_tensor *y, const lg_tensor *x, lg_act act, float alpha);
 /* fused ops (cuda_fused.cu) */

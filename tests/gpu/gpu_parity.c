@@ -6,7 +6,8 @@
  * poisoned (NaN) first, so an unwritten element fails. Error = ||gpu - cpu|| / ||cpu||.
  * Prints one table row per check and exits 1 if any fails (2 if no GPU).
  * Usage: lg_gpu_tests [filter-substring] | --perf (times the row ops at the DiT's sizes) |
- * --attn-perf (attention TFLOP/s per kernel at the DiT's shapes).
+ * --attn-perf (attention TFLOP/s per kernel at the DiT's shapes) | --conv-perf (conv3d per path
+ * at the Wan VAE / TAEHV shapes, and the VAE middle attention).
  * Main thread only; run by tests/gpu/run. */
 #include "kv_cache.h"
 #include "lg_backend.h"
@@ -474,15 +475,59 @@ static void t_attention(void) {
   t_attn_case("attention flash long (3 frames)", 1, 300, 1560 * 3, 2, 128, kvl4, false, LG_BF16);
 }
 
+/* Defined in cuda/cuda_conv.cu: conv3d path override (0 auto: the faster of cuDNN and im2col,
+ * measured once per shape; 1 im2col + GEMM; 2 cuDNN wherever it has an algorithm; -1 the
+ * environment) and what the last conv3d ran. */
+void lg_cuda_conv_set_mode(int mode);
+const char *lg_cuda_conv_last(lg_backend *be);
+
+typedef struct conv_case {
+  const char *n;
+  int64_t T, H, W, Ci, Co, kt, kh, kw;
+  lg_conv_opts o;
+  bool w4;      /* 4-d [Co,Ci,kh,kw] weight (Conv2d: resample convs, TAEHV) */
+  bool strided; /* x a channel view of a wider tensor */
+} conv_case;
+
+static void conv_out_shape(const conv_case *c, int64_t *ys) {
+  const lg_conv_opts *o = &c->o;
+  int st = o->stride[0] ? o->stride[0] : 1, sh = o->stride[1] ? o->stride[1] : 1,
+      sw = o->stride[2] ? o->stride[2] : 1;
+  ys[0] = (c->T + o->pad_t_front + o->pad_t_back - c->kt) / st + 1;
+  ys[1] = (c->H + o->pad_h[0] + o->pad_h[1] - c->kh) / sh + 1;
+  ys[2] = (c->W + o->pad_w[0] + o->pad_w[1] - c->kw) / sw + 1;
+  ys[3] = c->Co;
+}
+
+static void poison(lg_tensor *t) {
+  size_t nb = lg_tensor_nbytes(t);
+  uint8_t *ff = malloc(nb ? nb : 1);
+  memset(ff, 0xff, nb);
+  must(lg_tensor_upload(t, ff), "poison");
+  free(ff);
+}
+
+/* Every conv3d shape class of the Wan VAE / TAEHV at small sizes (and two at real width)
+ * against the CPU, once per path: auto (the plan's choice, made on the first call), cuDNN
+ * forced, im2col forced; y is poisoned before each GPU call. */
 static void t_conv(void) {
   if (!want("conv")) return;
-  struct {
-    const char *n;
-    int64_t T, H, W, Ci, Co, kt, kh, kw;
-    lg_conv_opts o;
-  } cs[] = {
-      {"conv3d patchify k(1,2,2) s(1,2,2)", 2, 6, 10, 16, 24, 1, 2, 2, {.stride = {1, 2, 2}}},
-      {"conv3d k3 causal pad",
+  const lg_conv_opts p1 = {.pad_h = {1, 1}, .pad_w = {1, 1}};
+  const lg_conv_opts down = {.stride = {1, 2, 2}, .pad_h = {0, 1}, .pad_w = {0, 1}};
+  conv_case cs[] = {
+      {"conv3d patchify k(1,2,2) s(1,2,2)",
+       2,
+       6,
+       10,
+       16,
+       24,
+       1,
+       2,
+       2,
+       {.stride = {1, 2, 2}},
+       false,
+       false},
+      {"conv3d k3 clip pad_t 2",
        3,
        5,
        7,
@@ -491,45 +536,219 @@ static void t_conv(void) {
        3,
        3,
        3,
-       {.pad_t_front = 2, .pad_h = {1, 1}, .pad_w = {1, 1}}},
-      {"conv2d k3 s2 pad r/b",
-       1,
-       9,
-       11,
-       8,
-       6,
-       1,
-       3,
-       3,
-       {.stride = {1, 2, 2}, .pad_h = {0, 1}, .pad_w = {0, 1}}},
-      {"conv3d 1x1x1", 2, 4, 5, 24, 40, 1, 1, 1, {.stride = {1, 1, 1}}},
+       {.pad_t_front = 2, .pad_h = {1, 1}, .pad_w = {1, 1}},
+       false,
+       false},
+      {"conv3d k3 causal (cache in x)", 5, 6, 10, 32, 32, 3, 3, 3, p1, false, false},
+      {"conv3d k3 causal tiny C8", 3, 5, 7, 8, 8, 3, 3, 3, p1, false, false},
+      {"conv3d k3 head Co3", 4, 6, 8, 16, 3, 3, 3, 3, p1, false, false},
+      {"conv3d k3 input Ci3", 4, 6, 8, 3, 16, 3, 3, 3, p1, false, false},
+      {"conv3d k3 strided x", 4, 5, 6, 16, 24, 3, 3, 3, p1, false, true},
+      {"conv3d time k(3,1,1)", 5, 4, 6, 16, 32, 3, 1, 1, {.stride = {1, 1, 1}}, false, false},
+      {"conv3d time k(3,1,1) s2", 5, 4, 6, 16, 16, 3, 1, 1, {.stride = {2, 1, 1}}, false, false},
+      {"conv2d k3 p1 4-d w, frames", 4, 6, 10, 16, 24, 1, 3, 3, p1, true, false},
+      {"conv2d k3 p1 tiny C8 4-d w", 2, 5, 7, 8, 8, 1, 3, 3, p1, true, false},
+      {"conv2d k3 s2 pad r/b", 1, 9, 11, 8, 6, 1, 3, 3, down, false, false},
+      {"conv2d k3 s2 pad r/b C32 4-d w", 2, 10, 12, 32, 32, 1, 3, 3, down, true, false},
+      {"conv3d 1x1x1", 2, 4, 5, 24, 40, 1, 1, 1, {.stride = {1, 1, 1}}, false, false},
+      {"conv2d k3 s2 C96 120x208 (real)", 1, 120, 208, 96, 96, 1, 3, 3, down, true, false},
+      {"conv3d k3 C384 60x104 (real)", 3, 60, 104, 384, 384, 3, 3, 3, p1, false, false},
   };
+  static const char *const mode_nm[3] = {"auto", "cudnn", "im2col"};
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
-    int64_t xs[4] = {cs[i].T, cs[i].H, cs[i].W, cs[i].Ci};
-    int64_t ws[5] = {cs[i].Co, cs[i].Ci, cs[i].kt, cs[i].kh, cs[i].kw}, bs[1] = {cs[i].Co};
-    const lg_conv_opts *o = &cs[i].o;
-    int st = o->stride[0] ? o->stride[0] : 1, sh = o->stride[1] ? o->stride[1] : 1,
-        sw = o->stride[2] ? o->stride[2] : 1;
-    int64_t To = (cs[i].T + o->pad_t_front + o->pad_t_back - cs[i].kt) / st + 1;
-    int64_t Ho = (cs[i].H + o->pad_h[0] + o->pad_h[1] - cs[i].kh) / sh + 1;
-    int64_t Wo = (cs[i].W + o->pad_w[0] + o->pad_w[1] - cs[i].kw) / sw + 1;
-    int64_t ys[4] = {To, Ho, Wo, cs[i].Co};
+    const conv_case *k = &cs[i];
+    int64_t cx = k->strided ? k->Ci + 8 : k->Ci;
+    int64_t xs[4] = {k->T, k->H, k->W, cx}, ys[4];
+    int64_t ws[5] = {k->Co, k->Ci, k->kt, k->kh, k->kw}, bs[1] = {k->Co};
+    int64_t w4[4] = {k->Co, k->Ci, k->kh, k->kw};
+    conv_out_shape(k, ys);
     pair x = mk(LG_BF16, 4, xs, -1, 1), w = mk(LG_BF16, 5, ws, -0.3f, 0.3f),
          b = mk(LG_BF16, 1, bs, -1, 1), y = mk_out(LG_BF16, 4, ys);
-    lg_tensor host = lg_tensor_make(NULL, w.h, LG_F32, 5, ws), wg, wc;
+    lg_tensor xc = x.c, xg = x.g;
+    if (k->strided) {
+      int64_t ne[4] = {k->T, k->H, k->W, k->Ci}, nb[4] = {k->H * k->W * cx, k->W * cx, cx, 1};
+      view2(&x, &xc, &xg, 4, ne, nb, 4);
+    }
+    lg_tensor host = k->w4 ? lg_tensor_make(NULL, w.h, LG_F32, 4, w4)
+                           : lg_tensor_make(NULL, w.h, LG_F32, 5, ws),
+              wg, wc;
     int rc = g_gpu->ops->load_weight(g_gpu, &wg, &host, LG_WEIGHT_CONV);
     if (!rc) rc = g_cpu->ops->load_weight(g_cpu, &wc, &host, LG_WEIGHT_CONV);
-    if (!rc) rc = LG_OP(g_gpu, conv3d, &y.g, &x.g, &wg, &b.g, o);
-    if (!rc) rc = LG_OP(g_cpu, conv3d, &y.c, &x.c, &wc, &b.c, o);
-    char shape[64];
-    snprintf(shape, sizeof shape, "[%lld,%lld,%lld,%lld]->%lld", (long long)xs[0], (long long)xs[1],
-             (long long)xs[2], (long long)xs[3], (long long)cs[i].Co);
-    row(cs[i].n, shape, rc ? 0 : rel_err(&y.g, &y.c), TOL_GEMM, rc);
+    if (!rc) rc = LG_OP(g_cpu, conv3d, &y.c, &xc, &wc, &b.c, &k->o);
+    for (int m = 0; m < 3; m++) {
+      lg_cuda_conv_set_mode(m);
+      poison(&y.g);
+      int rg = rc ? rc : LG_OP(g_gpu, conv3d, &y.g, &xg, &wg, &b.g, &k->o);
+      char nm[80], shape[96];
+      snprintf(nm, sizeof nm, "%s [%s]", k->n, mode_nm[m]);
+      snprintf(shape, sizeof shape, "[%lld,%lld,%lld,%lld]->%lld %.20s", (long long)k->T,
+               (long long)k->H, (long long)k->W, (long long)k->Ci, (long long)k->Co,
+               lg_cuda_conv_last(g_gpu));
+      row(nm, shape, rg ? 0 : rel_err(&y.g, &y.c), TOL_GEMM, rg);
+    }
+    lg_cuda_conv_set_mode(-1);
     if (!rc) {
       g_gpu->ops->free(g_gpu, wg.data);
       g_cpu->ops->free(g_cpu, wc.data);
     }
     pfree(&x), pfree(&w), pfree(&b), pfree(&y);
+  }
+}
+
+/* The Wan VAE's middle attention through the GEMM path (one head, dim > 128): the real size
+ * (one frame of 60x104 = 6240 tokens, C = 384, q/k/v thirds of one qkv row as the model passes
+ * them), two batch rows with kv_len, and shared K/V. */
+static void t_attn_gemm(void) {
+  if (!want("attention gemm")) return;
+  int32_t kvl[2] = {70, 33};
+  t_attn_case("attention gemm d384 kv_len", 2, 70, 70, 1, 384, kvl, false, LG_BF16);
+  t_attn_case("attention gemm d256 shared K/V", 2, 45, 60, 1, 256, NULL, true, LG_BF16);
+  {
+    const int64_t L = 6240, C = 384;
+    int64_t qs[2] = {L, 3 * C}, os[4] = {1, L, 1, C};
+    pair qkv = mk(LG_BF16, 2, qs, -2, 2), o = mk_out(LG_BF16, 4, os);
+    lg_tensor qc, qg, kc, kg, vc, vg;
+    int64_t ne[4] = {1, L, 1, C}, nb[4] = {L * 3 * C, 3 * C, C, 1};
+    view2(&qkv, &qc, &qg, 4, ne, nb, 0);
+    view2(&qkv, &kc, &kg, 4, ne, nb, C);
+    view2(&qkv, &vc, &vg, 4, ne, nb, 2 * C);
+    float scale = 1.f / sqrtf((float)C);
+    int rc = LG_OP(g_gpu, attention, &o.g, &qg, &kg, &vg, NULL, scale);
+    if (!rc) rc = LG_OP(g_cpu, attention, &o.c, &qc, &kc, &vc, NULL, scale);
+    row("attention gemm d384 (VAE mid 60x104)", "B1 L6240 h1 d384 qkv view",
+        rc ? 0 : rel_err(&o.g, &o.c), TOL_ATTN, rc);
+    pfree(&qkv), pfree(&o);
+  }
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Median ms of 10 timed calls of one conv (after 2 warm-ups) in the current mode. */
+static double conv_time(lg_tensor *y, lg_tensor *x, lg_tensor *w, lg_tensor *b,
+                        const lg_conv_opts *o) {
+  float t[10];
+  for (int i = 0; i < 2; i++)
+    must(LG_OP(g_gpu, conv3d, y, x, w, b, o), "conv3d");
+  for (int i = 0; i < 10; i++) {
+    must(lg_cuda_mark(g_gpu, 6), "mark");
+    must(LG_OP(g_gpu, conv3d, y, x, w, b, o), "conv3d");
+    must(lg_cuda_mark(g_gpu, 7), "mark");
+    must(lg_cuda_elapsed_ms(g_gpu, 6, 7, &t[i]), "elapsed");
+  }
+  qsort(t, 10, sizeof t[0], cmp_float);
+  return 0.5 * (t[4] + t[5]);
+}
+
+/* conv3d alone at the Wan VAE's (480x832) and TAEHV's real shapes: cuDNN forced vs im2col, and
+ * what auto mode chose; then the VAE middle attention. */
+static void perf_conv(void) {
+  const lg_conv_opts p1 = {.pad_h = {1, 1}, .pad_w = {1, 1}};
+  const lg_conv_opts down = {.stride = {1, 2, 2}, .pad_h = {0, 1}, .pad_w = {0, 1}};
+  const lg_conv_opts none = {.stride = {1, 1, 1}};
+  conv_case cs[] = {
+      {"vae dec conv1 k3 16->384", 3, 60, 104, 16, 384, 3, 3, 3, p1, false, false},
+      {"vae k3 384 60x104 (1 frame)", 3, 60, 104, 384, 384, 3, 3, 3, p1, false, false},
+      {"vae k3 384 120x208 (2 frames)", 4, 120, 208, 384, 384, 3, 3, 3, p1, false, false},
+      {"vae k3 192 240x416 (4 frames)", 6, 240, 416, 192, 192, 3, 3, 3, p1, false, false},
+      {"vae k3 384 240x416 (4 frames)", 6, 240, 416, 384, 384, 3, 3, 3, p1, false, false},
+      {"vae k3 96 480x832 (4 frames)", 6, 480, 832, 96, 96, 3, 3, 3, p1, false, false},
+      {"vae dec head k3 96->3", 6, 480, 832, 96, 3, 3, 3, 3, p1, false, false},
+      {"vae enc conv1 k3 3->96", 6, 480, 832, 3, 96, 3, 3, 3, p1, false, false},
+      {"vae time k(3,1,1) 384->768", 3, 60, 104, 384, 768, 3, 1, 1, none, false, false},
+      {"vae time k(3,1,1) 384->768 x2", 4, 120, 208, 384, 768, 3, 1, 1, none, false, false},
+      {"vae up conv2d 384->192 120x208", 1, 120, 208, 384, 192, 1, 3, 3, p1, true, false},
+      {"vae up conv2d 384->192 240x416", 1, 240, 416, 384, 192, 1, 3, 3, p1, true, false},
+      {"vae up conv2d 192->96 480x832", 1, 480, 832, 192, 96, 1, 3, 3, p1, true, false},
+      {"vae enc down s2 96 480x832", 4, 480, 832, 96, 96, 1, 3, 3, down, true, false},
+      {"vae enc down s2 384 120x208", 2, 120, 208, 384, 384, 1, 3, 3, down, true, false},
+      {"vae enc time s2 k(3,1,1) 384",
+       5,
+       60,
+       104,
+       384,
+       384,
+       3,
+       1,
+       1,
+       {.stride = {2, 1, 1}},
+       false,
+       false},
+      {"taehv conv2d 256 60x104", 4, 60, 104, 256, 256, 1, 3, 3, p1, true, false},
+      {"taehv memblock 512->256 60x104", 4, 60, 104, 512, 256, 1, 3, 3, p1, true, false},
+      {"taehv conv2d 64 480x832", 1, 480, 832, 64, 64, 1, 3, 3, p1, true, false},
+      {"taehv memblock 128->64 480x832", 1, 480, 832, 128, 64, 1, 3, 3, p1, true, false},
+      {"taehv out 64->3 480x832", 1, 480, 832, 64, 3, 1, 3, 3, p1, true, false},
+  };
+  printf("\nconv3d on %s, bf16, median of 10 (ms; TFLOP/s = 2*out*Co*Ci*k / time):\n\n",
+         lg_cuda_device_name(g_gpu));
+  printf("| %-32s | %-22s | %9s | %7s | %9s | %7s | %s |\n|---|---|---|---|---|---|---|\n", "shape",
+         "x -> Co", "cudnn ms", "TFLOP/s", "im2col ms", "TFLOP/s", "auto chose");
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+    const conv_case *k = &cs[i];
+    int64_t xs[4] = {k->T, k->H, k->W, k->Ci}, ys[4], bs[1] = {k->Co};
+    int64_t ws[5] = {k->Co, k->Ci, k->kt, k->kh, k->kw}, w4[4] = {k->Co, k->Ci, k->kh, k->kw};
+    conv_out_shape(k, ys);
+    lg_tensor x, y, b, wg;
+    must(lg_tensor_alloc(g_gpu, &x, LG_BF16, 4, xs), "alloc");
+    must(lg_tensor_alloc(g_gpu, &y, LG_BF16, 4, ys), "alloc");
+    must(lg_tensor_alloc(g_gpu, &b, LG_BF16, 1, bs), "alloc");
+    int64_t nx = lg_tensor_numel(&x), nw = k->Co * k->Ci * k->kt * k->kh * k->kw;
+    float *h = rand_vals(nx > nw ? nx : nw, -1, 1);
+    must(lg_tensor_upload_f32(&x, h), "upload");
+    must(lg_tensor_upload_f32(&b, h), "upload");
+    lg_tensor host =
+        k->w4 ? lg_tensor_make(NULL, h, LG_F32, 4, w4) : lg_tensor_make(NULL, h, LG_F32, 5, ws);
+    must(g_gpu->ops->load_weight(g_gpu, &wg, &host, LG_WEIGHT_CONV), "load_weight");
+    free(h);
+    double flop = 2.0 * ys[0] * ys[1] * ys[2] * k->Co * k->Ci * k->kt * k->kh * k->kw;
+    char chose[160];
+    lg_cuda_conv_set_mode(0);
+    must(LG_OP(g_gpu, conv3d, &y, &x, &wg, &b, &k->o), "conv3d"); /* makes the plan */
+    must(LG_OP(g_gpu, conv3d, &y, &x, &wg, &b, &k->o), "conv3d");
+    snprintf(chose, sizeof chose, "%s", lg_cuda_conv_last(g_gpu));
+    lg_cuda_conv_set_mode(2);
+    double tc = conv_time(&y, &x, &wg, &b, &k->o);
+    lg_cuda_conv_set_mode(1);
+    double ti = conv_time(&y, &x, &wg, &b, &k->o);
+    lg_cuda_conv_set_mode(-1);
+    char sh[64];
+    snprintf(sh, sizeof sh, "[%lld,%lld,%lld,%lld]->%lld", (long long)xs[0], (long long)xs[1],
+             (long long)xs[2], (long long)xs[3], (long long)k->Co);
+    printf("| %-32s | %-22s | %9.3f | %7.1f | %9.3f | %7.1f | %s |\n", k->n, sh, tc,
+           flop / (tc * 1e9), ti, flop / (ti * 1e9), chose);
+    fflush(stdout);
+    g_gpu->ops->free(g_gpu, wg.data);
+    lg_tensor_free(&x), lg_tensor_free(&y), lg_tensor_free(&b);
+  }
+  {
+    const int64_t L = 6240, C = 384;
+    int64_t qs[4] = {1, L, 1, C};
+    lg_tensor q, k, v, o;
+    lg_tensor *all[4] = {&q, &k, &v, &o};
+    for (int i = 0; i < 4; i++) {
+      must(lg_tensor_alloc(g_gpu, all[i], LG_BF16, 4, qs), "alloc");
+      float *h = rand_vals(L * C, -2, 2);
+      must(lg_tensor_upload_f32(all[i], h), "upload");
+      free(h);
+    }
+    float t[10];
+    for (int i = 0; i < 2; i++)
+      must(LG_OP(g_gpu, attention, &o, &q, &k, &v, NULL, 0.051f), "attention");
+    for (int i = 0; i < 10; i++) {
+      must(lg_cuda_mark(g_gpu, 6), "mark");
+      must(LG_OP(g_gpu, attention, &o, &q, &k, &v, NULL, 0.051f), "attention");
+      must(lg_cuda_mark(g_gpu, 7), "mark");
+      must(lg_cuda_elapsed_ms(g_gpu, 6, 7, &t[i]), "elapsed");
+    }
+    qsort(t, 10, sizeof t[0], cmp_float);
+    double ms = 0.5 * (t[4] + t[5]);
+    printf("\nattention B1 L6240 h1 d384 (VAE mid, GEMM path): %.3f ms, %.1f TFLOP/s\n", ms,
+           4.0 * L * L * C / (ms * 1e9));
+    for (int i = 0; i < 4; i++)
+      lg_tensor_free(all[i]);
   }
 }
 
@@ -931,7 +1150,8 @@ static void perf_attention(void) {
 int main(int argc, char **argv) {
   bool perf = argc > 1 && !strcmp(argv[1], "--perf");
   bool aperf = argc > 1 && !strcmp(argv[1], "--attn-perf");
-  g_filter = argc > 1 && !perf && !aperf ? argv[1] : NULL;
+  bool cperf = argc > 1 && !strcmp(argv[1], "--conv-perf");
+  g_filter = argc > 1 && !perf && !aperf && !cperf ? argv[1] : NULL;
   lg_log_set_level(LG_LOG_WARN);
   if (lg_cuda_device_count() < 1) {
     fprintf(stderr, "lg_gpu_tests: no CUDA device\n");
@@ -944,9 +1164,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   lg_rng_seed(&g_rng, 20261124);
-  if (perf || aperf) {
+  if (perf || aperf || cperf) {
     if (perf) perf_ops();
     if (aperf) perf_attention();
+    if (cperf) perf_conv();
     lg_backend_free(&g_gpu);
     lg_backend_free(&g_cpu);
     return 0;
@@ -964,6 +1185,7 @@ int main(int argc, char **argv) {
   t_fused();
   t_attention();
   t_conv();
+  t_attn_gemm();
   t_misc();
   t_graph();
   t_dit();
