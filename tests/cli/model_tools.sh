@@ -193,6 +193,27 @@ expect_rc 1 "legacy pickle" -- "$LG" inspect "$T/legacy.pt" && expect_err "legac
 printf 'hello world, not a model\n' >"$T/text.bin"
 expect_rc 1 "unknown format" -- "$LG" inspect "$T/text.bin" && expect_err "unknown checkpoint format" "unknown format"
 
+# ---- convert of real torch.save files: values equal torch's exactly (tests/ref/make_pt_fixtures.py)
+for pt in "$SRC"/tests/fixtures/pt/*.pt; do
+  name=$(basename "$pt" .pt)
+  expect_rc 0 "convert $name.pt" -- "$LG" convert "$pt" "$T/$name.st"
+  expect_rc 0 "values of $name" -- "$LG" probe compare "$SRC/tests/fixtures/pt/$name.expected.safetensors" \
+    "$T/$name.st" --rtol 0
+done
+
+# ---- the real-size 1.3B DiT, written in bf16 (2.8 GB) and inspected; skipped only when the
+# temp folder has less than 4 GB free, which is reported as a failure.
+free_kb=$(df -Pk "$T" | awk 'NR==2 {print $4}')
+if [ "${free_kb:-0}" -lt 4000000 ]; then
+  fail "need 4 GB free in $T for the 1.3B DiT write"
+else
+  expect_rc 0 "init-model wan-dit 1.3b" -- "$LG" init-model --arch wan-dit --preset 1.3b --seed 1 --dtype bf16 --out "$T/dit13.st"
+  expect_rc 0 "inspect wan-dit 1.3b" -- "$LG" inspect --summary "$T/dit13.st"
+  expect_out "tensors: 825" "real 1.3B DiT"
+  expect_out "params: 1,418,996,800" "real 1.3B DiT"
+  rm -f "$T/dit13.st"
+fi
+
 if [ $fails -ne 0 ]; then
   echo "model_tools.sh: $fails failure(s)"
   exit 1
