@@ -182,8 +182,19 @@ typedef struct lg_backend_ops {
                       int64_t H, int64_t W, const int32_t *frame_start);
   /* out[i] = cosine_mean(a[i], b[i]) for i < n, with one host sync for all of them. */
   int (*cosine_mean_n)(lg_backend *be, double *out, int n, const lg_tensor *a, const lg_tensor *b);
+  /* The gated residual add of a Linear: x[r] += gate[r/group] * (a[r] @ w^T + bias), x [R,N]
+   * and a [R,K] with contiguous rows, w a LINEAR weight [N,K], bias [N] or NULL, gate
+   * [R/group, N] (any row stride), R a multiple of group. tmp [R,N] (act dtype, contiguous)
+   * is workspace the op may use (the unfused matmul + gated_add goes through it). */
+  int (*linear_gated_add)(lg_backend *be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
+                          const lg_tensor *bias, const lg_tensor *gate, int64_t group,
+                          lg_tensor *tmp);
 } lg_backend_ops;
 
+/* be->ops->linear_gated_add, or matmul into tmp and gated_add. 0 or LG_E*. */
+int lg_backend_linear_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *a,
+                                const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
+                                int64_t group, lg_tensor *tmp);
 /* be->ops->cosine_mean_n, or cosine_mean per pair (same values). 0 or LG_E*. */
 int lg_backend_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor *a,
                              const lg_tensor *b);

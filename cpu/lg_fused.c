@@ -1,7 +1,7 @@
-/* lg_fused.c: the fused ops of lg_backend_ops (qk_norm_rope, cosine_mean_n): each wrapper calls the
- * backend's fused kernel when it has one, else composes the plain ops, which is what the CPU
- * backend does (so its results are those of the unfused sequence, bit for bit). Runs on the
- * thread that owns the backend. */
+/* lg_fused.c: the fused ops of lg_backend_ops (qk_norm_rope, cosine_mean_n, linear_gated_add): each
+ * wrapper calls the backend's fused kernel when it has one, else composes the plain ops, which is
+ * what the CPU backend does (so its results are those of the unfused sequence, bit for bit). Runs
+ * on the thread that owns the backend. */
 #include "lg_backend.h"
 
 int lg_backend_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F,
@@ -36,4 +36,19 @@ int lg_backend_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor
     if (err) return err;
   }
   return 0;
+}
+
+int lg_backend_linear_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *a,
+                                const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
+                                int64_t group, lg_tensor *tmp) {
+  if (!be || !x || !a || !w || !gate || !tmp || group < 1) {
+    LG_ERR("fused", "linear_gated_add: missing tensor or group %lld", (long long)group);
+    return LG_EINVAL;
+  }
+  if (be->ops->linear_gated_add)
+    return be->ops->linear_gated_add(be, x, a, w, bias, gate, group, tmp);
+  lg_matmul_opts o = {.trans_b = true};
+  int err = be->ops->matmul(be, tmp, a, w, bias, &o);
+  if (err) return err;
+  return be->ops->gated_add(be, x, tmp, gate, group);
 }

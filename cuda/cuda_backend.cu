@@ -68,8 +68,9 @@ void lg_cuda_prof_end(lg_backend *be, lg_cuda_prof_class cls, int op) {
 }
 
 static const char *const op_names[LG_OP_COUNT] = {
-    "copy",     "matmul",    "unary",  "axpby",     "layer_norm", "rms_norm",   "channel_rms_norm",
-    "modulate", "gated_add", "rope3d", "attention", "conv3d",     "upsample2x", "qk_norm_rope"};
+    "copy",      "matmul",           "unary",      "axpby",        "layer_norm",
+    "rms_norm",  "channel_rms_norm", "modulate",   "gated_add",    "rope3d",
+    "attention", "conv3d",           "upsample2x", "qk_norm_rope", "linear_gated_add"};
 
 /* ------------------------------------------------------------------ memory */
 
@@ -572,6 +573,10 @@ PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_QK_NORM_ROPE, qk_norm_rope,
           (lg_backend * be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F, int64_t H,
            int64_t W, const int32_t *fs),
           (be, x, w, eps, F, H, W, fs))
+PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_LINEAR_GATED_ADD, linear_gated_add,
+          (lg_backend * be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
+           const lg_tensor *bias, const lg_tensor *gate, int64_t group, lg_tensor *tmp),
+          (be, x, a, w, bias, gate, group, tmp))
 PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_CONV3D, conv3d,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
            const lg_tensor *bias, const lg_conv_opts *o),
@@ -586,6 +591,7 @@ static void cu_destroy(lg_backend *be) {
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
     lg_cuda_gemm_plans_free(c);
+    lg_cuda_fused_free(c);
     lg_cuda_conv_free(c);
     if (c->lt_ws) cudaFreeAsync(c->lt_ws, c->stream);
     if (c->scratch) cudaFreeAsync(c->scratch, c->stream);
@@ -636,6 +642,7 @@ static const lg_backend_ops cuda_ops = {
     /* attention_bias */ cu_attention_bias,
     /* qk_norm_rope */ cu_qk_norm_rope,
     /* cosine_mean_n */ lg_cuda_cosine_mean_n,
+    /* linear_gated_add */ cu_linear_gated_add,
 };
 
 extern "C" int lg_cuda_device_count(void) {

@@ -9,10 +9,13 @@
  * - cosine_mean_n: many cosine_mean pairs (the adaptive-sink measurement: every layer, K and
  *   V, every sink) accumulated in device doubles and downloaded with one sync instead of one
  *   per pair.
+ * - linear_gated_add: the gated residual add of the o-projection / ffn.2 in the cuBLASLt
+ *   epilogue (a gate vector per frame as alpha, beta 1 onto x), no separate add pass.
  * Runs on the backend's thread. */
 #include "cuda_internal.cuh"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define QNR_MAXC 8       /* chunks of 8 elements per lane: tokens up to 2048 elements */
@@ -235,6 +238,239 @@ int lg_cuda_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor *a
   for (int i = 0; i < n; i++) {
     const int64_t rows = lg_tensor_rows(&a[i]);
     out[i] = rows ? out[i] / (double)rows : 0.0;
+  }
+  return 0;
+fail:
+  return err;
+}
+
+/* ---- linear_gated_add: x += gate (.) (a @ w^T + bias), the gate in the GEMM epilogue ----
+ * cuBLASLt with a per-output-feature alpha vector (CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_
+ * BETA_HOST), beta 1 and C = D = x, batched over the R/group gate groups: per group g,
+ * x_g = gate_g (.) (a_g w^T) + 1 * x_g + (gate_g (.) bias). The f32 gates and the bf16
+ * gate (.) bias rows are made by one small kernel in scratch. Where cuBLASLt offers no
+ * algorithm (or dtypes and layouts differ), matmul into tmp + gated_add. */
+
+#define LGA_PLANS 16
+typedef struct lga_plan {
+  int64_t key[8];
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t algo;
+  int state; /* 0 unused, 1 ready, 2 no algorithm (use the fallback) */
+} lga_plan;
+
+typedef struct lg_fused_state {
+  lga_plan plans[LGA_PLANS];
+} lg_fused_state;
+
+void lg_cuda_fused_free(lg_cuda *c) {
+  lg_fused_state *f = (lg_fused_state *)c->fused;
+  if (!f) return;
+  for (int i = 0; i < LGA_PLANS; i++) {
+    lga_plan *p = &f->plans[i];
+    if (p->state != 1) continue;
+    cublasLtMatrixLayoutDestroy(p->la);
+    cublasLtMatrixLayoutDestroy(p->lb);
+    cublasLtMatrixLayoutDestroy(p->lc);
+    cublasLtMatmulDescDestroy(p->desc);
+  }
+  free(f);
+  c->fused = NULL;
+}
+
+/* ga[g,n] = gate[g,n] (f32); gb[g,n] = bf16(gate[g,n] * bias[n]) when bias. */
+__global__ void k_gate_prep(float *ga, __nv_bfloat16 *gb, const void *gate, int gdt, lg_rows gr,
+                            const void *bias, int bdt, int64_t G, int64_t N) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < G * N;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t g = i / N, n = i - g * N;
+    const float v = lg_ld(gate, gdt, lg_row_off(gr, g) + n);
+    ga[i] = v;
+    if (bias) gb[i] = __float2bfloat16_rn(v * lg_ld(bias, bdt, n));
+  }
+}
+
+static int lga_fallback(lg_backend *be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
+                        const lg_tensor *bias, const lg_tensor *gate, int64_t group,
+                        lg_tensor *tmp) {
+  int err = 0;
+  lg_matmul_opts o;
+  memset(&o, 0, sizeof o);
+  o.trans_b = true;
+  LG_TRY(lg_cuda_matmul(be, tmp, a, w, bias, &o));
+  LG_TRY(lg_cuda_gated_add(be, x, tmp, gate, group));
+fail:
+  return err;
+}
+
+static uint32_t lga_align(const void *p) {
+  uint32_t a = 256;
+  while (a > 1 && ((uintptr_t)p % a))
+    a >>= 1;
+  return a;
+}
+
+/* The plan for these shapes and alignments, made at the first call (outside graph capture). */
+static lga_plan *lga_get_plan(lg_backend *be, int64_t G, int64_t M, int64_t N, int64_t K,
+                              bool has_bias, uint32_t al) {
+  lg_cuda *c = lg_cu(be);
+  int err = 0;
+  lg_fused_state *f = (lg_fused_state *)c->fused;
+  if (!f) {
+    f = (lg_fused_state *)calloc(1, sizeof *f);
+    if (!f) return NULL;
+    c->fused = f;
+  }
+  int64_t key[8] = {G, M, N, K, has_bias, al, 0, 0};
+  lga_plan *p = NULL;
+  for (int i = 0; i < LGA_PLANS && !p; i++)
+    if (f->plans[i].state && !memcmp(f->plans[i].key, key, sizeof key)) p = &f->plans[i];
+  if (p) return p;
+  for (int i = 0; i < LGA_PLANS && !p; i++)
+    if (!f->plans[i].state) p = &f->plans[i];
+  if (!p || c->capturing) return NULL; /* table full or in capture: the fallback */
+  memset(p, 0, sizeof *p);
+  memcpy(p->key, key, sizeof key);
+  p->state = 2;
+  {
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    cublasOperation_t opa = CUBLAS_OP_T, opb = CUBLAS_OP_N; /* cublas A = w [N,K] (T), B = a */
+    cublasLtPointerMode_t pm = CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_HOST;
+    cublasLtEpilogue_t epi = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    int64_t vstride = N, zero = 0, bs_a = M * K, bs_x = M * N;
+    int batch = (int)G;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_POINTER_MODE, &pm, sizeof pm));
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        p->desc, CUBLASLT_MATMUL_DESC_ALPHA_VECTOR_BATCH_STRIDE, &vstride, sizeof vstride));
+    if (has_bias)
+      CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE,
+                                                  &vstride, sizeof vstride));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, K, N, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, K, M, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_16BF, N, M, N));
+    CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(p->la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
+                                                  sizeof batch));
+    CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+        p->la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &zero, sizeof zero));
+    CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(p->lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
+                                                  sizeof batch));
+    CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+        p->lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &bs_a, sizeof bs_a));
+    CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(p->lc, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
+                                                  sizeof batch));
+    CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+        p->lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &bs_x, sizeof bs_x));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_bytes, sizeof c->lt_ws_bytes));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al,
+                                         sizeof al);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al,
+                                         sizeof al);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al,
+                                         sizeof al);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al,
+                                         sizeof al);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc,
+                                                       pref, 1, &res, &nres);
+    cublasLtMatmulPreferenceDestroy(pref);
+    p->state = 1; /* descriptors exist from here */
+    if (st != CUBLAS_STATUS_SUCCESS || nres < 1) {
+      LG_INFO(LG_CUDA_MOD,
+              "linear_gated_add: no cuBLASLt algorithm with a gate vector for %lld x %lld x %lld "
+              "(%lld groups, status %d): matmul + gated_add",
+              (long long)M, (long long)N, (long long)K, (long long)G, (int)st);
+      goto fail;
+    }
+    p->algo = res.algo;
+  }
+  return p;
+fail:
+  if (err) LG_ERR(LG_CUDA_MOD, "linear_gated_add: cuBLASLt plan setup failed: matmul + gated_add");
+  if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+  if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+  if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+  if (p->desc) cublasLtMatmulDescDestroy(p->desc);
+  p->la = p->lb = p->lc = NULL;
+  p->desc = NULL;
+  p->state = 2;
+  return p;
+}
+
+/* LG_FUSED_GATED_GEMM=0 turns the epilogue path off (experiments); read once. */
+static bool lga_enabled(void) {
+  static int on = -1;
+  if (on < 0) {
+    const char *e = getenv("LG_FUSED_GATED_GEMM");
+    on = !(e && !strcmp(e, "0"));
+  }
+  return on == 1;
+}
+
+int lg_cuda_linear_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
+                             const lg_tensor *bias, const lg_tensor *gate, int64_t group,
+                             lg_tensor *tmp) {
+  int err = 0;
+  lg_cuda *c = lg_cu(be);
+  LG_TRY(lg_cuda_check_tensor("linear_gated_add", "x", x, true));
+  LG_TRY(lg_cuda_check_tensor("linear_gated_add", "a", a, true));
+  LG_TRY(lg_cuda_check_tensor("linear_gated_add", "w", w, true));
+  LG_TRY(lg_cuda_check_tensor("linear_gated_add", "gate", gate, true));
+  {
+    const int64_t R = lg_tensor_rows(x), N = x->ne[x->ndim - 1], K = a->ne[a->ndim - 1];
+    LG_CHECK(group >= 1 && R % group == 0 && lg_tensor_rows(a) == R && w->ndim == 2 &&
+                 w->ne[0] == N && w->ne[1] == K && lg_tensor_rows(gate) == R / group &&
+                 gate->ne[gate->ndim - 1] == N && (!bias || lg_tensor_numel(bias) == N),
+             LG_EINVAL, LG_CUDA_MOD,
+             "linear_gated_add: shapes do not fit (R %lld, N %lld, K %lld, group %lld)",
+             (long long)R, (long long)N, (long long)K, (long long)group);
+    const int64_t G = R / group;
+    const bool ok = lga_enabled() && x->dtype == LG_BF16 && a->dtype == LG_BF16 &&
+                    w->dtype == LG_BF16 && lg_tensor_is_contiguous(x) &&
+                    lg_tensor_is_contiguous(a) && lg_tensor_is_contiguous(w) && w->nb[0] == K &&
+                    (!bias || lg_tensor_is_contiguous(bias)) && R < (1ll << 31) && N % 8 == 0 &&
+                    K % 8 == 0 && group % 8 == 0;
+    lga_plan *p = NULL;
+    if (ok) {
+      uint32_t al = lga_align(x->data);
+      uint32_t a2 = lga_align(a->data), a3 = lga_align(w->data);
+      al = al < a2 ? al : a2;
+      al = al < a3 ? al : a3;
+      p = lga_get_plan(be, G, group, N, K, bias != NULL, al);
+    }
+    if (!p || p->state != 1) return lga_fallback(be, x, a, w, bias, gate, group, tmp);
+    /* scratch: f32 gates [G,N] then bf16 gate*bias [G,N], each 256-byte aligned */
+    size_t ga_b = ((size_t)(G * N) * 4 + 255) & ~(size_t)255, gb_b = (size_t)(G * N) * 2;
+    uint8_t *s = (uint8_t *)lg_cuda_scratch(be, ga_b + gb_b + 256);
+    if (!s) return lga_fallback(be, x, a, w, bias, gate, group, tmp);
+    float *ga = (float *)s;
+    __nv_bfloat16 *gb = (__nv_bfloat16 *)(s + ga_b);
+    k_gate_prep<<<lg_grid1d(G * N, 256), 256, 0, c->stream>>>(
+        ga, gb, gate->data, gate->dtype, lg_rows_of(gate), bias ? bias->data : NULL,
+        bias ? bias->dtype : 0, G, N);
+    CUDA_LAUNCH_CHECK();
+    if (bias) {
+      const void *bp = gb;
+      CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp,
+                                                  sizeof bp));
+    }
+    {
+      const float beta = 1.f;
+      CUBLAS_CHECK(cublasLtMatmul(c->lt, p->desc, ga, w->data, p->la, a->data, p->lb, &beta,
+                                  x->data, p->lc, x->data, p->lc, &p->algo, c->lt_ws,
+                                  c->lt_ws_bytes, c->stream));
+    }
   }
   return 0;
 fail:

@@ -55,6 +55,7 @@ enum {
   LG_OP_CONV3D,
   LG_OP_UPSAMPLE2X,
   LG_OP_QK_NORM_ROPE,
+  LG_OP_LINEAR_GATED_ADD,
   LG_OP_COUNT
 };
 
@@ -92,6 +93,7 @@ typedef struct lg_cuda {
   double op_ms[LG_OP_COUNT]; /* per op kind, from the last profile_end */
   int op_n[LG_OP_COUNT];
   cudaEvent_t marks[16];
+  void *fused; /* cuda_fused.cu: linear_gated_add plans (at the first call) */
   void *conv; /* cuda_conv.cu: cuDNN handle, per-shape plans, workspace (at the first conv) */
 } lg_cuda;
 
@@ -235,5 +237,9 @@ int lg_cuda_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float
                          int64_t H, int64_t W, const int32_t *frame_start);
 int lg_cuda_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor *a,
                           const lg_tensor *b);
+int lg_cuda_linear_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
+                             const lg_tensor *bias, const lg_tensor *gate, int64_t group,
+                             lg_tensor *tmp);
+void lg_cuda_fused_free(lg_cuda *c); /* the fused ops' state, at backend destroy */
 
 #endif

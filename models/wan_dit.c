@@ -335,7 +335,9 @@ lg_backend *lg_wan_dit_backend(const lg_wan_dit *m) {
  * 64; a pass is rounded up to a multiple of 64, so never over cap). The hidden
  * [fc, ffn_dim] is the largest activation, so it need not be held for all tokens at once;
  * every token's FFN is independent of the others'. */
-#define FFN_CAP_DEFAULT 1024
+/* 4096: the 2-row 480x832 chunk (3120 tokens) in one pass, whose M=3120 GEMMs ran 2-3.7 ms
+ * per chunk faster on an H100 than passes of 1560 or 832 tokens (docs/PERFORMANCE.md) */
+#define FFN_CAP_DEFAULT 4096
 static int64_t ffn_chunk(int64_t N, int64_t cap) {
   if (N <= cap) return N;
   int64_t passes = (N + cap - 1) / cap, fc = (N + passes - 1) / passes;
@@ -721,8 +723,8 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
       lg_tensor vc = heads_view(&kv->v[kl], B, kv->cap_tokens, nh, kv->cap_tokens * d);
       LG_TRY(LG_OP(be, attention, &o4, &q4, &kc, &vc, kv_len, scale));
     }
-    LG_TRY(linear(be, &y, &o, &wb[B_SOW], &wb[B_SOB], LG_ACT_NONE));
-    LG_TRY(LG_OP(be, gated_add, xs, &y, &ch[2], HW));
+    /* x += gate_msa * o(attn): the gated add in the projection where the backend can */
+    LG_TRY(lg_backend_linear_gated_add(be, xs, &o, &wb[B_SOW], &wb[B_SOB], &ch[2], HW, &y));
 
     /* cross-attention: norm3 (affine LN), q with norm_q; K/V of the context from the cache */
     LG_TRY(LG_OP(be, layer_norm, &hb, xs, &wb[B_N3W], &wb[B_N3B], 1e-6f));
@@ -742,14 +744,22 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
 
     /* FFN */
     LG_TRY(LG_OP(be, modulate, &hb, xs, &ch[3], &ch[4], HW, true, 1e-6f));
+    /* passes of whole frames take the gated add into ffn.2; others add after the last pass */
+    const bool ffn_gated = fc % HW == 0;
     for (int64_t t0 = 0; t0 < N; t0 += fc) {
       const int64_t nt = N - t0 < fc ? N - t0 : fc;
       lg_tensor hc = rows_view(&hb, t0 * d, nt, d, d), yc = rows_view(&y, t0 * d, nt, d, d);
       lg_tensor fc_h = rows_view(&fh, 0, nt, c->ffn_dim, c->ffn_dim);
       LG_TRY(linear(be, &fc_h, &hc, &wb[B_F0W], &wb[B_F0B], LG_ACT_GELU_TANH));
-      LG_TRY(linear(be, &yc, &fc_h, &wb[B_F2W], &wb[B_F2B], LG_ACT_NONE));
+      if (ffn_gated) {
+        lg_tensor xc = rows_view(xs, t0 * d, nt, d, d);
+        lg_tensor gc = rows_view(&ch[5], (t0 / HW) * 6 * d, nt / HW, d, 6 * d);
+        LG_TRY(lg_backend_linear_gated_add(be, &xc, &fc_h, &wb[B_F2W], &wb[B_F2B], &gc, HW, &yc));
+      } else {
+        LG_TRY(linear(be, &yc, &fc_h, &wb[B_F2W], &wb[B_F2B], LG_ACT_NONE));
+      }
     }
-    LG_TRY(LG_OP(be, gated_add, xs, &y, &ch[5], HW));
+    if (!ffn_gated) LG_TRY(LG_OP(be, gated_add, xs, &y, &ch[5], HW));
   }
 fail:
   lg_arena_reset(&ws->arena, mark);

@@ -392,6 +392,37 @@ static void t_fused(void) {
         TOL_ELEM, rc);
     pfree(&a1), pfree(&b1), pfree(&a2), pfree(&b2), pfree(&a3), pfree(&b3);
   }
+  /* linear_gated_add: x += gate[r/group] * (a w^T + bias), gates a strided view like the
+   * DiT's modulation chunks; group 40 (the cuBLASLt gate-vector epilogue), 15 (not a multiple
+   * of 8: matmul + gated_add), no bias */
+  {
+    struct {
+      int64_t G, group, K, N;
+      bool bias;
+    } cs[] = {{2, 40, 64, 96}, {3, 15, 64, 96}, {2, 40, 128, 64}};
+    cs[0].bias = cs[1].bias = true;
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+      int64_t R = cs[k].G * cs[k].group, K = cs[k].K, N = cs[k].N;
+      int64_t xsh[2] = {R, N}, ash[2] = {R, K}, wsh[2] = {N, K}, bsh[1] = {N},
+              gsh[2] = {cs[k].G, 3 * N};
+      pair x = mk(LG_BF16, 2, xsh, -1, 1), a = mk(LG_BF16, 2, ash, -1, 1);
+      pair w = mk(LG_BF16, 2, wsh, -0.3f, 0.3f), b = mk(LG_BF16, 1, bsh, -1, 1);
+      pair g = mk(LG_BF16, 2, gsh, -1, 1), t = mk_out(LG_BF16, 2, xsh);
+      lg_tensor gc, gg;
+      int64_t ne[2] = {cs[k].G, N}, nb[2] = {3 * N, 1};
+      view2(&g, &gc, &gg, 2, ne, nb, N); /* the middle third of each row */
+      int rc = lg_backend_linear_gated_add(g_gpu, &x.g, &a.g, &w.g, cs[k].bias ? &b.g : NULL, &gg,
+                                           cs[k].group, &t.g);
+      if (!rc)
+        rc = lg_backend_linear_gated_add(g_cpu, &x.c, &a.c, &w.c, cs[k].bias ? &b.c : NULL, &gc,
+                                         cs[k].group, &t.c);
+      char shape[64];
+      snprintf(shape, sizeof shape, "R%lld K%lld N%lld g%lld%s", (long long)R, (long long)K,
+               (long long)N, (long long)cs[k].group, cs[k].bias ? " bias" : "");
+      row("linear_gated_add", shape, rc ? 0 : rel_err(&x.g, &x.c), TOL_GEMM, rc);
+      pfree(&x), pfree(&a), pfree(&w), pfree(&b), pfree(&g), pfree(&t);
+    }
+  }
 }
 
 /* q [B,Lq,nh,dh] contiguous; K/V views [B,cap,nh,dh] of a [B,cap+3,nh,dh] buffer (or one
