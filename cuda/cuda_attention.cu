@@ -595,22 +595,24 @@ static int attn_warps(void) {
 }
 
 /* LG_ATTN_KERNEL=1 (mma.sync, 16 queries per warp), 2 (32 per warp, Q in shared memory) or 3
- * (wgmma, Hopper); unset: 3 where the device runs it, else 1. */
+ * to 7 (wgmma, Hopper: its variants 0 to 4, see cuda_attention.cuh); unset: 4 (3 K/V stages,
+ * S of the next tile overlapping P V: the fastest measured on H100, see docs/PERFORMANCE.md)
+ * where the device runs it, else 1. */
 static int attn_kernel(void) {
   static int k = 0;
   if (g_attn_kernel) return g_attn_kernel;
   if (!k) {
     const char *e = getenv("LG_ATTN_KERNEL");
-    int v = e ? atoi(e) : 3;
-    k = v == 1 || v == 2 ? v : 3;
+    int v = e ? atoi(e) : 4;
+    k = v >= 1 && v <= 7 ? v : 4;
   }
   return k;
 }
 
-/* Tests and benchmarks (declared where used): kernel 1|2|3 or 0 for the default; split N >= 0
+/* Tests and benchmarks (declared where used): kernel 1..7 or 0 for the default; split N >= 0
  * as LG_ATTN_SPLIT, -1 for the kernel's default, -2 to follow the environment again. */
 extern "C" void lg_cuda_attn_set_kernel(int kernel, int split) {
-  g_attn_kernel = kernel >= 1 && kernel <= 3 ? kernel : 0;
+  g_attn_kernel = kernel >= 1 && kernel <= 7 ? kernel : 0;
   g_attn_split = split >= -2 && split <= 8 ? split : -2;
 }
 
@@ -695,9 +697,9 @@ static int attention_impl(lg_backend *be, lg_tensor *o, const lg_tensor *q, cons
     bool aligned = al16(q->data, p.qb, p.ql, p.qh) && al16(k->data, p.kb, p.kl, p.kh) &&
                    al16(v->data, p.vb, p.vl, p.vh) && al16(o->data, p.ob, p.ol, p.oh);
     if (bf && aligned && p.dh == 128 && !bias) {
-      if (attn_kernel() == 3 && lg_cuda_attn_wgmma_ok(be)) {
+      if (attn_kernel() >= 3 && lg_cuda_attn_wgmma_ok(be)) {
         int ns = attn_split_env();
-        return lg_cuda_attn_wgmma(be, p, ns < 0 ? 0 : ns);
+        return lg_cuda_attn_wgmma(be, p, ns < 0 ? 0 : ns, attn_kernel() - 3);
       }
       if (attn_kernel() == 2) {
         if (attn_warps() == 2) return launch_flash2<128, 2>(c, p, B);

@@ -2,9 +2,12 @@
  * for sm_90a alone: wgmma and setmaxnreg). FlashAttention-3 style: one block of 3 warpgroups
  * per 128 queries of one head of one batch row; warpgroup 0 is the producer (cp.async of Q and
  * of 128-key K/V tiles into 128-byte-swizzled shared memory, STAGES deep, completion and
- * release through mbarriers), warpgroups 1 and 2 are consumers owning 64 query rows each:
- * S = Q K^T by wgmma from shared memory (m64n128k16, fp32), online softmax in registers (exp2
- * form), P converted to bf16 in registers and fed to O += P V as wgmma's register A operand.
+ * release through mbarriers, K and V each by two warps), warpgroups 1 and 2 are consumers
+ * owning 64 query rows each: S = Q K^T by wgmma from shared memory (m64n128k16, fp32), online
+ * softmax in registers (exp2 form), P converted to bf16 in registers and fed to O += P V as
+ * wgmma's register A operand. Variants (template flags): OVL issues S of tile j+1 before P V of
+ * tile j so the softmax overlaps the products; PP makes the consumers take turns issuing.
+ * Default (cuda_attention.cu): 3 stages, OVL, automatic key split.
  * Keys at or past kv_len[b] are zero-filled and masked, queries past Lq zero-filled and not
  * stored; kv_len 0 writes zeros. Optional key split (partials combined by
  * lg_cuda_attn_combine128). q/k/v/o [B, L, heads, 128] with any 16-byte-aligned strides (K/V
@@ -67,14 +70,19 @@ __device__ __forceinline__ void wg_fence() {
 __device__ __forceinline__ void wg_commit_mma() {
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
-__device__ __forceinline__ void wg_wait_mma() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+template <int N> __device__ __forceinline__ void wg_wait_mma() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 /* keep the compiler from moving accumulator accesses across wgmma issue / wait */
 __device__ __forceinline__ void wg_reg_fence(float (&d)[64]) {
 #pragma unroll
   for (int i = 0; i < 64; i++)
     asm volatile("" : "+f"(d[i])::"memory");
+}
+__device__ __forceinline__ void wg_reg_fence_u(uint32_t (&r)[32]) {
+#pragma unroll
+  for (int i = 0; i < 32; i++)
+    asm volatile("" : "+r"(r[i])::"memory");
 }
 /* d[64x128] (+)= A[64x16] (shared, K-major) * B[16x128] (shared, K-major: [n][k]) */
 __device__ __forceinline__ void wg_mma_ss(float (&d)[64], uint64_t da, uint64_t db, int acc) {
@@ -124,12 +132,13 @@ __device__ __forceinline__ uint32_t wg_pack(float lo, float hi) {
 #endif
 
 /* Shared memory: Q [2 halves of 64 dims][128 rows][128 B], then K[STAGES], V[STAGES] alike,
- * then the mbarriers; row r's 16-byte chunk c of a half sits at chunk c ^ (r % 8). */
+ * then the mbarriers (Q, K full, V full, K free, V free); row r's 16-byte chunk c of a half sits at
+ * chunk c ^ (r % 8). */
 template <int STAGES> constexpr size_t wg_smem_bytes() {
   return (size_t)WG_TILE * (1 + 2 * STAGES) + 256 + 1024; /* + barriers + alignment slack */
 }
 
-template <int STAGES, bool SPLIT>
+template <int STAGES, bool SPLIT, bool OVL, bool PP>
 __global__ void __launch_bounds__(384, 1) k_flash_wg(const __grid_constant__ att_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char wg_smem_raw[];
@@ -140,7 +149,8 @@ __global__ void __launch_bounds__(384, 1) k_flash_wg(const __grid_constant__ att
   const uint32_t barQ = bars;
   auto barK = [&](int s) { return bars + 8u * (1 + s); };
   auto barV = [&](int s) { return bars + 8u * (1 + STAGES + s); };
-  auto barE = [&](int s) { return bars + 8u * (1 + 2 * STAGES + s); };
+  auto barEK = [&](int s) { return bars + 8u * (1 + 2 * STAGES + s); };
+  auto barEV = [&](int s) { return bars + 8u * (1 + 3 * STAGES + s); };
 
   const int tid = threadIdx.x, wg = tid / 128;
   const int b = blockIdx.z / p.nsplit, split = blockIdx.z % p.nsplit, h = blockIdx.y;
@@ -151,68 +161,70 @@ __global__ void __launch_bounds__(384, 1) k_flash_wg(const __grid_constant__ att
   const int ntile = t_end > t_beg ? t_end - t_beg : 0;
 
   if (tid == 0) {
-    mbar_init(barQ, 128);
+    mbar_init(barQ, 64);
     for (int s = 0; s < STAGES; s++) {
-      mbar_init(barK(s), 128);
-      mbar_init(barV(s), 128);
-      mbar_init(barE(s), 8); /* one arrival per consumer warp */
+      mbar_init(barK(s), 64); /* the producer's K warps */
+      mbar_init(barV(s), 64); /* its V warps */
+      mbar_init(barEK(s), 8); /* one arrival per consumer warp */
+      mbar_init(barEV(s), 8);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
 
   if (wg == 0) {
-    /* ------------------------------------------------ producer warpgroup */
+    /* ------------------------------------------------ producer warpgroup: warps 0-1 load Q
+     * and the K tiles, warps 2-3 the V tiles; each keeps two tiles in flight, signals a tile
+     * once its own copies of it have landed, and refills a stage once every consumer warp has
+     * released it */
     asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n");
     if (ntile == 0) return;
-    const int r8 = tid / 16, c = tid % 16; /* 8 rows x 16 chunks per pass */
-    const uint32_t soff = (uint32_t)(c / 8) * (WG_BN * 128) + (uint32_t)r8 * 128 +
-                          (uint32_t)(((c % 8) ^ r8) * 16); /* r % 8 == r8 for every pass */
-    {
+    const bool isv = tid >= 64;
+    const int pt = tid % 64, r4 = pt / 16, c = pt % 16; /* 4 rows x 16 chunks per pass */
+    /* rows 8j + r4 and 8j + 4 + r4 of pass pair j: their swizzled offsets within 8 rows */
+    const uint32_t off0 =
+        (uint32_t)(c / 8) * (WG_BN * 128) + (uint32_t)r4 * 128 + (uint32_t)(((c % 8) ^ r4) * 16);
+    const uint32_t off1 = (uint32_t)(c / 8) * (WG_BN * 128) + (uint32_t)(r4 + 4) * 128 +
+                          (uint32_t)(((c % 8) ^ (r4 + 4)) * 16);
+    const __nv_bfloat16 *src = isv ? (const __nv_bfloat16 *)p.v + b * p.vb + h * p.vh + c * 8
+                                   : (const __nv_bfloat16 *)p.k + b * p.kb + h * p.kh + c * 8;
+    const int64_t rs = isv ? p.vl : p.kl;
+    if (!isv) {
       const __nv_bfloat16 *qp = (const __nv_bfloat16 *)p.q + b * p.qb + h * p.qh + c * 8;
 #pragma unroll 4
-      for (int i = 0; i < 16; i++) {
-        int q = q0 + i * 8 + r8;
-        bool ok = q < p.Lq;
-        wg_cp16(sQ + soff + i * 1024, ok ? qp + (int64_t)q * p.ql : qp, ok ? 16 : 0);
+      for (int j = 0; j < 16; j++) {
+        int qa = q0 + j * 8 + r4, qb2 = qa + 4;
+        wg_cp16(sQ + off0 + j * 1024, qa < p.Lq ? qp + (int64_t)qa * p.ql : qp, qa < p.Lq ? 16 : 0);
+        wg_cp16(sQ + off1 + j * 1024, qb2 < p.Lq ? qp + (int64_t)qb2 * p.ql : qp,
+                qb2 < p.Lq ? 16 : 0);
       }
       wg_commit();
     }
-    const __nv_bfloat16 *kp = (const __nv_bfloat16 *)p.k + b * p.kb + h * p.kh + c * 8;
-    const __nv_bfloat16 *vp = (const __nv_bfloat16 *)p.v + b * p.vb + h * p.vh + c * 8;
+    const uint32_t base = isv ? sV : sK;
+    /* two tiles in flight per warp pair: tile it-1 is signalled once tile it is issued */
+    auto signal = [&](int j) {
+      wg_fence_async();
+      if (!isv && j == 0) mbar_arrive(barQ);
+      mbar_arrive(isv ? barV(j % STAGES) : barK(j % STAGES));
+    };
     for (int it = 0; it < ntile; it++) {
       const int s = it % STAGES, key0 = (t_beg + it) * WG_BN;
-      if (it >= STAGES) mbar_wait(barE(s), ((it / STAGES) + 1) & 1);
+      if (it >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((it / STAGES) + 1) & 1);
+      const uint32_t dst = base + s * WG_TILE;
 #pragma unroll 4
-      for (int i = 0; i < 16; i++) {
-        int key = key0 + i * 8 + r8;
-        bool ok = key < n;
-        wg_cp16(sK + s * WG_TILE + soff + i * 1024, ok ? kp + (int64_t)key * p.kl : kp,
-                ok ? 16 : 0);
+      for (int j = 0; j < 16; j++) {
+        int ka = key0 + j * 8 + r4, kb2 = ka + 4;
+        wg_cp16(dst + off0 + j * 1024, ka < n ? src + (int64_t)ka * rs : src, ka < n ? 16 : 0);
+        wg_cp16(dst + off1 + j * 1024, kb2 < n ? src + (int64_t)kb2 * rs : src, kb2 < n ? 16 : 0);
       }
       wg_commit();
-      /* everything but the K tile just issued has landed: V of the previous tile (or Q) */
-      wg_wait_group<1>();
-      wg_fence_async();
-      if (it == 0)
-        mbar_arrive(barQ);
-      else
-        mbar_arrive(barV((it - 1) % STAGES));
-#pragma unroll 4
-      for (int i = 0; i < 16; i++) {
-        int key = key0 + i * 8 + r8;
-        bool ok = key < n;
-        wg_cp16(sV + s * WG_TILE + soff + i * 1024, ok ? vp + (int64_t)key * p.vl : vp,
-                ok ? 16 : 0);
+      if (it > 0) {
+        wg_wait_group<1>();
+        signal(it - 1);
       }
-      wg_commit();
-      wg_wait_group<1>(); /* this K tile */
-      wg_fence_async();
-      mbar_arrive(barK(s));
     }
     wg_wait_group<0>();
-    wg_fence_async();
-    mbar_arrive(barV((ntile - 1) % STAGES));
+    signal(ntile - 1);
     return;
   }
 
@@ -220,23 +232,19 @@ __global__ void __launch_bounds__(384, 1) k_flash_wg(const __grid_constant__ att
   asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n");
   const int cw = wg - 1, lt = tid % 128, warp = lt / 32, lane = lt % 32;
   const int g = lane / 4, t = lane % 4;
-  float o[64];
+  float o[64], sc[64];
+  uint32_t pf[32]; /* P as the A operand: 8 k-steps of 16 keys, 4 registers each */
 #pragma unroll
   for (int i = 0; i < 64; i++)
     o[i] = 0.f;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f, a0 = 1.f, a1 = 1.f;
   const float sl2 = p.scale_log2;
   /* V is N-major (transposed B): leading offset = between 64-dim halves, stride = between
    * 8-key groups */
   const uint32_t vlbo = p.wg_dbg & 1 ? 1024 : WG_BN * 128, vsbo = p.wg_dbg & 1 ? WG_BN * 128 : 1024;
-  if (ntile > 0) mbar_wait(barQ, 0);
   const uint32_t qrow = sQ + (uint32_t)cw * 64 * 128;
-  for (int it = 0; it < ntile; it++) {
-    const int s = it % STAGES;
-    const uint32_t par = (it / STAGES) & 1;
-    const int key0 = (t_beg + it) * WG_BN;
-    float sc[64];
-    mbar_wait(barK(s), par);
+  /* S = Q K^T of stage s into sc (issued, not waited for) */
+  auto issue_qk = [&](int s) {
     const uint32_t kt = sK + s * WG_TILE;
     wg_fence();
 #pragma unroll
@@ -245,8 +253,19 @@ __global__ void __launch_bounds__(384, 1) k_flash_wg(const __grid_constant__ att
       wg_mma_ss(sc, wg_desc(qrow + off, 16, 1024), wg_desc(kt + off, 16, 1024), kk > 0);
     }
     wg_commit_mma();
-    wg_wait_mma();
-    wg_reg_fence(sc);
+  };
+  /* O += P V of stage s (issued, not waited for) */
+  auto issue_pv = [&](int s) {
+    const uint32_t vt = sV + s * WG_TILE;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++)
+      wg_mma_rs(o, pf + 4 * kk, wg_desc(vt + (uint32_t)kk * 2048, vlbo, vsbo));
+    wg_commit_mma();
+  };
+  /* online softmax of sc (keys key0..key0+127, masked past n): new running max, the factor
+   * a0/a1 that rescales what came before, exponentials in place, row sums */
+  auto softmax = [&](int key0) {
     if (key0 + WG_BN > n) {
 #pragma unroll
       for (int nb = 0; nb < 16; nb++) {
@@ -267,38 +286,100 @@ __global__ void __launch_bounds__(384, 1) k_flash_wg(const __grid_constant__ att
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
     const float mn0 = fmaxf(m0, mx0 * sl2), mn1 = fmaxf(m1, mx1 * sl2);
     const float base0 = mn0 == -INFINITY ? 0.f : mn0, base1 = mn1 == -INFINITY ? 0.f : mn1;
-    const float a0 = exp2f(m0 - base0), a1 = exp2f(m1 - base1);
+    a0 = exp2f(m0 - base0), a1 = exp2f(m1 - base1);
     m0 = mn0, m1 = mn1;
-    l0 *= a0, l1 *= a1;
+    float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+    for (int nb = 0; nb < 16; nb++) {
+      sc[4 * nb + 0] = exp2f(fmaf(sc[4 * nb + 0], sl2, -base0));
+      sc[4 * nb + 1] = exp2f(fmaf(sc[4 * nb + 1], sl2, -base0));
+      sc[4 * nb + 2] = exp2f(fmaf(sc[4 * nb + 2], sl2, -base1));
+      sc[4 * nb + 3] = exp2f(fmaf(sc[4 * nb + 3], sl2, -base1));
+      s0 += sc[4 * nb + 0] + sc[4 * nb + 1];
+      s1 += sc[4 * nb + 2] + sc[4 * nb + 3];
+    }
+    l0 = l0 * a0 + s0, l1 = l1 * a1 + s1;
+  };
+  /* O *= a (O holds every finished P V), then P = bf16(sc) */
+  auto rescale_pack = [&]() {
 #pragma unroll
     for (int nb = 0; nb < 16; nb++) {
       o[4 * nb + 0] *= a0, o[4 * nb + 1] *= a0;
       o[4 * nb + 2] *= a1, o[4 * nb + 3] *= a1;
+      pf[(nb / 2) * 4 + (nb % 2) * 2 + 0] = wg_pack(sc[4 * nb + 0], sc[4 * nb + 1]);
+      pf[(nb / 2) * 4 + (nb % 2) * 2 + 1] = wg_pack(sc[4 * nb + 2], sc[4 * nb + 3]);
     }
-    uint32_t pf[32]; /* P as the A operand: 8 k-steps of 16 keys, 4 registers each */
-#pragma unroll
-    for (int nb = 0; nb < 16; nb++) {
-      float e0 = exp2f(fmaf(sc[4 * nb + 0], sl2, -base0));
-      float e1 = exp2f(fmaf(sc[4 * nb + 1], sl2, -base0));
-      float e2 = exp2f(fmaf(sc[4 * nb + 2], sl2, -base1));
-      float e3 = exp2f(fmaf(sc[4 * nb + 3], sl2, -base1));
-      l0 += e0 + e1, l1 += e2 + e3;
-      pf[(nb / 2) * 4 + (nb % 2) * 2 + 0] = wg_pack(e0, e1);
-      pf[(nb / 2) * 4 + (nb % 2) * 2 + 1] = wg_pack(e2, e3);
+  };
+  /* ping-pong (PP): the two consumer warpgroups take turns issuing their wgmmas (named
+   * barriers 1 and 2), so one's softmax runs while the other's products fill the tensor cores */
+  auto turn_begin = [&]() {
+    if (PP) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
+  };
+  auto turn_end = [&]() {
+    if (PP) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
+  };
+  if (ntile > 0) {
+    mbar_wait(barQ, 0);
+    if (PP && cw == 1) turn_end(); /* warpgroup 1 goes first */
+    if (OVL) {
+      /* S of tile it+1 and P V of tile it in flight together; the softmax of tile it+1 runs
+       * while P V of tile it is still on the tensor cores */
+      mbar_wait(barK(0), 0);
+      turn_begin();
+      issue_qk(0);
+      turn_end();
+      wg_wait_mma<0>();
+      wg_reg_fence(sc);
+      if (lane == 0) mbar_arrive(barEK(0));
+      softmax(t_beg * WG_BN);
+      rescale_pack();
+      for (int it = 1; it < ntile; it++) {
+        const int s = it % STAGES, sp = (it - 1) % STAGES;
+        mbar_wait(barK(s), (it / STAGES) & 1);
+        mbar_wait(barV(sp), ((it - 1) / STAGES) & 1);
+        turn_begin();
+        issue_qk(s);
+        issue_pv(sp);
+        turn_end();
+        wg_wait_mma<1>(); /* S done; P V may still run */
+        wg_reg_fence(sc);
+        if (lane == 0) mbar_arrive(barEK(s));
+        softmax((t_beg + it) * WG_BN);
+        wg_wait_mma<0>();
+        wg_reg_fence(o);
+        wg_reg_fence_u(pf);
+        if (lane == 0) mbar_arrive(barEV(sp));
+        rescale_pack();
+      }
+      const int sl = (ntile - 1) % STAGES;
+      mbar_wait(barV(sl), ((ntile - 1) / STAGES) & 1);
+      turn_begin();
+      issue_pv(sl);
+      turn_end();
+      wg_wait_mma<0>();
+      wg_reg_fence(o);
+      wg_reg_fence_u(pf);
+      if (lane == 0) mbar_arrive(barEV(sl));
+    } else {
+      for (int it = 0; it < ntile; it++) {
+        const int s = it % STAGES;
+        const uint32_t par = (it / STAGES) & 1;
+        mbar_wait(barK(s), par);
+        issue_qk(s);
+        wg_wait_mma<0>();
+        wg_reg_fence(sc);
+        if (lane == 0) mbar_arrive(barEK(s));
+        softmax((t_beg + it) * WG_BN);
+        rescale_pack();
+        mbar_wait(barV(s), par);
+        issue_pv(s);
+        wg_wait_mma<0>();
+        wg_reg_fence(o);
+        wg_reg_fence_u(pf);
+        if (lane == 0) mbar_arrive(barEV(s));
+      }
     }
-    mbar_wait(barV(s), par);
-    const uint32_t vt = sV + s * WG_TILE;
-    wg_reg_fence(o);
-    wg_fence();
-#pragma unroll
-    for (int kk = 0; kk < 8; kk++)
-      wg_mma_rs(o, pf + 4 * kk, wg_desc(vt + (uint32_t)kk * 2048, vlbo, vsbo));
-    wg_commit_mma();
-    wg_wait_mma();
-    wg_reg_fence(o);
-    if (lane == 0) mbar_arrive(barE(s));
   }
-
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
@@ -346,7 +427,18 @@ __global__ void k_wg_probe(int *out) {
 #endif
 }
 
-#define WG_STAGES 2
+template <int ST, bool OVL, bool PP> static int wg_set_attr(void) {
+  int err = 0;
+  CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<ST, false, OVL, PP>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  (int)wg_smem_bytes<ST>()));
+  CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<ST, true, OVL, PP>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  (int)wg_smem_bytes<ST>()));
+  return 0;
+fail:
+  return err;
+}
 
 bool lg_cuda_attn_wgmma_ok(lg_backend *be) {
   static int ok = -1;
@@ -362,12 +454,11 @@ bool lg_cuda_attn_wgmma_ok(lg_backend *be) {
     k_wg_probe<<<1, 1>>>(d);
     CUDA_LAUNCH_CHECK();
     CUDA_CHECK(cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<WG_STAGES, false>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)wg_smem_bytes<WG_STAGES>()));
-    CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<WG_STAGES, true>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)wg_smem_bytes<WG_STAGES>()));
+    LG_TRY((wg_set_attr<2, true, false>()));
+    LG_TRY((wg_set_attr<3, true, false>()));
+    LG_TRY((wg_set_attr<2, false, false>()));
+    LG_TRY((wg_set_attr<3, true, true>()));
+    LG_TRY((wg_set_attr<2, true, true>()));
     ok = h == 1;
     if (!ok) LG_WARN(LG_CUDA_MOD, "attention: the sm_90a image was not loaded; no wgmma kernel");
   fail:
@@ -375,6 +466,14 @@ bool lg_cuda_attn_wgmma_ok(lg_backend *be) {
     if (err) LG_WARN(LG_CUDA_MOD, "attention: wgmma probe failed (%d); mma.sync kernel used", err);
   }
   return ok == 1;
+}
+
+template <int ST, bool OVL, bool PP>
+static void wg_launch(const att_params &p, dim3 grid, cudaStream_t st) {
+  if (p.nsplit > 1)
+    k_flash_wg<ST, true, OVL, PP><<<grid, 384, wg_smem_bytes<ST>(), st>>>(p);
+  else
+    k_flash_wg<ST, false, OVL, PP><<<grid, 384, wg_smem_bytes<ST>(), st>>>(p);
 }
 
 /* Key splits for the wgmma kernel: 1 block per SM, so the last wave of
@@ -391,7 +490,7 @@ static int wg_pick_split(int blocks, int slots, int ntiles) {
   return best;
 }
 
-int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split) {
+int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
   int err = 0;
   lg_cuda *c = lg_cu(be);
   const int B = p.B;
@@ -419,11 +518,16 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split) {
   }
   {
     dim3 grid(qt, p.nh, B * ns);
-    size_t smem = wg_smem_bytes<WG_STAGES>();
-    if (ns > 1)
-      k_flash_wg<WG_STAGES, true><<<grid, 384, smem, c->stream>>>(p);
+    if (variant == 1)
+      wg_launch<3, true, false>(p, grid, c->stream);
+    else if (variant == 2)
+      wg_launch<2, false, false>(p, grid, c->stream);
+    else if (variant == 3)
+      wg_launch<3, true, true>(p, grid, c->stream);
+    else if (variant == 4)
+      wg_launch<2, true, true>(p, grid, c->stream);
     else
-      k_flash_wg<WG_STAGES, false><<<grid, 384, smem, c->stream>>>(p);
+      wg_launch<2, true, false>(p, grid, c->stream);
     CUDA_LAUNCH_CHECK();
     if (ns > 1) LG_TRY(lg_cuda_attn_combine128(be, p));
   }

@@ -468,20 +468,29 @@ static void t_attn_wgmma(void) {
   row("attention wgmma kernel loaded", act == 1 ? "sm_90a" : "not Hopper", 0, 0,
       act < 0 ? LG_ENOTSUP : 0);
   if (act != 1) return;
-  for (int sp = 1; sp <= 2; sp++) {
-    lg_cuda_attn_set_kernel(3, sp);
+  /* kernel 4 (the default: 3 stages, S of the next tile overlapping P V) with and without the
+   * key split, then the variants 3 (2 stages), 5 (2 stages, no overlap), 6 (3 stages,
+   * ping-pong), 7 (2 stages, ping-pong) */
+  struct {
+    int kernel, split;
+    bool all;
+  } vs[7] = {{4, 1, true},  {4, 2, true}, {3, 1, true}, {3, 2, false},
+             {5, 1, false}, {6, 2, true}, {7, 1, false}};
+  for (int vi = 0; vi < 7; vi++) {
+    int kn = vs[vi].kernel, sp = vs[vi].split;
+    lg_cuda_attn_set_kernel(kn, sp);
     char nm[64];
-    int32_t k1[2] = {9360, 3120}, k2[2] = {77, 0}, k3[2] = {0, 9360};
-    snprintf(nm, sizeof nm, "attention wgmma kv 9360/3120 s%d", sp);
+    int32_t k1[2] = {9360, 3120}, k2[2] = {77, 0}, k3[2] = {0, 9360}, k4[2] = {77, 3};
+    snprintf(nm, sizeof nm, "attention wgmma%d kv 9360/3120 s%d", kn, sp);
     t_attn_case(nm, 2, 1560, 9360, 12, 128, k1, false, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma kv 77/0 s%d", sp);
-    t_attn_case(nm, 2, 1560, 9360, 12, 128, k2, false, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma Lq37 kv 0/9360 s%d", sp);
+    snprintf(nm, sizeof nm, "attention wgmma%d Lq37 kv 0/9360 s%d", kn, sp);
     t_attn_case(nm, 2, 37, 9360, 12, 128, k3, false, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma cross shared s%d", sp);
+    if (!vs[vi].all) continue;
+    snprintf(nm, sizeof nm, "attention wgmma%d kv 77/0 s%d", kn, sp);
+    t_attn_case(nm, 2, 1560, 9360, 12, 128, k2, false, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma%d cross shared s%d", kn, sp);
     t_attn_case(nm, 2, 1560, 512, 12, 128, NULL, true, LG_BF16);
-    snprintf(nm, sizeof nm, "attention wgmma Lq37 shared kv77 s%d", sp);
-    int32_t k4[2] = {77, 3};
+    snprintf(nm, sizeof nm, "attention wgmma%d Lq37 shared kv77 s%d", kn, sp);
     t_attn_case(nm, 2, 37, 512, 12, 128, k4, true, LG_BF16);
   }
   lg_cuda_attn_set_kernel(0, -2);
@@ -1138,11 +1147,18 @@ static void perf_attention(void) {
   struct {
     const char *nm;
     int kernel, split;
-  } ks_[4] = {{"mma.sync (kernel 1)", 1, 1},
-              {"wgmma (kernel 3), no split", 3, 1},
-              {"wgmma (kernel 3), auto split", 3, 0},
-              {"wgmma (kernel 3), 2 splits", 3, 2}};
-  int nk = lg_cuda_attn_wgmma_active(g_gpu) == 1 ? 4 : 1;
+  } ks_[11] = {{"mma.sync (kernel 1)", 1, 1},
+               {"wgmma (kernel 3), no split", 3, 1},
+               {"wgmma (kernel 3), auto split", 3, 0},
+               {"wgmma 3 stages (4), no split", 4, 1},
+               {"wgmma 3 stages (4), auto split", 4, 0},
+               {"wgmma no overlap (5), no split", 5, 1},
+               {"wgmma no overlap (5), auto", 5, 0},
+               {"wgmma 3st ping-pong (6), none", 6, 1},
+               {"wgmma 3st ping-pong (6), auto", 6, 0},
+               {"wgmma 2st ping-pong (7), none", 7, 1},
+               {"wgmma 2st ping-pong (7), auto", 7, 0}};
+  int nk = lg_cuda_attn_wgmma_active(g_gpu) == 1 ? 11 : 1;
   printf("\nattention on %s, B 2, Lq 1560, 12 heads x 128, bf16 (median of 20):\n\n",
          lg_cuda_device_name(g_gpu));
   printf("| %-30s | %-22s | %10s | %8s |\n|---|---|---|---|\n", "kernel", "shape", "us", "TFLOP/s");
