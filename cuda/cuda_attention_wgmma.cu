@@ -506,6 +506,10 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
   p.wg_dbg = dbg;
   int ns = split > 0 ? split : wg_pick_split(qt * p.nh * B, c->sm_count, ntiles);
   if (ns > 1 && (ntiles < ns || B * ns > 65535)) ns = 1;
+  /* the automatic split never makes graph capture fail: the scratch cannot grow then */
+  if (split == 0 && ns > 1 && c->capturing &&
+      (size_t)B * p.Lq * p.nh * ns * (128 * 4 + 8) + 256 > c->scratch_bytes)
+    ns = 1;
   p.nsplit = ns;
   p.tps = ns > 1 ? (ntiles + ns - 1) / ns : (ntiles > 0 ? ntiles : 1);
   if (ns > 1) {
