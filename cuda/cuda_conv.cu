@@ -11,10 +11,10 @@
  *   unpadded. The bias is a separate pass over y.
  * - im2col + cuBLASLt GEMM in row chunks (F32/F16 tensors, no cuDNN, or where it measured faster).
  * Per distinct shape a plan is made once (descriptors, the algorithm from
- * cudnnFindConvolutionForwardAlgorithm, its workspace size, and a timing of im2col on the same
- * call: the faster path is kept). The workspace grows only when a new plan needs more and never
- * during graph capture, so a steady call allocates nothing. LG_CONV=im2col|cudnn|auto (read once)
- * or lg_cuda_conv_set_mode overrides the choice. Runs on the backend's thread. */
+ * cudnnFindConvolutionForwardAlgorithm, its workspace size, and for Ci < 32 a timing of im2col
+ * on the same call: the faster path is kept). The workspace grows only when a new plan needs more
+ * and never during graph capture, so a steady call allocates nothing. LG_CONV=im2col|cudnn|auto
+ * (read once) or lg_cuda_conv_set_mode overrides the choice. Runs on the backend's thread. */
 #include "cuda_internal.cuh"
 
 #include <stdlib.h>
@@ -293,8 +293,9 @@ fail:
 }
 
 /* Descriptors and algorithm for one shape (the key's fields, see conv_cudnn). Runs Find (which
- * executes every algorithm once on buffers of its own) and, in auto mode, times im2col on this
- * call's tensors, keeping the faster. NULL (logged) when nothing fits. */
+ * executes every algorithm once on buffers of its own) and, in auto mode with Ci < 32, times
+ * im2col on this call's tensors, keeping the faster. NULL during graph capture; a shape cuDNN
+ * refuses gets an im2col-only plan (logged once). */
 static conv_plan *plan_make(lg_backend *be, lg_cuda_conv *s, const int64_t *key, bool two_d,
                             const int *xdims, const int *ydims, const int *wdims, const int *pad,
                             const int *stride, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
@@ -363,8 +364,12 @@ static conv_plan *plan_make(lg_backend *be, lg_cuda_conv *s, const int64_t *key,
       p->path = CONV_CUDNN;
       p->have_algo = true;
     }
-    if (conv_mode() == CONV_AUTO && best >= 0) {
-      /* im2col on this call (once to warm its GEMM plan, once timed); y is rewritten below */
+    if (conv_mode() == CONV_AUTO && best >= 0 && g.Ci < 32) {
+      /* im2col on this call (once to warm its GEMM plan, once timed); y is rewritten below.
+       * Only for narrow inputs (Ci < 32, patch rows of at most 27*31 elements), the one place
+       * it was measured to win (H100: the decoder's conv1 16 -> 384, 0.05 vs 0.09 ms); at
+       * Ci >= 32 it lost by 2-46x, and timing it there would cost the first call up to
+       * 2 x 67 ms per shape. */
       LG_TRY(conv_im2col(be, y, x, w, bias, g, Co));
       CUDA_CHECK(cudaEventRecord(s->ev[0], c->stream));
       LG_TRY(conv_im2col(be, y, x, w, bias, g, Co));

@@ -515,9 +515,9 @@ static void t_attention(void) {
   t_attn_case("attention flash long (3 frames)", 1, 300, 1560 * 3, 2, 128, kvl4, false, LG_BF16);
 }
 
-/* Defined in cuda/cuda_conv.cu: conv3d path override (0 auto: the faster of cuDNN and im2col,
- * measured once per shape; 1 im2col + GEMM; 2 cuDNN wherever it has an algorithm; -1 the
- * environment) and what the last conv3d ran. */
+/* Defined in cuda/cuda_conv.cu: conv3d path override (0 auto: cuDNN, or im2col where it
+ * measured faster (timed once per shape, only for Ci < 32); 1 im2col + GEMM; 2 cuDNN wherever
+ * it has an algorithm; -1 the environment) and what the last conv3d ran. */
 void lg_cuda_conv_set_mode(int mode);
 const char *lg_cuda_conv_last(lg_backend *be);
 
@@ -594,7 +594,7 @@ static void t_conv(void) {
       {"conv2d k3 s2 C96 120x208 (real)", 1, 120, 208, 96, 96, 1, 3, 3, down, true, false},
       {"conv3d k3 C384 60x104 (real)", 3, 60, 104, 384, 384, 3, 3, 3, p1, false, false},
   };
-  static const char *const mode_nm[3] = {"auto", "cudnn", "im2col"};
+  static const char *const mode_nm[3] = {"auto", "im2col", "cudnn"}; /* set_mode */
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     const conv_case *k = &cs[i];
     int64_t cx = k->strided ? k->Ci + 8 : k->Ci;
