@@ -9,8 +9,10 @@
  * - cosine_mean_n: many cosine_mean pairs (the adaptive-sink measurement: every layer, K and
  *   V, every sink) accumulated in device doubles and downloaded with one sync instead of one
  *   per pair.
- * - linear_gated_add: the gated residual add of the o-projection / ffn.2 in the cuBLASLt
- *   epilogue (a gate vector per frame as alpha, beta 1 onto x), no separate add pass.
+ * - linear_gated_add: the gated residual add of the o-projection / ffn.2; with
+ *   LG_FUSED_GATED_GEMM=1 it tries the cuBLASLt epilogue (a gate vector per frame as alpha,
+ *   beta 1 onto x), which cuBLASLt 13 does not support on the H100, so by default it is the
+ *   GEMM + gated_add.
  * Runs on the backend's thread. */
 #include "cuda_internal.cuh"
 
@@ -408,12 +410,14 @@ fail:
   return p;
 }
 
-/* LG_FUSED_GATED_GEMM=0 turns the epilogue path off (experiments); read once. */
+/* LG_FUSED_GATED_GEMM=1 tries the epilogue path; off by default, because cuBLASLt 13 on the
+ * H100 offers no algorithm for it (status 15, NOT_SUPPORTED, for every DiT shape: bf16, gate
+ * vector, beta 1, batched bias), so each shape would only probe and fall back. Read once. */
 static bool lga_enabled(void) {
   static int on = -1;
   if (on < 0) {
     const char *e = getenv("LG_FUSED_GATED_GEMM");
-    on = !(e && !strcmp(e, "0"));
+    on = e && !strcmp(e, "1");
   }
   return on == 1;
 }

@@ -393,14 +393,13 @@ static void t_fused(void) {
     pfree(&a1), pfree(&b1), pfree(&a2), pfree(&b2), pfree(&a3), pfree(&b3);
   }
   /* linear_gated_add: x += gate[r/group] * (a w^T + bias), gates a strided view like the
-   * DiT's modulation chunks; group 40 (the cuBLASLt gate-vector epilogue), 15 (not a multiple
-   * of 8: matmul + gated_add), no bias */
+   * DiT's modulation chunks; group 40 (the cuBLASLt gate-vector epilogue with
+   * LG_FUSED_GATED_GEMM=1), 15 (not a multiple of 8: matmul + gated_add), no bias */
   {
     struct {
       int64_t G, group, K, N;
       bool bias;
-    } cs[] = {{2, 40, 64, 96}, {3, 15, 64, 96}, {2, 40, 128, 64}};
-    cs[0].bias = cs[1].bias = true;
+    } cs[] = {{2, 40, 64, 96, true}, {3, 15, 64, 96, true}, {2, 40, 128, 64, false}};
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
       int64_t R = cs[k].G * cs[k].group, K = cs[k].K, N = cs[k].N;
       int64_t xsh[2] = {R, N}, ash[2] = {R, K}, wsh[2] = {N, K}, bsh[1] = {N},
