@@ -575,11 +575,14 @@ int lg_cuda_conv3d(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_te
       note_last(be, "gemm (1x1x1)");
       return lg_cuda_matmul(be, &yy, &a, &wt, bias, &mo);
     }
+    bool try_cudnn = x->dtype == LG_BF16 && y->dtype == LG_BF16 && conv_mode() != CONV_IM2COL;
 #ifdef LG_HAVE_CUDNN
-    if (x->dtype == LG_BF16 && y->dtype == LG_BF16 && conv_mode() != CONV_IM2COL) {
+    if (try_cudnn) {
       int rc = conv_cudnn(be, y, x, w, bias, o, g, Co);
       if (rc != LG_ENOTSUP) return rc;
     }
+#else
+    (void)try_cudnn;
 #endif
     note_last(be, "im2col + gemm");
     return conv_im2col(be, y, x, w, bias, g, Co);
