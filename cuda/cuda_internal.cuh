@@ -94,7 +94,7 @@ typedef struct lg_cuda {
   int op_n[LG_OP_COUNT];
   cudaEvent_t marks[16];
   void *fused; /* cuda_fused.cu: linear_gated_add plans (at the first call) */
-  void *conv; /* cuda_conv.cu: cuDNN handle, per-shape plans, workspace (at the first conv) */
+  void *conv;  /* cuda_conv.cu: cuDNN handle, per-shape plans, workspace (at the first conv) */
 } lg_cuda;
 
 static inline lg_cuda *lg_cu(lg_backend *be) {

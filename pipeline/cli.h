@@ -8,20 +8,28 @@
 extern "C" {
 #endif
 
-int lg_cmd_config(int argc, char **argv);        /* cmd_config.c: config --print */
-int lg_cmd_inspect(int argc, char **argv);       /* cmd_model.c */
-int lg_cmd_convert(int argc, char **argv);       /* cmd_model.c */
-int lg_cmd_init_model(int argc, char **argv);    /* cmd_model.c */
-int lg_cmd_probe_dit(int argc, char **argv);     /* cmd_probe_dit.c: probe dit */
-int lg_cmd_probe_stream(int argc, char **argv);  /* cmd_probe_dit.c: probe stream */
-int lg_cmd_probe_compare(int argc, char **argv); /* cmd_probe_dit.c: probe compare */
-int lg_cmd_probe_umt5(int argc, char **argv);    /* cmd_probe_umt5.c: probe umt5 */
-int lg_cmd_generate(int argc, char **argv);      /* cmd_generate.c */
-int lg_cmd_probe_vae(int argc,
-                     char **argv); /* cmd_probe_vae.c: probe vae-encode|vae-decode|taehv-decode
-                                      (argv[0] names which) */
-int lg_cmd_bench(int argc, char **argv); /* cmd_bench.c: bench dit|vae|pipeline */
-int lg_cmd_serve(int argc, char **argv); /* cmd_serve.c (LG_HAVE_STREAMING) */
+/* cmd_config.c: config --print|--check */
+int lg_cmd_config(int argc, char **argv);
+/* cmd_model.c: inspect, convert, init-model */
+int lg_cmd_inspect(int argc, char **argv);
+int lg_cmd_convert(int argc, char **argv);
+int lg_cmd_init_model(int argc, char **argv);
+/* cmd_probe_dit.c: probe dit, probe stream, probe compare */
+int lg_cmd_probe_dit(int argc, char **argv);
+int lg_cmd_probe_stream(int argc, char **argv);
+int lg_cmd_probe_compare(int argc, char **argv);
+/* cmd_probe_umt5.c: probe umt5 */
+int lg_cmd_probe_umt5(int argc, char **argv);
+/* cmd_generate.c: generate */
+int lg_cmd_generate(int argc, char **argv);
+/* cmd_probe_vae.c: probe vae-encode|vae-decode|taehv-decode (argv[0] names which) */
+int lg_cmd_probe_vae(int argc, char **argv);
+/* cmd_bench.c: bench dit|engine|pipeline */
+int lg_cmd_bench(int argc, char **argv);
+/* bench_engine.c: bench engine */
+int lg_bench_engine(int argc, char **argv);
+/* cmd_serve.c: serve (LG_HAVE_STREAMING) */
+int lg_cmd_serve(int argc, char **argv);
 
 #ifdef __cplusplus
 }

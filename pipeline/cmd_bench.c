@@ -87,13 +87,17 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: livegen bench dit [--preset tiny|1.3b|14b] [--res HxW] [--steps 1|2|4|1,2,4]\n"
-             "                        [--kv-frames N] [--frames F] [--iters N] [--warmup N]\n"
-             "                        [--backend cuda|cpu|auto] [--seed S] [--graph 0|1]\n"
-             "Times one v2v chunk of the Wan DiT (rows = steps, F latent frames per row, every\n"
-             "row's cache full) on random weights; prints one JSON line. With --graph 1 (the\n"
-             "default on CUDA) the forward is also captured once as a CUDA graph and replayed:\n"
-             "ms_* are the replays', eager_ms_* the plain forwards'.\n");
+  fprintf(f,
+          "usage: livegen bench dit [--preset tiny|1.3b|14b] [--res HxW] [--steps 1|2|4|1,2,4]\n"
+          "                        [--kv-frames N] [--frames F] [--iters N] [--warmup N]\n"
+          "                        [--backend cuda|cpu|auto] [--seed S] [--graph 0|1]\n"
+          "Times one v2v chunk of the Wan DiT (rows = steps, F latent frames per row, every\n"
+          "row's cache full) on random weights; prints one JSON line. With --graph 1 (the\n"
+          "default on CUDA) the forward is also captured once as a CUDA graph and replayed:\n"
+          "ms_* are the replays', eager_ms_* the plain forwards'.\n"
+          "       livegen bench engine [--config F] [--set k=v]... [--chunks N] [--warmup N]\n"
+          "Times the whole chunk (VAE encode, DiT stream batch, decode) on any config.\n"
+          "       livegen bench pipeline --gpus 1,2,4 ... (see livegen bench pipeline --help)\n");
 }
 
 typedef struct bench_args {
@@ -439,10 +443,10 @@ int lg_cmd_bench(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "dit")) return bench_dit(argc - 1, argv + 1);
   if (!strcmp(argv[1], "pipeline")) return lg_bench_pipeline(argc - 1, argv + 1); /* stages.h */
-  if (!strcmp(argv[1], "vae") || !strcmp(argv[1], "pipeline")) {
-    fprintf(stderr, "livegen bench %s: not implemented yet (only bench dit)\n", argv[1]);
-    return 1;
-  }
-  fprintf(stderr, "livegen bench: unknown target '%s' (dit)\n", argv[1]);
+  if (!strcmp(argv[1], "engine")) return lg_bench_engine(argc - 1, argv + 1); /* bench_engine.c */
+  fprintf(stderr,
+          "livegen bench: unknown target '%s' (dit, engine, pipeline; the VAE alone: "
+          "livegen probe vae-decode --res HxW --calls N)\n",
+          argv[1]);
   return 2;
 }

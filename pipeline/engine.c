@@ -653,3 +653,7 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
   pthread_mutex_unlock(&e->mu_lock);
   return written;
 }
+
+struct lg_backend *lg_engine_backend(lg_engine *e) {
+  return e ? e->be : NULL;
+}

@@ -58,6 +58,8 @@ void lg_engine_get_params(lg_engine *e, lg_engine_params *p);
 /* Drops caches and the stream batch; the next push is a first chunk again. */
 int lg_engine_reset(lg_engine *e);
 void lg_engine_get_stats(lg_engine *e, lg_engine_stats *s);
+/* The engine's backend (borrowed; for benchmarks that read device memory statistics). */
+struct lg_backend *lg_engine_backend(lg_engine *e);
 
 #ifdef __cplusplus
 }

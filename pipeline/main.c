@@ -19,7 +19,7 @@ static const command commands[] = {
     {"convert", lg_cmd_convert, "convert a .pt/.pth/.safetensors checkpoint to safetensors"},
     {"init-model", lg_cmd_init_model, "write random weights under official names"},
     {"probe", NULL, "run one model component on tensors from a file (golden tests)"},
-    {"bench", lg_cmd_bench, "benchmark dit | vae | pipeline on the GPU"},
+    {"bench", lg_cmd_bench, "benchmark dit | engine | pipeline"},
 };
 
 static void usage(FILE *f) {
