@@ -63,6 +63,25 @@ void lg_log(lg_log_level level, const char *module, const char *fmt, ...) {
   pthread_mutex_unlock(&log_mu);
 }
 
+int lg_errf(char *err, size_t n, int code, const char *fmt, ...) {
+  if (err && n) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, n, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+const char *lg_shape_str(int nd, const int64_t *shape, char *buf, size_t n) {
+  if (!buf || !n) return "";
+  size_t o = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < nd && o < n; i++)
+    o += (size_t)snprintf(buf + o, n - o, i ? ",%lld" : "%lld", (long long)shape[i]);
+  if (o < n) snprintf(buf + o, n - o, "]");
+  return buf;
+}
+
 double lg_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

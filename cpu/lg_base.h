@@ -71,6 +71,13 @@ void lg_log(lg_log_level level, const char *module, const char *fmt, ...)
     }                                                                                              \
   } while (0)
 
+/* Writes a formatted message into a caller's error buffer (err may be NULL) and returns code:
+ * `return lg_errf(err, n, LG_EINVAL, "tensor %s ...", name);`. */
+int lg_errf(char *err, size_t n, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* "[a,b,c]" for a shape of nd dims into buf (n bytes); returns buf. */
+const char *lg_shape_str(int nd, const int64_t *shape, char *buf, size_t n);
+
 /* Monotonic clock in seconds. */
 double lg_now(void);
 

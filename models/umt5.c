@@ -31,24 +31,6 @@ struct lg_umt5 {
   float *fb;        /* host [4][MAX_LEN][heads*head_dim] f32: fallback q, k, v, o */
 };
 
-static int msg(char *err, size_t n, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int msg(char *err, size_t n, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (err && n) vsnprintf(err, n, fmt, ap);
-  va_end(ap);
-  return code;
-}
-
-static const char *shape_s(int nd, const int64_t *s, char *buf, size_t n) {
-  size_t o = (size_t)snprintf(buf, n, "[");
-  for (int i = 0; i < nd && o < n; i++)
-    o += (size_t)snprintf(buf + o, n - o, i ? ",%lld" : "%lld", (long long)s[i]);
-  if (o < n) snprintf(buf + o, n - o, "]");
-  return buf;
-}
-
 int lg_umt5_bucket(int rel_pos, int buckets, int max_dist) {
   int half = buckets / 2; /* buckets per sign (16) */
   int exact = half / 2;   /* exact below this distance (8) */
@@ -67,12 +49,12 @@ int lg_umt5_bucket(int rel_pos, int buckets, int max_dist) {
 static int shape2(const lg_ckpt *ck, const char *name, int64_t *a, int64_t *b, char *err,
                   size_t n) {
   const lg_ckpt_tensor *t = lg_ckpt_find(ck, name);
-  if (!t) return msg(err, n, LG_ENOTFOUND, "umt5: missing tensor %s", name);
+  if (!t) return lg_errf(err, n, LG_ENOTFOUND, "umt5: missing tensor %s", name);
   if (t->ndim != 2 || t->shape[0] <= 0 || t->shape[1] <= 0 || t->shape[0] > INT32_MAX ||
       t->shape[1] > INT32_MAX) {
     char s[96];
-    return msg(err, n, LG_EFORMAT, "umt5: tensor %s has shape %s, expected 2-d", name,
-               shape_s(t->ndim, t->shape, s, sizeof s));
+    return lg_errf(err, n, LG_EFORMAT, "umt5: tensor %s has shape %s, expected 2-d", name,
+                   lg_shape_str(t->ndim, t->shape, s, sizeof s));
   }
   *a = t->shape[0];
   *b = t->shape[1];
@@ -81,7 +63,7 @@ static int shape2(const lg_ckpt *ck, const char *name, int64_t *a, int64_t *b, c
 
 int lg_umt5_read_config(const lg_ckpt *ck, lg_umt5_config *cfg, char *err, size_t n) {
   memset(cfg, 0, sizeof *cfg);
-  if (!ck) return msg(err, n, LG_EINVAL, "umt5: no checkpoint");
+  if (!ck) return lg_errf(err, n, LG_EINVAL, "umt5: no checkpoint");
   int64_t vocab, dim, inner, d2, buckets, heads, ffn, d3;
   int rc;
   if ((rc = shape2(ck, "token_embedding.weight", &vocab, &dim, err, n)) < 0) return rc;
@@ -90,22 +72,23 @@ int lg_umt5_read_config(const lg_ckpt *ck, lg_umt5_config *cfg, char *err, size_
     return rc;
   if ((rc = shape2(ck, "blocks.0.ffn.fc1.weight", &ffn, &d3, err, n)) < 0) return rc;
   if (d2 != dim || d3 != dim)
-    return msg(err, n, LG_EFORMAT,
-               "umt5: blocks.0.attn.q / ffn.fc1 take %lld / %lld inputs, the embedding is %lld "
-               "wide",
-               (long long)d2, (long long)d3, (long long)dim);
+    return lg_errf(err, n, LG_EFORMAT,
+                   "umt5: blocks.0.attn.q / ffn.fc1 take %lld / %lld inputs, the embedding is %lld "
+                   "wide",
+                   (long long)d2, (long long)d3, (long long)dim);
   if (inner % heads != 0)
-    return msg(err, n, LG_EFORMAT, "umt5: attention width %lld is not a multiple of %lld heads",
-               (long long)inner, (long long)heads);
+    return lg_errf(err, n, LG_EFORMAT, "umt5: attention width %lld is not a multiple of %lld heads",
+                   (long long)inner, (long long)heads);
   if (buckets < 4 || buckets % 4 != 0)
-    return msg(err, n, LG_EFORMAT, "umt5: %lld relative position buckets (need a multiple of 4)",
-               (long long)buckets);
+    return lg_errf(err, n, LG_EFORMAT,
+                   "umt5: %lld relative position buckets (need a multiple of 4)",
+                   (long long)buckets);
   int layers = 0;
   for (;; layers++) {
     char nm[96];
     snprintf(nm, sizeof nm, "blocks.%d.norm1.weight", layers);
     if (!lg_ckpt_find(ck, nm)) break;
-    if (layers > 1000) return msg(err, n, LG_EFORMAT, "umt5: more than 1000 blocks");
+    if (layers > 1000) return lg_errf(err, n, LG_EFORMAT, "umt5: more than 1000 blocks");
   }
   cfg->vocab = (int)vocab;
   cfg->dim = (int)dim;
@@ -169,24 +152,24 @@ static int build_specs(lg_umt5 *m, wspec **out) {
 static int check_ckpt(const lg_ckpt *ck, const wspec *s, int ns, char *err, size_t n) {
   for (int i = 0; i < ns; i++) {
     const lg_ckpt_tensor *t = lg_ckpt_find(ck, s[i].name);
-    if (!t) return msg(err, n, LG_ENOTFOUND, "umt5: missing tensor %s", s[i].name);
+    if (!t) return lg_errf(err, n, LG_ENOTFOUND, "umt5: missing tensor %s", s[i].name);
     bool ok = t->ndim == s[i].ndim;
     for (int j = 0; ok && j < t->ndim; j++)
       ok = t->shape[j] == s[i].shape[j];
     if (!ok) {
       char a[96], b[96];
-      return msg(err, n, LG_EFORMAT, "umt5: tensor %s has shape %s, expected %s", s[i].name,
-                 shape_s(t->ndim, t->shape, a, sizeof a),
-                 shape_s(s[i].ndim, s[i].shape, b, sizeof b));
+      return lg_errf(err, n, LG_EFORMAT, "umt5: tensor %s has shape %s, expected %s", s[i].name,
+                     lg_shape_str(t->ndim, t->shape, a, sizeof a),
+                     lg_shape_str(s[i].ndim, s[i].shape, b, sizeof b));
     }
     if (t->dtype != LG_F32 && t->dtype != LG_F16 && t->dtype != LG_BF16)
-      return msg(err, n, LG_EFORMAT, "umt5: tensor %s is %s, expected F32/F16/BF16", s[i].name,
-                 lg_dtype_name(t->dtype));
+      return lg_errf(err, n, LG_EFORMAT, "umt5: tensor %s is %s, expected F32/F16/BF16", s[i].name,
+                     lg_dtype_name(t->dtype));
     size_t want = (size_t)lg_dtype_size(t->dtype) * (size_t)s[i].shape[0] *
                   (size_t)(s[i].ndim == 2 ? s[i].shape[1] : 1);
     if (t->nbytes != want)
-      return msg(err, n, LG_EFORMAT, "umt5: tensor %s holds %zu bytes, expected %zu", s[i].name,
-                 t->nbytes, want);
+      return lg_errf(err, n, LG_EFORMAT, "umt5: tensor %s holds %zu bytes, expected %zu", s[i].name,
+                     t->nbytes, want);
   }
   if (lg_ckpt_count(ck) != ns) {
     for (int i = 0; i < lg_ckpt_count(ck); i++) {
@@ -194,10 +177,10 @@ static int check_ckpt(const lg_ckpt *ck, const wspec *s, int ns, char *err, size
       bool found = false;
       for (int j = 0; j < ns && !found; j++)
         found = !strcmp(nm, s[j].name);
-      if (!found) return msg(err, n, LG_EFORMAT, "umt5: unexpected tensor %s", nm);
+      if (!found) return lg_errf(err, n, LG_EFORMAT, "umt5: unexpected tensor %s", nm);
     }
-    return msg(err, n, LG_EFORMAT, "umt5: %d tensors, expected %d (duplicates?)", lg_ckpt_count(ck),
-               ns);
+    return lg_errf(err, n, LG_EFORMAT, "umt5: %d tensors, expected %d (duplicates?)",
+                   lg_ckpt_count(ck), ns);
   }
   return 0;
 }
@@ -226,7 +209,7 @@ lg_umt5 *lg_umt5_load(lg_backend *be, const lg_ckpt *ck, char *err, size_t n) {
   wspec *specs = NULL;
   lg_umt5 *m = calloc(1, sizeof *m);
   if (!m || !be || !ck) {
-    msg(err, n, LG_EINVAL, "umt5: no backend, checkpoint or memory");
+    lg_errf(err, n, LG_EINVAL, "umt5: no backend, checkpoint or memory");
     goto fail;
   }
   m->be = be;
@@ -234,12 +217,12 @@ lg_umt5 *lg_umt5_load(lg_backend *be, const lg_ckpt *ck, char *err, size_t n) {
   const lg_umt5_config *c = &m->cfg;
   m->blk = calloc((size_t)c->layers * U_COUNT, sizeof(lg_tensor));
   if (!m->blk) {
-    msg(err, n, LG_ENOMEM, "umt5: out of memory");
+    lg_errf(err, n, LG_ENOMEM, "umt5: out of memory");
     goto fail;
   }
   int ns = build_specs(m, &specs);
   if (ns < 0) {
-    msg(err, n, LG_ENOMEM, "umt5: out of memory");
+    lg_errf(err, n, LG_ENOMEM, "umt5: out of memory");
     goto fail;
   }
   if (check_ckpt(ck, specs, ns, err, n) < 0) goto fail;
@@ -252,7 +235,7 @@ lg_umt5 *lg_umt5_load(lg_backend *be, const lg_ckpt *ck, char *err, size_t n) {
   m->host_x = malloc(sizeof(float) * mx * (size_t)c->dim);
   m->host_bias = malloc(sizeof(float) * hh * mx * mx);
   if (!m->emb || !m->pos || !m->host_x || !m->host_bias) {
-    msg(err, n, LG_ENOMEM, "umt5: cannot allocate %zu bytes of host memory", e->nbytes);
+    lg_errf(err, n, LG_ENOMEM, "umt5: cannot allocate %zu bytes of host memory", e->nbytes);
     goto fail;
   }
   memcpy(m->emb, e->data, e->nbytes);
@@ -267,21 +250,21 @@ lg_umt5 *lg_umt5_load(lg_backend *be, const lg_ckpt *ck, char *err, size_t n) {
     }
     lg_tensor host = lg_ckpt_host_tensor(t);
     if (be->ops->load_weight(be, specs[i].dst, &host, specs[i].kind) < 0) {
-      msg(err, n, LG_EBACKEND, "umt5: cannot load tensor %s onto the %s backend", specs[i].name,
-          be->ops->name);
+      lg_errf(err, n, LG_EBACKEND, "umt5: cannot load tensor %s onto the %s backend", specs[i].name,
+              be->ops->name);
       goto fail;
     }
     if (!specs[i].dst->be) specs[i].dst->be = be;
   }
   if (lg_arena_init(&m->arena, be, arena_bytes(c, be->act_dtype, LG_UMT5_MAX_LEN)) < 0) {
-    msg(err, n, LG_ENOMEM, "umt5: cannot allocate the activation arena on %s", be->ops->name);
+    lg_errf(err, n, LG_ENOMEM, "umt5: cannot allocate the activation arena on %s", be->ops->name);
     goto fail;
   }
   if (!be->ops->attention_bias) {
     m->cpu = lg_backend_new_cpu(0);
     m->fb = malloc(sizeof(float) * 4 * mx * in);
     if (!m->cpu || !m->fb) {
-      msg(err, n, LG_ENOMEM, "umt5: cannot set up the host attention fallback");
+      lg_errf(err, n, LG_ENOMEM, "umt5: cannot set up the host attention fallback");
       goto fail;
     }
     LG_INFO("umt5", "the %s backend has no attention_bias op: umT5 attention runs on the host",

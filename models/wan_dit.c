@@ -86,37 +86,19 @@ typedef struct wspec {
   lg_tensor *dst;
 } wspec;
 
-static int msg(char *err, size_t n, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int msg(char *err, size_t n, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (err && n) vsnprintf(err, n, fmt, ap);
-  va_end(ap);
-  return code;
-}
-
-static const char *shape_s(int nd, const int64_t *s, char *buf, size_t n) {
-  size_t o = (size_t)snprintf(buf, n, "[");
-  for (int i = 0; i < nd && o < n; i++)
-    o += (size_t)snprintf(buf + o, n - o, i ? ",%lld" : "%lld", (long long)s[i]);
-  if (o < n) snprintf(buf + o, n - o, "]");
-  return buf;
-}
-
 int lg_wan_dit_read_config(const lg_ckpt *ck, lg_wan_dit_config *cfg, char *err, size_t n) {
   memset(cfg, 0, sizeof *cfg);
   const lg_ckpt_tensor *pe = lg_ckpt_find(ck, "patch_embedding.weight");
   if (!pe)
-    return msg(err, n, LG_ENOTFOUND, "missing tensor patch_embedding.weight (not a Wan DiT)");
+    return lg_errf(err, n, LG_ENOTFOUND, "missing tensor patch_embedding.weight (not a Wan DiT)");
   if (pe->ndim != 5 || pe->shape[1] != 16 || pe->shape[2] != 1 || pe->shape[3] != 2 ||
       pe->shape[4] != 2 || pe->shape[0] < LG_DIT_HEAD_DIM || pe->shape[0] % LG_DIT_HEAD_DIM ||
       pe->shape[0] > (1 << 16)) {
     char b[96];
-    return msg(err, n, LG_EFORMAT,
-               "tensor patch_embedding.weight has shape %s, expected [dim,16,1,2,2] with dim a "
-               "multiple of 128",
-               shape_s(pe->ndim, pe->shape, b, sizeof b));
+    return lg_errf(err, n, LG_EFORMAT,
+                   "tensor patch_embedding.weight has shape %s, expected [dim,16,1,2,2] with dim a "
+                   "multiple of 128",
+                   lg_shape_str(pe->ndim, pe->shape, b, sizeof b));
   }
   cfg->dim = (int)pe->shape[0];
   cfg->heads = cfg->dim / LG_DIT_HEAD_DIM;
@@ -127,27 +109,29 @@ int lg_wan_dit_read_config(const lg_ckpt *ck, lg_wan_dit_config *cfg, char *err,
     char *end = NULL;
     long b = strtol(nm + 7, &end, 10);
     if (end == nm + 7 || *end != '.' || b < 0 || b > 4096)
-      return msg(err, n, LG_EFORMAT, "unexpected tensor %s", nm);
+      return lg_errf(err, n, LG_EFORMAT, "unexpected tensor %s", nm);
     if (b + 1 > layers) layers = (int)b + 1;
   }
-  if (layers < 1) return msg(err, n, LG_ENOTFOUND, "no blocks.N tensors in the DiT checkpoint");
+  if (layers < 1) return lg_errf(err, n, LG_ENOTFOUND, "no blocks.N tensors in the DiT checkpoint");
   cfg->layers = layers;
   const lg_ckpt_tensor *f0 = lg_ckpt_find(ck, "blocks.0.ffn.0.weight");
-  if (!f0) return msg(err, n, LG_ENOTFOUND, "missing tensor blocks.0.ffn.0.weight");
+  if (!f0) return lg_errf(err, n, LG_ENOTFOUND, "missing tensor blocks.0.ffn.0.weight");
   if (f0->ndim != 2 || f0->shape[1] != cfg->dim || f0->shape[0] < 1 || f0->shape[0] > (1 << 20))
-    return msg(err, n, LG_EFORMAT, "tensor blocks.0.ffn.0.weight is not [ffn_dim,%d]", cfg->dim);
+    return lg_errf(err, n, LG_EFORMAT, "tensor blocks.0.ffn.0.weight is not [ffn_dim,%d]",
+                   cfg->dim);
   cfg->ffn_dim = (int)f0->shape[0];
   const lg_ckpt_tensor *te = lg_ckpt_find(ck, "text_embedding.0.weight");
-  if (!te) return msg(err, n, LG_ENOTFOUND, "missing tensor text_embedding.0.weight");
+  if (!te) return lg_errf(err, n, LG_ENOTFOUND, "missing tensor text_embedding.0.weight");
   if (te->ndim != 2 || te->shape[0] != cfg->dim || te->shape[1] < 1 || te->shape[1] > (1 << 16))
-    return msg(err, n, LG_EFORMAT, "tensor text_embedding.0.weight is not [%d,text_dim]", cfg->dim);
+    return lg_errf(err, n, LG_EFORMAT, "tensor text_embedding.0.weight is not [%d,text_dim]",
+                   cfg->dim);
   cfg->text_dim = (int)te->shape[1];
   const lg_ckpt_tensor *ti = lg_ckpt_find(ck, "time_embedding.0.weight");
-  if (!ti) return msg(err, n, LG_ENOTFOUND, "missing tensor time_embedding.0.weight");
+  if (!ti) return lg_errf(err, n, LG_ENOTFOUND, "missing tensor time_embedding.0.weight");
   if (ti->ndim != 2 || ti->shape[0] != cfg->dim || ti->shape[1] < 2 || ti->shape[1] % 2 ||
       ti->shape[1] > (1 << 16))
-    return msg(err, n, LG_EFORMAT, "tensor time_embedding.0.weight is not [%d,even freq_dim]",
-               cfg->dim);
+    return lg_errf(err, n, LG_EFORMAT, "tensor time_embedding.0.weight is not [%d,even freq_dim]",
+                   cfg->dim);
   cfg->freq_dim = (int)ti->shape[1];
   return 0;
 }
@@ -225,15 +209,15 @@ static int check_ckpt(const lg_ckpt *ck, const char *what, const wspec *s, int n
                       size_t n) {
   for (int i = 0; i < ns; i++) {
     const lg_ckpt_tensor *t = lg_ckpt_find(ck, s[i].name);
-    if (!t) return msg(err, n, LG_ENOTFOUND, "%s: missing tensor %s", what, s[i].name);
+    if (!t) return lg_errf(err, n, LG_ENOTFOUND, "%s: missing tensor %s", what, s[i].name);
     bool ok = t->ndim == s[i].ndim;
     for (int j = 0; ok && j < t->ndim; j++)
       ok = t->shape[j] == s[i].shape[j];
     if (!ok) {
       char a[96], b[96];
-      return msg(err, n, LG_EFORMAT, "%s: tensor %s has shape %s, expected %s", what, s[i].name,
-                 shape_s(t->ndim, t->shape, a, sizeof a),
-                 shape_s(s[i].ndim, s[i].shape, b, sizeof b));
+      return lg_errf(err, n, LG_EFORMAT, "%s: tensor %s has shape %s, expected %s", what, s[i].name,
+                     lg_shape_str(t->ndim, t->shape, a, sizeof a),
+                     lg_shape_str(s[i].ndim, s[i].shape, b, sizeof b));
     }
   }
   if (lg_ckpt_count(ck) != ns) {
@@ -242,10 +226,10 @@ static int check_ckpt(const lg_ckpt *ck, const char *what, const wspec *s, int n
       bool found = false;
       for (int j = 0; j < ns && !found; j++)
         found = !strcmp(nm, s[j].name);
-      if (!found) return msg(err, n, LG_EFORMAT, "%s: unexpected tensor %s", what, nm);
+      if (!found) return lg_errf(err, n, LG_EFORMAT, "%s: unexpected tensor %s", what, nm);
     }
-    return msg(err, n, LG_EFORMAT, "%s: %d tensors, expected %d (duplicates?)", what,
-               lg_ckpt_count(ck), ns);
+    return lg_errf(err, n, LG_EFORMAT, "%s: %d tensors, expected %d (duplicates?)", what,
+                   lg_ckpt_count(ck), ns);
   }
   return 0;
 }
@@ -255,7 +239,7 @@ lg_wan_dit *lg_wan_dit_load(lg_backend *be, const lg_ckpt *base, const lg_ckpt *
   wspec *specs = NULL;
   lg_wan_dit *m = calloc(1, sizeof *m);
   if (!m || !be || !base) {
-    msg(err, n, LG_EINVAL, "wan dit: no backend, checkpoint or memory");
+    lg_errf(err, n, LG_EINVAL, "wan dit: no backend, checkpoint or memory");
     goto fail;
   }
   m->be = be;
@@ -265,11 +249,12 @@ lg_wan_dit *lg_wan_dit_load(lg_backend *be, const lg_ckpt *base, const lg_ckpt *
     lg_wan_dit_config oc;
     char e2[256];
     if (lg_wan_dit_read_config(over, &oc, e2, sizeof e2) < 0) {
-      msg(err, n, LG_EFORMAT, "override weights: %s", e2);
+      lg_errf(err, n, LG_EFORMAT, "override weights: %s", e2);
       goto fail;
     }
     if (memcmp(&oc, &m->cfg, sizeof oc)) {
-      msg(err, n, LG_EFORMAT,
+      lg_errf(
+          err, n, LG_EFORMAT,
           "override weights are dim %d x %d layers (ffn %d, text %d), the base DiT is dim %d x %d "
           "layers (ffn %d, text %d)",
           oc.dim, oc.layers, oc.ffn_dim, oc.text_dim, m->cfg.dim, m->cfg.layers, m->cfg.ffn_dim,
@@ -287,8 +272,8 @@ lg_wan_dit *lg_wan_dit_load(lg_backend *be, const lg_ckpt *base, const lg_ckpt *
   for (int i = 0; i < ns; i++) {
     lg_tensor host = lg_ckpt_host_tensor(lg_ckpt_find(src, specs[i].name));
     if (be->ops->load_weight(be, specs[i].dst, &host, specs[i].kind) < 0) {
-      msg(err, n, LG_EBACKEND, "cannot load tensor %s onto the %s backend", specs[i].name,
-          be->ops->name);
+      lg_errf(err, n, LG_EBACKEND, "cannot load tensor %s onto the %s backend", specs[i].name,
+              be->ops->name);
       goto fail;
     }
     if (!specs[i].dst->be) specs[i].dst->be = be;
@@ -296,7 +281,7 @@ lg_wan_dit *lg_wan_dit_load(lg_backend *be, const lg_ckpt *base, const lg_ckpt *
   int64_t zs[2] = {1, 6 * (int64_t)m->cfg.dim};
   if (lg_tensor_alloc(be, &m->zero, be->act_dtype, 2, zs) < 0 ||
       be->ops->memset0(be, m->zero.data, lg_tensor_nbytes(&m->zero)) < 0) {
-    msg(err, n, LG_ENOMEM, "wan dit: cannot allocate on the backend");
+    lg_errf(err, n, LG_ENOMEM, "wan dit: cannot allocate on the backend");
     goto fail;
   }
   free(specs);
