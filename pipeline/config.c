@@ -86,18 +86,6 @@ static const field fields[] = {
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
-static int fail_msg(char *err, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail_msg(char *err, size_t n, const char *fmt, ...) {
-  if (err && n) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-  }
-  return LG_EINVAL;
-}
-
 void lg_config_defaults(lg_config *c) {
   memset(c, 0, sizeof *c);
   snprintf(c->model.dit, sizeof c->model.dit, "tiny");
@@ -157,8 +145,8 @@ static int set_scalar(const field *f, void *dst, const char *v, const char *wher
   case F_STRLIST: {
     size_t len = strlen(v);
     if (len >= f->size)
-      return fail_msg(err, n, "%s: %s: value is %zu characters, at most %zu allowed", where, f->key,
-                      len, f->size - 1);
+      return lg_errf(err, n, LG_EINVAL, "%s: %s: value is %zu characters, at most %zu allowed",
+                     where, f->key, len, f->size - 1);
     memcpy(dst, v, len + 1);
     return 0;
   }
@@ -167,10 +155,11 @@ static int set_scalar(const field *f, void *dst, const char *v, const char *wher
     errno = 0;
     long x = strtol(v, &end, 10);
     if (!*v || *end || errno)
-      return fail_msg(err, n, "%s: %s: expected an integer, got '%s'", where, f->key, v);
+      return lg_errf(err, n, LG_EINVAL, "%s: %s: expected an integer, got '%s'", where, f->key, v);
     double lo = f->type == F_INT ? f->lo : 0, hi = f->type == F_INT ? f->hi : 1000;
     if (x < lo || x > hi)
-      return fail_msg(err, n, "%s: %s: %ld is out of range [%g, %g]", where, f->key, x, lo, hi);
+      return lg_errf(err, n, LG_EINVAL, "%s: %s: %ld is out of range [%g, %g]", where, f->key, x,
+                     lo, hi);
     *(int *)dst = (int)x;
     return 0;
   }
@@ -178,19 +167,20 @@ static int set_scalar(const field *f, void *dst, const char *v, const char *wher
     errno = 0;
     double x = strtod(v, &end);
     if (!*v || *end || errno || !isfinite(x))
-      return fail_msg(err, n, "%s: %s: expected a number, got '%s'", where, f->key, v);
+      return lg_errf(err, n, LG_EINVAL, "%s: %s: expected a number, got '%s'", where, f->key, v);
     if (x < f->lo || x > f->hi)
-      return fail_msg(err, n, "%s: %s: %g is out of range [%g, %g]", where, f->key, x, f->lo,
-                      f->hi);
+      return lg_errf(err, n, LG_EINVAL, "%s: %s: %g is out of range [%g, %g]", where, f->key, x,
+                     f->lo, f->hi);
     *(double *)dst = x;
     return 0;
   }
   case F_U64: {
     errno = 0;
-    if (*v == '-') return fail_msg(err, n, "%s: %s: must not be negative", where, f->key);
+    if (*v == '-') return lg_errf(err, n, LG_EINVAL, "%s: %s: must not be negative", where, f->key);
     unsigned long long x = strtoull(v, &end, 10);
     if (!*v || *end || errno)
-      return fail_msg(err, n, "%s: %s: expected an unsigned integer, got '%s'", where, f->key, v);
+      return lg_errf(err, n, LG_EINVAL, "%s: %s: expected an unsigned integer, got '%s'", where,
+                     f->key, v);
     *(unsigned long long *)dst = x;
     return 0;
   }
@@ -200,7 +190,8 @@ static int set_scalar(const field *f, void *dst, const char *v, const char *wher
     else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off"))
       *(bool *)dst = false;
     else
-      return fail_msg(err, n, "%s: %s: expected true or false, got '%s'", where, f->key, v);
+      return lg_errf(err, n, LG_EINVAL, "%s: %s: expected true or false, got '%s'", where, f->key,
+                     v);
     return 0;
   }
   }
@@ -215,15 +206,15 @@ static int set_node(lg_config *c, const field *f, yaml_document_t *doc, yaml_nod
   uint8_t *base = (uint8_t *)c;
   if (f->type == F_INTLIST || f->type == F_STRLIST) {
     if (node->type != YAML_SEQUENCE_NODE)
-      return fail_msg(err, n, "%s: %s: expected a list like [700, 500]", where, f->key);
+      return lg_errf(err, n, LG_EINVAL, "%s: %s: expected a list like [700, 500]", where, f->key);
     int count = 0;
     for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top;
          it++) {
       yaml_node_t *item = yaml_document_get_node(doc, *it);
       if (!item || item->type != YAML_SCALAR_NODE)
-        return fail_msg(err, n, "%s: %s: list items must be scalars", where, f->key);
+        return lg_errf(err, n, LG_EINVAL, "%s: %s: list items must be scalars", where, f->key);
       if (count >= (int)f->hi)
-        return fail_msg(err, n, "%s: %s: at most %d items", where, f->key, (int)f->hi);
+        return lg_errf(err, n, LG_EINVAL, "%s: %s: at most %d items", where, f->key, (int)f->hi);
       int rc = set_scalar(f, base + f->off + (size_t)count * f->size,
                           (const char *)item->data.scalar.value, where, err, n);
       if (rc) return rc;
@@ -233,8 +224,8 @@ static int set_node(lg_config *c, const field *f, yaml_document_t *doc, yaml_nod
     return 0;
   }
   if (node->type != YAML_SCALAR_NODE)
-    return fail_msg(err, n, "%s: %s: expected a single value, not a %s", where, f->key,
-                    node->type == YAML_MAPPING_NODE ? "mapping" : "list");
+    return lg_errf(err, n, LG_EINVAL, "%s: %s: expected a single value, not a %s", where, f->key,
+                   node->type == YAML_MAPPING_NODE ? "mapping" : "list");
   return set_scalar(f, base + f->off, (const char *)node->data.scalar.value, where, err, n);
 }
 
@@ -242,14 +233,14 @@ static int load_doc(lg_config *c, yaml_document_t *doc, const char *src, char *e
   yaml_node_t *root = yaml_document_get_root_node(doc);
   if (!root) return 0; /* empty file: defaults */
   if (root->type != YAML_MAPPING_NODE)
-    return fail_msg(err, n, "%s:%zu: the top level must be a mapping of sections", src,
-                    root->start_mark.line + 1);
+    return lg_errf(err, n, LG_EINVAL, "%s:%zu: the top level must be a mapping of sections", src,
+                   root->start_mark.line + 1);
   for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
        p++) {
     yaml_node_t *k = yaml_document_get_node(doc, p->key);
     yaml_node_t *v = yaml_document_get_node(doc, p->value);
     if (!k || !v || k->type != YAML_SCALAR_NODE)
-      return fail_msg(err, n, "%s: keys must be plain names", src);
+      return lg_errf(err, n, LG_EINVAL, "%s: keys must be plain names", src);
     const char *key = (const char *)k->data.scalar.value;
     const field *f = find_field(key);
     if (f) {
@@ -258,20 +249,22 @@ static int load_doc(lg_config *c, yaml_document_t *doc, const char *src, char *e
       continue;
     }
     if (!is_section(key))
-      return fail_msg(err, n, "%s:%zu: unknown key '%s'", src, k->start_mark.line + 1, key);
+      return lg_errf(err, n, LG_EINVAL, "%s:%zu: unknown key '%s'", src, k->start_mark.line + 1,
+                     key);
     if (v->type != YAML_MAPPING_NODE)
-      return fail_msg(err, n, "%s:%zu: '%s' must be a mapping of keys", src, v->start_mark.line + 1,
-                      key);
+      return lg_errf(err, n, LG_EINVAL, "%s:%zu: '%s' must be a mapping of keys", src,
+                     v->start_mark.line + 1, key);
     for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top; q++) {
       yaml_node_t *k2 = yaml_document_get_node(doc, q->key);
       yaml_node_t *v2 = yaml_document_get_node(doc, q->value);
       if (!k2 || !v2 || k2->type != YAML_SCALAR_NODE)
-        return fail_msg(err, n, "%s: keys must be plain names", src);
+        return lg_errf(err, n, LG_EINVAL, "%s: keys must be plain names", src);
       char full[160];
       snprintf(full, sizeof full, "%s.%s", key, (const char *)k2->data.scalar.value);
       const field *f2 = find_field(full);
       if (!f2)
-        return fail_msg(err, n, "%s:%zu: unknown key '%s'", src, k2->start_mark.line + 1, full);
+        return lg_errf(err, n, LG_EINVAL, "%s:%zu: unknown key '%s'", src, k2->start_mark.line + 1,
+                       full);
       int rc = set_node(c, f2, doc, v2, src, err, n);
       if (rc) return rc;
     }
@@ -282,8 +275,8 @@ static int load_doc(lg_config *c, yaml_document_t *doc, const char *src, char *e
 static int load_parser(lg_config *c, yaml_parser_t *parser, const char *src, char *err, size_t n) {
   yaml_document_t doc;
   if (!yaml_parser_load(parser, &doc)) {
-    int rc = fail_msg(err, n, "%s:%zu: YAML syntax error: %s", src, parser->problem_mark.line + 1,
-                      parser->problem ? parser->problem : "?");
+    int rc = lg_errf(err, n, LG_EINVAL, "%s:%zu: YAML syntax error: %s", src,
+                     parser->problem_mark.line + 1, parser->problem ? parser->problem : "?");
     return rc;
   }
   int rc = load_doc(c, &doc, src, err, n);
@@ -303,7 +296,7 @@ int lg_config_load_string(lg_config *c, const char *yaml, const char *name, char
 int lg_config_load(lg_config *c, const char *path, char *err, size_t n) {
   FILE *f = fopen(path, "rb");
   if (!f) {
-    fail_msg(err, n, "%s: cannot open: %s", path, strerror(errno));
+    lg_errf(err, n, LG_EINVAL, "%s: cannot open: %s", path, strerror(errno));
     return LG_EIO;
   }
   yaml_parser_t parser;
@@ -322,14 +315,14 @@ int lg_config_load(lg_config *c, const char *path, char *err, size_t n) {
 int lg_config_set(lg_config *c, const char *assignment, char *err, size_t n) {
   const char *eq = strchr(assignment, '=');
   if (!eq || eq == assignment)
-    return fail_msg(err, n, "--set %s: expected section.key=value", assignment);
+    return lg_errf(err, n, LG_EINVAL, "--set %s: expected section.key=value", assignment);
   char key[160];
   size_t klen = (size_t)(eq - assignment);
-  if (klen >= sizeof key) return fail_msg(err, n, "--set: key too long");
+  if (klen >= sizeof key) return lg_errf(err, n, LG_EINVAL, "--set: key too long");
   memcpy(key, assignment, klen);
   key[klen] = 0;
   const field *f = find_field(key);
-  if (!f) return fail_msg(err, n, "--set: unknown key '%s'", key);
+  if (!f) return lg_errf(err, n, LG_EINVAL, "--set: unknown key '%s'", key);
   /* Parse the value as a one-node YAML document so lists and quoting work as in files. */
   const char *val = eq + 1;
   yaml_parser_t parser;
@@ -338,8 +331,8 @@ int lg_config_set(lg_config *c, const char *assignment, char *err, size_t n) {
   yaml_document_t doc;
   int rc;
   if (!yaml_parser_load(&parser, &doc)) {
-    rc = fail_msg(err, n, "--set %s: cannot parse value: %s", key,
-                  parser.problem ? parser.problem : "?");
+    rc = lg_errf(err, n, LG_EINVAL, "--set %s: cannot parse value: %s", key,
+                 parser.problem ? parser.problem : "?");
   } else {
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (!root) {
@@ -351,7 +344,7 @@ int lg_config_set(lg_config *c, const char *assignment, char *err, size_t n) {
         *(int *)((uint8_t *)c + f->count_off) = 0;
         rc = 0;
       } else {
-        rc = fail_msg(err, n, "--set %s: empty value", key);
+        rc = lg_errf(err, n, LG_EINVAL, "--set %s: empty value", key);
       }
     } else {
       rc = set_node(c, f, &doc, root, "--set", err, n);
@@ -371,41 +364,46 @@ static bool one_of(const char *v, const char *const *opts) {
 int lg_config_validate(const lg_config *c, char *err, size_t n) {
   const lg_engine_config *e = &c->engine;
   if (e->width % 16 || e->height % 16)
-    return fail_msg(err, n, "engine.width and engine.height must be multiples of 16 (got %dx%d)",
-                    e->width, e->height);
+    return lg_errf(err, n, LG_EINVAL,
+                   "engine.width and engine.height must be multiples of 16 (got %dx%d)", e->width,
+                   e->height);
   if (!one_of(e->mode, (const char *const[]){"v2v", "t2v", NULL}))
-    return fail_msg(err, n, "engine.mode must be v2v or t2v (got '%s')", e->mode);
+    return lg_errf(err, n, LG_EINVAL, "engine.mode must be v2v or t2v (got '%s')", e->mode);
   if (strcmp(e->backend, "auto") && strcmp(e->backend, "cpu") && strncmp(e->backend, "cuda", 4))
-    return fail_msg(err, n, "engine.backend must be auto, cpu, cuda or cuda:N (got '%s')",
-                    e->backend);
+    return lg_errf(err, n, LG_EINVAL, "engine.backend must be auto, cpu, cuda or cuda:N (got '%s')",
+                   e->backend);
   if (e->n_step_list < e->steps)
-    return fail_msg(err, n, "engine.step_list has %d entries but engine.steps is %d",
-                    e->n_step_list, e->steps);
+    return lg_errf(err, n, LG_EINVAL, "engine.step_list has %d entries but engine.steps is %d",
+                   e->n_step_list, e->steps);
   for (int i = 1; i < e->n_step_list; i++)
     if (e->step_list[i] >= e->step_list[i - 1])
-      return fail_msg(err, n, "engine.step_list must be decreasing");
+      return lg_errf(err, n, LG_EINVAL, "engine.step_list must be decreasing");
   if (e->sink_frames >= e->kv_frames)
-    return fail_msg(err, n, "engine.sink_frames (%d) must be less than engine.kv_frames (%d)",
-                    e->sink_frames, e->kv_frames);
+    return lg_errf(err, n, LG_EINVAL,
+                   "engine.sink_frames (%d) must be less than engine.kv_frames (%d)",
+                   e->sink_frames, e->kv_frames);
   if (!one_of(c->model.decoder, (const char *const[]){"wan-vae", "taehv", NULL}))
-    return fail_msg(err, n, "model.decoder must be wan-vae or taehv (got '%s')", c->model.decoder);
-  if (!c->model.dit[0]) return fail_msg(err, n, "model.dit is required");
+    return lg_errf(err, n, LG_EINVAL, "model.decoder must be wan-vae or taehv (got '%s')",
+                   c->model.decoder);
+  if (!c->model.dit[0]) return lg_errf(err, n, LG_EINVAL, "model.dit is required");
   if (!c->model.vae[0] && !strcmp(e->mode, "v2v"))
-    return fail_msg(err, n, "model.vae is required for v2v");
+    return lg_errf(err, n, LG_EINVAL, "model.vae is required for v2v");
   if (!one_of(c->output.codec, (const char *const[]){"auto", "libx264", "h264_nvenc", NULL}))
-    return fail_msg(err, n, "output.codec must be auto, libx264 or h264_nvenc (got '%s')",
-                    c->output.codec);
+    return lg_errf(err, n, LG_EINVAL, "output.codec must be auto, libx264 or h264_nvenc (got '%s')",
+                   c->output.codec);
   if (!one_of(c->log_level, (const char *const[]){"error", "warn", "info", "debug", NULL}))
-    return fail_msg(err, n, "log.level must be error, warn, info or debug (got '%s')",
-                    c->log_level);
-  if (!c->input[0]) return fail_msg(err, n, "input is required (use none for text-to-video)");
+    return lg_errf(err, n, LG_EINVAL, "log.level must be error, warn, info or debug (got '%s')",
+                   c->log_level);
+  if (!c->input[0])
+    return lg_errf(err, n, LG_EINVAL, "input is required (use none for text-to-video)");
   if (!strcmp(e->mode, "v2v") && !strcmp(c->input, "none"))
-    return fail_msg(err, n, "input none needs engine.mode t2v");
+    return lg_errf(err, n, LG_EINVAL, "input none needs engine.mode t2v");
   for (int i = 0; i < c->server.n_ice_servers; i++)
     if (strncmp(c->server.ice_servers[i], "stun:", 5) &&
         strncmp(c->server.ice_servers[i], "turn:", 5) &&
         strncmp(c->server.ice_servers[i], "turns:", 6))
-      return fail_msg(err, n, "server.ice_servers[%d] must start with stun:, turn: or turns:", i);
+      return lg_errf(err, n, LG_EINVAL,
+                     "server.ice_servers[%d] must start with stun:, turn: or turns:", i);
   return 0;
 }
 
@@ -479,7 +477,7 @@ int lg_config_from_args(lg_config *c, int *argc, char **argv, char *err, size_t 
     const char *val = NULL;
     bool is_cfg = false, is_set = false;
     if (!strcmp(a, "--config") || !strcmp(a, "--set")) {
-      if (i + 1 >= *argc) return fail_msg(err, n, "%s needs a value", a);
+      if (i + 1 >= *argc) return lg_errf(err, n, LG_EINVAL, "%s needs a value", a);
       is_cfg = a[2] == 'c';
       is_set = !is_cfg;
       val = argv[++i];
@@ -494,7 +492,7 @@ int lg_config_from_args(lg_config *c, int *argc, char **argv, char *err, size_t 
       int rc = lg_config_load(c, val, err, n);
       if (rc) return rc;
     } else if (is_set) {
-      if (n_sets >= 64) return fail_msg(err, n, "too many --set options (64 at most)");
+      if (n_sets >= 64) return lg_errf(err, n, LG_EINVAL, "too many --set options (64 at most)");
       sets[n_sets++] = val;
     } else {
       argv[out++] = argv[i];
