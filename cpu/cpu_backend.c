@@ -175,6 +175,8 @@ static const lg_backend_ops cpu_ops = {
     .cosine_mean = cpu_cosine_mean,
     .sq_diff_sum = cpu_sq_diff_sum,
     .attention_bias = cpu_attention_bias,
+    .pixels_from_u8 = cpu_pixels_from_u8,
+    .pixels_to_u8 = cpu_pixels_to_u8,
 };
 
 lg_backend *lg_backend_new_cpu(int threads) {

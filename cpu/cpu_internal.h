@@ -44,12 +44,19 @@ static inline size_t cpu_round64(size_t n) {
 }
 
 /* ---- elements ---- */
+/* Plain value cast to U8: nearest (ties to even), saturated to [0,255], NaN -> 0. */
+static inline uint8_t cpu_f32_to_u8(float v) {
+  if (!(v > 0.0f)) return 0;
+  if (v >= 255.0f) return 255;
+  return (uint8_t)lrintf(v);
+}
 static inline float cpu_ld(const void *p, lg_dtype dt, int64_t i) {
   switch (dt) {
   case LG_F32: return ((const float *)p)[i];
   case LG_F16: return lg_f16_to_f32(((const uint16_t *)p)[i]);
   case LG_BF16: return lg_bf16_to_f32(((const uint16_t *)p)[i]);
   case LG_I32: return (float)((const int32_t *)p)[i];
+  case LG_U8: return (float)((const uint8_t *)p)[i];
   }
   return 0.0f;
 }
@@ -59,6 +66,7 @@ static inline void cpu_st(void *p, lg_dtype dt, int64_t i, float v) {
   case LG_F16: ((uint16_t *)p)[i] = lg_f32_to_f16(v); break;
   case LG_BF16: ((uint16_t *)p)[i] = lg_f32_to_bf16(v); break;
   case LG_I32: ((int32_t *)p)[i] = (int32_t)lrintf(v); break;
+  case LG_U8: ((uint8_t *)p)[i] = cpu_f32_to_u8(v); break;
   }
 }
 
@@ -198,6 +206,8 @@ int cpu_conv3d(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_tensor
 int cpu_upsample2x(lg_backend *be, lg_tensor *y, const lg_tensor *x);
 int cpu_cosine_mean(lg_backend *be, double *out, const lg_tensor *a, const lg_tensor *b);
 int cpu_sq_diff_sum(lg_backend *be, double *out, const lg_tensor *a, const lg_tensor *b);
+int cpu_pixels_from_u8(lg_backend *be, lg_tensor *y, const lg_tensor *x);
+int cpu_pixels_to_u8(lg_backend *be, lg_tensor *y, const lg_tensor *x);
 /* Conv weight repack (cpu_conv.c): PyTorch [Co,Ci,kt,kh,kw] -> f32 [kt][kh][kw][Ci][Cop]
  * with Cop = Co rounded up to 8; ne stays the PyTorch shape, nb describes the new layout. */
 int cpu_load_conv_weight(lg_backend *be, lg_tensor *out, const lg_tensor *host);

@@ -436,3 +436,50 @@ int cpu_sq_diff_sum(lg_backend *be, double *out, const lg_tensor *a, const lg_te
   *out = sum;
   return 0;
 }
+
+/* ---- pixel mapping (engine input/output): U8 <-> [-1,1] floats, any strides ---- */
+static int check_pixels(const char *op, const lg_tensor *fl, const lg_tensor *u8) {
+  int err = cpu_check_float(op, "float side", fl);
+  if (err) return err;
+  if (!u8 || !u8->data || u8->dtype != LG_U8 || u8->ndim != fl->ndim)
+    return cpu_bad(op, "the other side must be U8 of the same rank", fl, u8);
+  if (!lg_tensor_same_shape(fl, u8)) return cpu_bad(op, "shape mismatch", fl, u8);
+  return 0;
+}
+
+/* y [..] F32/F16/BF16 = x [..] U8 * (2/255) - 1, in double, rounded once to float. */
+int cpu_pixels_from_u8(lg_backend *be, lg_tensor *y, const lg_tensor *x) {
+  int err = check_pixels("pixels_from_u8", y, x);
+  if (err) return err;
+  int64_t rows = lg_tensor_rows(y), cols = cpu_cols(y);
+  int64_t sx = cpu_inner_stride(x), sy = cpu_inner_stride(y);
+  const uint8_t *xd = (const uint8_t *)x->data;
+  int nt = cpu_nt(be);
+#pragma omp parallel for num_threads(nt) if (rows * cols > CPU_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t ox = cpu_row_off(x, r), oy = cpu_row_off(y, r);
+    for (int64_t i = 0; i < cols; i++)
+      cpu_st(y->data, y->dtype, oy + i * sy, (float)(xd[ox + i * sx] * (2.0 / 255.0) - 1.0));
+  }
+  return 0;
+}
+
+/* y [..] U8 = round((x + 1) * 127.5) in double, <= 0 -> 0, >= 255 -> 255, NaN -> 0, ties to
+ * even (lrint in the default rounding mode). */
+int cpu_pixels_to_u8(lg_backend *be, lg_tensor *y, const lg_tensor *x) {
+  int err = check_pixels("pixels_to_u8", x, y);
+  if (err) return err;
+  int64_t rows = lg_tensor_rows(x), cols = cpu_cols(x);
+  int64_t sx = cpu_inner_stride(x), sy = cpu_inner_stride(y);
+  uint8_t *yd = (uint8_t *)y->data;
+  int nt = cpu_nt(be);
+#pragma omp parallel for num_threads(nt) if (rows * cols > CPU_PAR_MIN) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t ox = cpu_row_off(x, r), oy = cpu_row_off(y, r);
+    for (int64_t i = 0; i < cols; i++) {
+      double v = ((double)cpu_ld(x->data, x->dtype, ox + i * sx) + 1.0) * 127.5;
+      yd[oy + i * sy] = !(v > 0.0) ? 0 : v >= 255.0 ? 255 : (uint8_t)lrint(v);
+    }
+  }
+  return 0;
+}

@@ -32,6 +32,7 @@ typedef enum {
   LG_F16 = 1,
   LG_BF16 = 2,
   LG_I32 = 3,
+  LG_U8 = 4, /* RGB24 pixels; copy converts it to and from F32/F16/BF16 (see copy) */
 } lg_dtype;
 
 size_t lg_dtype_size(lg_dtype t);
@@ -117,7 +118,9 @@ typedef struct lg_backend_ops {
   int (*load_weight)(lg_backend *be, lg_tensor *out, const lg_tensor *host, lg_weight_kind kind);
 
   /* ---- ops ---- */
-  /* y = x, same shape, any strides, converting dtype. */
+  /* y = x, same shape, any strides, converting dtype. U8 <-> F32/F16/BF16 are plain value
+   * casts: U8 -> float gives 0..255; float -> U8 rounds to nearest (ties to even) and
+   * saturates to [0,255], NaN gives 0. */
   int (*copy)(lg_backend *be, lg_tensor *y, const lg_tensor *x);
   /* y[M,N] = act(op(a)[M,K] @ op(b)[K,N] + bias[N]); a and y may have leading dims that are
    * flattened into M; bias may be NULL. b is a weight from load_weight or any tensor. */
@@ -189,6 +192,13 @@ typedef struct lg_backend_ops {
   int (*linear_gated_add)(lg_backend *be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
                           const lg_tensor *bias, const lg_tensor *gate, int64_t group,
                           lg_tensor *tmp);
+  /* Pixel mapping of the engine (call through lg_backend_pixels_from_u8/_to_u8, which log
+   * LG_ENOTSUP when a backend has none). Same shape, any strides.
+   * pixels_from_u8: y (F32/F16/BF16) = (float)(x_u8 * (2/255) - 1), computed in double.
+   * pixels_to_u8: y (U8) = round((x + 1) * 127.5), in double from x's float value, clamped:
+   * <= 0 gives 0, >= 255 gives 255, else nearest with ties to even; NaN gives 0. */
+  int (*pixels_from_u8)(lg_backend *be, lg_tensor *y, const lg_tensor *x);
+  int (*pixels_to_u8)(lg_backend *be, lg_tensor *y, const lg_tensor *x);
 } lg_backend_ops;
 
 /* be->ops->linear_gated_add, or matmul into tmp and gated_add. 0 or LG_E*. */
@@ -201,6 +211,11 @@ int lg_backend_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor
 /* be->ops->qk_norm_rope, or rms_norm over each token followed by rope3d. 0 or LG_E*. */
 int lg_backend_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float eps, int64_t F,
                             int64_t H, int64_t W, const int32_t *frame_start);
+
+/* be->ops->pixels_from_u8 / pixels_to_u8, or LG_ENOTSUP (logged) when a backend has none
+ * (cpu/lg_pixels.c). */
+int lg_backend_pixels_from_u8(lg_backend *be, lg_tensor *y, const lg_tensor *x);
+int lg_backend_pixels_to_u8(lg_backend *be, lg_tensor *y, const lg_tensor *x);
 
 /* be->ops->attention_bias, or LG_ENOTSUP (logged, naming the backend) when it has none
  * (cpu/cpu_attn_bias.c). */

@@ -12,6 +12,7 @@ size_t lg_dtype_size(lg_dtype t) {
   case LG_F16: return 2;
   case LG_BF16: return 2;
   case LG_I32: return 4;
+  case LG_U8: return 1;
   }
   return 0;
 }
@@ -22,6 +23,7 @@ const char *lg_dtype_name(lg_dtype t) {
   case LG_F16: return "F16";
   case LG_BF16: return "BF16";
   case LG_I32: return "I32";
+  case LG_U8: return "U8";
   }
   return "?";
 }

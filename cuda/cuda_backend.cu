@@ -522,6 +522,101 @@ fail:
   return err;
 }
 
+/* ------------------------------------------------------------------ pixel mapping */
+
+/* Same arithmetic as cpu_pixels_from_u8 / cpu_pixels_to_u8 (cpu/cpu_ops.c), in double with
+ * explicit round-to-nearest intrinsics so nvcc cannot contract into an FMA: bit-identical. */
+__device__ __forceinline__ float pix_from_u8(uint8_t u) {
+  return (float)__dadd_rn(__dmul_rn((double)u, 2.0 / 255.0), -1.0);
+}
+
+__device__ __forceinline__ uint8_t pix_to_u8(float x) {
+  double v = __dmul_rn(__dadd_rn((double)x, 1.0), 127.5);
+  return !(v > 0.0) ? 0 : v >= 255.0 ? 255 : (uint8_t)__double2int_rn(v);
+}
+
+__global__ void k_pix_from_u8(void *y, int ydt, lg_nd yn, const uint8_t *x, lg_nd xn, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    lg_st(y, ydt, lg_nd_off(yn, i), pix_from_u8(x[lg_nd_off(xn, i)]));
+}
+
+__global__ void k_pix_from_u8_contig(void *y, int ydt, const uint8_t *x, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    lg_st(y, ydt, i, pix_from_u8(x[i]));
+}
+
+__global__ void k_pix_to_u8(uint8_t *y, lg_nd yn, const void *x, int xdt, lg_nd xn, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    y[lg_nd_off(yn, i)] = pix_to_u8(lg_ld(x, xdt, lg_nd_off(xn, i)));
+}
+
+__global__ void k_pix_to_u8_contig(uint8_t *y, const void *x, int xdt, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = pix_to_u8(lg_ld(x, xdt, i));
+}
+
+/* fl: the float side (F32/F16/BF16), u8: the U8 side, same shape. */
+static int check_pixels(const char *op, const lg_tensor *fl, const lg_tensor *u8) {
+  int err = 0;
+  LG_TRY(lg_cuda_check_tensor(op, "float side", fl, false));
+  if (!u8 || !u8->data || u8->dtype != LG_U8 || u8->ndim != fl->ndim) {
+    LG_ERR(LG_CUDA_MOD, "%s: the other side must be U8 of the same rank", op);
+    return LG_EINVAL;
+  }
+  if (!same_shape(fl, u8, op)) return LG_EINVAL;
+  return 0;
+fail:
+  return err;
+}
+
+static int cu_pixels_from_u8(lg_backend *be, lg_tensor *y, const lg_tensor *x) {
+  int err = 0;
+  lg_cuda *c = lg_cu(be);
+  LG_TRY(check_pixels("pixels_from_u8", y, x));
+  {
+    int64_t n = lg_tensor_numel(y);
+    if (n == 0) return 0;
+    lg_cuda_prof_begin(be);
+    if (lg_tensor_is_contiguous(y) && lg_tensor_is_contiguous(x))
+      k_pix_from_u8_contig<<<lg_grid1d(n, 256), 256, 0, c->stream>>>(y->data, y->dtype,
+                                                                     (const uint8_t *)x->data, n);
+    else
+      k_pix_from_u8<<<lg_grid1d(n, 256), 256, 0, c->stream>>>(
+          y->data, y->dtype, lg_nd_of(y), (const uint8_t *)x->data, lg_nd_of(x), n);
+    lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM, LG_OP_COPY);
+    CUDA_LAUNCH_CHECK();
+  }
+  return 0;
+fail:
+  return err;
+}
+
+static int cu_pixels_to_u8(lg_backend *be, lg_tensor *y, const lg_tensor *x) {
+  int err = 0;
+  lg_cuda *c = lg_cu(be);
+  LG_TRY(check_pixels("pixels_to_u8", x, y));
+  {
+    int64_t n = lg_tensor_numel(x);
+    if (n == 0) return 0;
+    lg_cuda_prof_begin(be);
+    if (lg_tensor_is_contiguous(y) && lg_tensor_is_contiguous(x))
+      k_pix_to_u8_contig<<<lg_grid1d(n, 256), 256, 0, c->stream>>>((uint8_t *)y->data, x->data,
+                                                                   x->dtype, n);
+    else
+      k_pix_to_u8<<<lg_grid1d(n, 256), 256, 0, c->stream>>>((uint8_t *)y->data, lg_nd_of(y),
+                                                            x->data, x->dtype, lg_nd_of(x), n);
+    lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM, LG_OP_COPY);
+    CUDA_LAUNCH_CHECK();
+  }
+  return 0;
+fail:
+  return err;
+}
+
 /* ------------------------------------------------------------------ profiled op wrappers */
 
 #define PROF_WRAP(cls, op, name, sig, args)                                                        \
@@ -643,6 +738,8 @@ static const lg_backend_ops cuda_ops = {
     /* qk_norm_rope */ cu_qk_norm_rope,
     /* cosine_mean_n */ lg_cuda_cosine_mean_n,
     /* linear_gated_add */ cu_linear_gated_add,
+    /* pixels_from_u8 */ cu_pixels_from_u8,
+    /* pixels_to_u8 */ cu_pixels_to_u8,
 };
 
 extern "C" int lg_cuda_device_count(void) {

@@ -114,6 +114,7 @@ __device__ __forceinline__ float lg_ld(const void *p, int dt, int64_t i) {
   case LG_F32: return ((const float *)p)[i];
   case LG_F16: return __half2float(((const __half *)p)[i]);
   case LG_BF16: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+  case LG_U8: return (float)((const uint8_t *)p)[i];
   default: return (float)((const int32_t *)p)[i];
   }
 }
@@ -123,6 +124,10 @@ __device__ __forceinline__ void lg_st(void *p, int dt, int64_t i, float v) {
   case LG_F32: ((float *)p)[i] = v; break;
   case LG_F16: ((__half *)p)[i] = __float2half_rn(v); break;
   case LG_BF16: ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v); break;
+  /* plain value cast: nearest (ties to even), saturated to [0,255], NaN -> 0 */
+  case LG_U8:
+    ((uint8_t *)p)[i] = !(v > 0.f) ? 0 : v >= 255.f ? 255 : (uint8_t)__float2int_rn(v);
+    break;
   default: ((int32_t *)p)[i] = (int32_t)v; break;
   }
 }

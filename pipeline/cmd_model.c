@@ -50,6 +50,7 @@ static const char *st_dtype(lg_dtype t) {
   case LG_F16: return "F16";
   case LG_BF16: return "BF16";
   case LG_I32: return "I32";
+  case LG_U8: return "U8";
   }
   return "?";
 }

@@ -45,11 +45,12 @@ struct lg_engine {
   int W, H, lh, lw, text_dim;
   lg_rng noise_rng;
   /* buffers (backend) */
+  lg_tensor pixu8;        /* [5,H,W,3] U8: input frames as uploaded (RGB24) */
   lg_tensor pix32, pix;   /* [5,H,W,3] f32 / act: input pixels in [-1,1] */
+  lg_tensor last32;       /* [1,H,W,3] f32: previous chunk's last input frame in [-1,1] */
   lg_tensor lat, mu;      /* [2,lh,lw,16] act: chunk latents; [1,lh,lw,16] one VAE call */
   lg_tensor olat;         /* [3,lh,lw,16] act: emitted x0 */
-  lg_tensor opix, opix32; /* [4,H,W,3] act / f32: decoded frames */
-  float *hpix;            /* host [max(5,4)*H*W*3] floats */
+  lg_tensor opix, opixu8; /* [4,H,W,3] act / U8: decoded frames */
   /* contexts */
   float *ctx_from, *ctx_to, *ctx_cur; /* [512*text_dim] */
   double blend_s, blend_t;            /* blend length and output seconds into it */
@@ -57,9 +58,8 @@ struct lg_engine {
   bool blending;
   /* state */
   lg_engine_params cur;
-  double s_prev;       /* previous noise scale (motion-aware) */
-  uint8_t *last_frame; /* last input frame of the previous chunk (RGB24) */
-  bool have_last;
+  double s_prev;  /* previous noise scale (motion-aware) */
+  bool have_last; /* last32 holds the previous chunk's last frame */
   bool first_out_done;
   double t_start;
   /* thread-shared */
@@ -322,9 +322,7 @@ lg_engine *lg_engine_new(const lg_config *cfg, char *err, size_t n) {
   e->ctx_from = malloc(cn * sizeof(float));
   e->ctx_to = malloc(cn * sizeof(float));
   e->ctx_cur = malloc(cn * sizeof(float));
-  e->hpix = malloc((size_t)MAX_PUSH_FRAMES * e->W * e->H * 3 * sizeof(float));
-  e->last_frame = malloc((size_t)e->W * e->H * 3);
-  if (!e->ctx_from || !e->ctx_to || !e->ctx_cur || !e->hpix || !e->last_frame) {
+  if (!e->ctx_from || !e->ctx_to || !e->ctx_cur) {
     fail(err, n, "engine: out of memory");
     goto fail;
   }
@@ -341,12 +339,13 @@ lg_engine *lg_engine_new(const lg_config *cfg, char *err, size_t n) {
   e->cur.paused = false;
   lg_rng_seed(&e->noise_rng, c->seed);
   lg_dtype ad = e->be->act_dtype;
-  if (alloc4(e, &e->pix32, LG_F32, MAX_PUSH_FRAMES, e->H, e->W, 3) ||
+  if (alloc4(e, &e->pixu8, LG_U8, MAX_PUSH_FRAMES, e->H, e->W, 3) ||
+      alloc4(e, &e->pix32, LG_F32, MAX_PUSH_FRAMES, e->H, e->W, 3) ||
+      alloc4(e, &e->last32, LG_F32, 1, e->H, e->W, 3) ||
       alloc4(e, &e->pix, ad, MAX_PUSH_FRAMES, e->H, e->W, 3) ||
       alloc4(e, &e->lat, ad, 2, e->lh, e->lw, 16) || alloc4(e, &e->mu, ad, 1, e->lh, e->lw, 16) ||
       alloc4(e, &e->olat, ad, LG_T2V_BLOCK, e->lh, e->lw, 16) ||
-      alloc4(e, &e->opix, ad, 4, e->H, e->W, 3) ||
-      alloc4(e, &e->opix32, LG_F32, 4, e->H, e->W, 3)) {
+      alloc4(e, &e->opix, ad, 4, e->H, e->W, 3) || alloc4(e, &e->opixu8, LG_U8, 4, e->H, e->W, 3)) {
     fail(err, n, "engine: cannot allocate frame buffers on the backend");
     goto fail;
   }
@@ -372,7 +371,8 @@ void lg_engine_free(lg_engine **pe) {
   lg_ckpt_free(&e->dit_over);
   lg_ckpt_free(&e->vae_ck);
   lg_ckpt_free(&e->taehv_ck);
-  lg_tensor *ts[] = {&e->pix32, &e->pix, &e->lat, &e->mu, &e->olat, &e->opix, &e->opix32};
+  lg_tensor *ts[] = {&e->pixu8, &e->pix32, &e->pix,  &e->last32, &e->lat,
+                     &e->mu,    &e->olat,  &e->opix, &e->opixu8};
   for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
     lg_tensor_free(ts[i]);
   lg_umt5_free(&e->t5);
@@ -383,8 +383,6 @@ void lg_engine_free(lg_engine **pe) {
   free(e->ctx_from);
   free(e->ctx_to);
   free(e->ctx_cur);
-  free(e->hpix);
-  free(e->last_frame);
   pthread_mutex_destroy(&e->mu_lock);
   free(e);
   *pe = NULL;
@@ -525,17 +523,18 @@ static int noise_rng(void *user, int chunk, int step, float *out, size_t n) {
 }
 
 /* MODELS.md 3: d = clamp(max_f rms(x_f - x_{f-1}) / 0.2, 0, 1) over consecutive frames in
- * [-1,1] (the previous chunk's last frame first), s = 0.9*(s0 - 0.1 d) + 0.1 s_prev. */
-static double motion_scale(lg_engine *e, const uint8_t *const *in, int n_in) {
+ * [-1,1] (the previous chunk's last frame first), s = 0.9*(s0 - 0.1 d) + 0.1 s_prev.
+ * x = e->pix32 [n_in,H,W,3] f32 on the backend, the previous frame e->last32; the squared
+ * differences are summed on the backend (sq_diff_sum, in double), one host read per pair. */
+static int motion_scale(lg_engine *e, int n_in, double *s_out) {
   size_t px = (size_t)e->W * e->H * 3;
   double dmax = 0.0;
   for (int f = e->have_last ? 0 : 1; f < n_in; f++) {
-    const uint8_t *a = f == 0 ? e->last_frame : in[f - 1], *b = in[f];
+    lg_tensor a = f == 0 ? e->last32 : lg_tensor_narrow(&e->pix32, 0, f - 1, 1),
+              b = lg_tensor_narrow(&e->pix32, 0, f, 1);
     double acc = 0.0;
-    for (size_t i = 0; i < px; i++) {
-      double d = ((double)b[i] - (double)a[i]) * (2.0 / 255.0);
-      acc += d * d;
-    }
+    int err = LG_OP(e->be, sq_diff_sum, &acc, &a, &b);
+    if (err) return err;
     double r = sqrt(acc / (double)px);
     if (r > dmax) dmax = r;
   }
@@ -544,14 +543,14 @@ static double motion_scale(lg_engine *e, const uint8_t *const *in, int n_in) {
   double s = 0.9 * (e->cur.noise_scale - 0.1 * d) + 0.1 * e->s_prev;
   if (s < 0.0) s = 0.0;
   if (s > 1.0) s = 1.0;
-  return s;
+  *s_out = s;
+  return 0;
 }
 
 /* Decodes nf latent frames of e->olat into RGB24 out buffers; returns frames written. */
 static int decode_out(lg_engine *e, int nf, uint8_t *const *out, int max_out, double *ms) {
   double t0 = lg_now();
   int written = 0, dropped = 0;
-  size_t px = (size_t)e->W * e->H * 3;
   for (int f = 0; f < nf; f++) {
     lg_tensor z = lg_tensor_narrow(&e->olat, 0, f, 1);
     /* the decoder gives 1 frame on its first call after a reset, then 4 */
@@ -559,17 +558,16 @@ static int decode_out(lg_engine *e, int nf, uint8_t *const *out, int max_out, do
     lg_tensor x = lg_tensor_narrow(&e->opix, 0, 0, T);
     int err = e->ts ? lg_taehv_decode(e->ts, &z, &x) : lg_wan_vae_decode(e->vs, &z, &x);
     if (err < 0) return err;
-    lg_tensor x32 = lg_tensor_narrow(&e->opix32, 0, 0, T);
-    err = LG_OP(e->be, copy, &x32, &x);
-    if (!err) err = lg_tensor_download(&x32, e->hpix);
+    /* RGB24 on the backend ([-1,1] -> round((x+1)*127.5) clamped), then 1 byte per value
+     * downloaded straight into the caller's buffers */
+    lg_tensor xu8 = lg_tensor_narrow(&e->opixu8, 0, 0, T);
+    err = lg_backend_pixels_to_u8(e->be, &xu8, &x);
     if (err < 0) return err;
     if (T > max_out - written) dropped += T - (max_out - written > 0 ? max_out - written : 0);
     for (int k = 0; k < T && written < max_out; k++, written++) {
-      const float *src = e->hpix + (size_t)k * px;
-      for (size_t i = 0; i < px; i++) {
-        double v = (src[i] + 1.0) * 127.5;
-        out[written][i] = v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)lrint(v);
-      }
+      lg_tensor fk = lg_tensor_narrow(&e->opixu8, 0, k, 1);
+      err = lg_tensor_download(&fk, out[written]);
+      if (err < 0) return err;
     }
   }
   if (nf > 0) e->first_out_done = true;
@@ -602,14 +600,24 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
       return LG_EINVAL;
     }
     double t0 = lg_now();
-    size_t px = (size_t)e->W * e->H * 3;
-    for (int f = 0; f < n_in; f++)
-      for (size_t i = 0; i < px; i++)
-        e->hpix[(size_t)f * px + i] = (float)(in[f][i] * (2.0 / 255.0) - 1.0);
-    lg_tensor p32 = lg_tensor_narrow(&e->pix32, 0, 0, n_in),
+    /* RGB24 up (1 byte per value), [-1,1] f32 on the backend, then the act dtype */
+    for (int f = 0; !err && f < n_in; f++) {
+      lg_tensor fu8 = lg_tensor_narrow(&e->pixu8, 0, f, 1);
+      err = lg_tensor_upload(&fu8, in[f]);
+    }
+    lg_tensor pu8 = lg_tensor_narrow(&e->pixu8, 0, 0, n_in),
+              p32 = lg_tensor_narrow(&e->pix32, 0, 0, n_in),
               p = lg_tensor_narrow(&e->pix, 0, 0, n_in);
-    err = lg_tensor_upload(&p32, e->hpix);
+    if (!err) err = lg_backend_pixels_from_u8(e->be, &p32, &pu8);
     if (!err) err = LG_OP(e->be, copy, &p, &p32);
+    /* motion before the encode is queued, so its host reads wait only for the conversion */
+    double s = e->cur.noise_scale;
+    if (!err && e->cfg.engine.motion_noise) err = motion_scale(e, n_in, &s);
+    lg_tensor lastf = lg_tensor_narrow(&e->pix32, 0, n_in - 1, 1);
+    if (!err) err = LG_OP(e->be, copy, &e->last32, &lastf);
+    if (err) return err;
+    e->s_prev = s;
+    e->have_last = true;
     /* first chunk: encode frame 0 alone (1 latent), then frames 1-4 (1 latent) */
     int F = n_in == 5 ? 2 : 1, f0 = 0;
     for (int l = 0; !err && l < F; l++) {
@@ -621,10 +629,6 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
       f0 += T;
     }
     if (err) return err;
-    double s = e->cfg.engine.motion_noise ? motion_scale(e, in, n_in) : e->cur.noise_scale;
-    e->s_prev = s;
-    memcpy(e->last_frame, in[n_in - 1], px);
-    e->have_last = true;
     ms_enc = (lg_now() - t0) * 1e3;
     t0 = lg_now();
     int oc = -1;

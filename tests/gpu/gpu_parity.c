@@ -812,6 +812,158 @@ static void t_misc(void) {
   pfree(&x), pfree(&y), pfree(&a), pfree(&b);
 }
 
+/* ---- pixel path (U8 copy, pixels_from_u8, pixels_to_u8): bit-exact against the CPU ---- */
+
+/* New contiguous U8 tensor on be holding bytes (NULL: 0xff poison). */
+static lg_tensor px_u8(lg_backend *be, int nd, const int64_t *sh, const uint8_t *bytes) {
+  lg_tensor t;
+  must(lg_tensor_alloc(be, &t, LG_U8, nd, sh), "u8 alloc");
+  size_t nb = lg_tensor_nbytes(&t);
+  uint8_t *ff = NULL;
+  if (!bytes) {
+    ff = malloc(nb ? nb : 1);
+    memset(ff, 0xff, nb);
+  }
+  must(lg_tensor_upload(&t, bytes ? bytes : ff), "u8 upload");
+  free(ff);
+  return t;
+}
+
+/* New contiguous tensor of dtype dt on be holding v (NULL: NaN poison). */
+static lg_tensor px_f(lg_backend *be, lg_dtype dt, int nd, const int64_t *sh, const float *v) {
+  lg_tensor t;
+  must(lg_tensor_alloc(be, &t, dt, nd, sh), "alloc");
+  int64_t n = lg_tensor_numel(&t);
+  float *nan = NULL;
+  if (!v) {
+    nan = malloc((size_t)(n ? n : 1) * sizeof *nan);
+    for (int64_t i = 0; i < n; i++)
+      nan[i] = NAN;
+  }
+  must(lg_tensor_upload_f32(&t, v ? v : nan), "upload");
+  free(nan);
+  return t;
+}
+
+/* Elements that differ between the gpu and cpu tensors (bitwise on the f32 values, NaN equal
+ * to NaN only), over whole contiguous tensors of any dtype. */
+static double px_mismatch(const lg_tensor *gt, const lg_tensor *ct) {
+  int64_t n = lg_tensor_numel(ct);
+  if (gt->dtype == LG_U8) {
+    uint8_t *a = malloc((size_t)(n ? n : 1)), *b = malloc((size_t)(n ? n : 1));
+    must(lg_tensor_download(gt, a), "gpu download");
+    must(lg_tensor_download(ct, b), "cpu download");
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++)
+      bad += a[i] != b[i];
+    free(a);
+    free(b);
+    return (double)bad;
+  }
+  float *a = malloc((size_t)(n ? n : 1) * 4), *b = malloc((size_t)(n ? n : 1) * 4);
+  must(lg_tensor_download_f32(gt, a), "gpu download");
+  must(lg_tensor_download_f32(ct, b), "cpu download");
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; i++)
+    bad += (isnan(a[i]) != isnan(b[i])) || (!isnan(a[i]) && memcmp(&a[i], &b[i], 4));
+  free(a);
+  free(b);
+  return (double)bad;
+}
+
+/* Values that exercise the U8 rounding: .5 ties, both sides of the (x+1)*127.5 boundaries,
+ * clamping and non-finite values, then uniform [-1.2,1.2) (n >= 64). */
+static float *px_edge_vals(int64_t n, bool pixel_scale) {
+  float *v = malloc((size_t)n * sizeof *v);
+  static const float fixed[] = {0.5f, 1.5f,     2.5f,      253.5f, 254.5f, -0.5f, 255.6f, 300.f,
+                                NAN,  INFINITY, -INFINITY, 0.f,    -1.f,   1.f,   1.01f,  -1.01f};
+  int64_t i = 0;
+  for (; i < 16; i++)
+    v[i] = fixed[i];
+  for (int k = 0; i + 3 <= 64; k += 13, i += 3) {
+    float b = (float)((k + 0.5) / 127.5 - 1.0);
+    if (!pixel_scale) b = (float)k + 0.5f;
+    v[i] = nextafterf(b, -INFINITY), v[i + 1] = b, v[i + 2] = nextafterf(b, INFINITY);
+  }
+  for (; i < n; i++)
+    v[i] = pixel_scale ? -1.2f + 2.4f * (float)lg_rng_uniform(&g_rng)
+                       : -20.f + 300.f * (float)lg_rng_uniform(&g_rng);
+  return v;
+}
+
+static void t_pixels(void) {
+  if (!want("pixels") && !want("copy u8")) return;
+  /* bytes [5,7,9] (315: every value), viewed permuted as [9,5,7] */
+  int64_t sh[3] = {5, 7, 9}, psh[3] = {9, 5, 7};
+  int perm[3] = {2, 0, 1};
+  uint8_t bytes[315];
+  for (int i = 0; i < 315; i++)
+    bytes[i] = (uint8_t)(i < 256 ? (i * 97) & 255 : lg_rng_next(&g_rng) & 255);
+  lg_tensor uc = px_u8(g_cpu, 3, sh, bytes), ug = px_u8(g_gpu, 3, sh, bytes);
+  lg_tensor upc = lg_tensor_permute(&uc, perm), upg = lg_tensor_permute(&ug, perm);
+  const lg_dtype fdt[3] = {LG_F32, LG_F16, LG_BF16};
+  char nm[64];
+  for (int k = 0; k < 3; k++) {
+    /* copy U8 -> float (permuted source), float -> U8 back */
+    lg_tensor yc = px_f(g_cpu, fdt[k], 3, psh, NULL), yg = px_f(g_gpu, fdt[k], 3, psh, NULL);
+    int rc = LG_OP(g_gpu, copy, &yg, &upg);
+    if (!rc) rc = LG_OP(g_cpu, copy, &yc, &upc);
+    snprintf(nm, sizeof nm, "copy u8->%s permuted", lg_dtype_name(fdt[k]));
+    row(nm, "[9,5,7] of [5,7,9], mismatches", rc ? 0 : px_mismatch(&yg, &yc), 0, rc);
+    lg_tensor bc = px_u8(g_cpu, 3, psh, NULL), bg = px_u8(g_gpu, 3, psh, NULL);
+    rc = LG_OP(g_gpu, copy, &bg, &yg);
+    if (!rc) rc = LG_OP(g_cpu, copy, &bc, &yc);
+    snprintf(nm, sizeof nm, "copy %s->u8 (round trip)", lg_dtype_name(fdt[k]));
+    row(nm, "[9,5,7], mismatches", rc ? 0 : px_mismatch(&bg, &bc), 0, rc);
+    lg_tensor_free(&bc), lg_tensor_free(&bg), lg_tensor_free(&yc), lg_tensor_free(&yg);
+    /* copy float -> U8 at the rounding edges (ties to even, saturation, NaN) */
+    int64_t esh[2] = {13, 11};
+    float *ev = px_edge_vals(143, false);
+    lg_tensor ec = px_f(g_cpu, fdt[k], 2, esh, ev), eg = px_f(g_gpu, fdt[k], 2, esh, ev);
+    lg_tensor oc = px_u8(g_cpu, 2, esh, NULL), og = px_u8(g_gpu, 2, esh, NULL);
+    rc = LG_OP(g_gpu, copy, &og, &eg);
+    if (!rc) rc = LG_OP(g_cpu, copy, &oc, &ec);
+    snprintf(nm, sizeof nm, "copy %s->u8 ties/clamp/nan", lg_dtype_name(fdt[k]));
+    row(nm, "[13,11], mismatches", rc ? 0 : px_mismatch(&og, &oc), 0, rc);
+    lg_tensor_free(&oc), lg_tensor_free(&og), lg_tensor_free(&ec), lg_tensor_free(&eg);
+    free(ev);
+    /* pixels_from_u8: contiguous and permuted sources */
+    for (int strided = 0; strided < 2; strided++) {
+      lg_tensor pc = px_f(g_cpu, fdt[k], 3, strided ? psh : sh, NULL),
+                pg = px_f(g_gpu, fdt[k], 3, strided ? psh : sh, NULL);
+      rc = lg_backend_pixels_from_u8(g_gpu, &pg, strided ? &upg : &ug);
+      if (!rc) rc = lg_backend_pixels_from_u8(g_cpu, &pc, strided ? &upc : &uc);
+      snprintf(nm, sizeof nm, "pixels_from_u8 ->%s%s", lg_dtype_name(fdt[k]),
+               strided ? " permuted" : "");
+      row(nm, strided ? "[9,5,7] of [5,7,9], mismatches" : "[5,7,9], mismatches",
+          rc ? 0 : px_mismatch(&pg, &pc), 0, rc);
+      lg_tensor_free(&pc), lg_tensor_free(&pg);
+    }
+    /* pixels_to_u8: edge values, contiguous and into a strided (every other byte) view */
+    int64_t fsh[4] = {2, 7, 9, 3}, dsh[4] = {2, 7, 9, 6};
+    float *fv = px_edge_vals(378, true);
+    lg_tensor xc = px_f(g_cpu, fdt[k], 4, fsh, fv), xg = px_f(g_gpu, fdt[k], 4, fsh, fv);
+    for (int strided = 0; strided < 2; strided++) {
+      lg_tensor qc = px_u8(g_cpu, 4, strided ? dsh : fsh, NULL),
+                qg = px_u8(g_gpu, 4, strided ? dsh : fsh, NULL);
+      lg_tensor vc = qc, vg = qg;
+      if (strided) {
+        vc.ne[3] = vg.ne[3] = 3;
+        vc.nb[3] = vg.nb[3] = 2;
+      }
+      rc = lg_backend_pixels_to_u8(g_gpu, &vg, &xg);
+      if (!rc) rc = lg_backend_pixels_to_u8(g_cpu, &vc, &xc);
+      snprintf(nm, sizeof nm, "pixels_to_u8 %s%s", lg_dtype_name(fdt[k]),
+               strided ? " strided out" : "");
+      row(nm, "[2,7,9,3], mismatches", rc ? 0 : px_mismatch(&qg, &qc), 0, rc);
+      lg_tensor_free(&qc), lg_tensor_free(&qg);
+    }
+    lg_tensor_free(&xc), lg_tensor_free(&xg);
+    free(fv);
+  }
+  lg_tensor_free(&uc), lg_tensor_free(&ug);
+}
+
 /* ---------------------------------------------------------------- tiny DiT sequence */
 
 typedef struct dit_side {
@@ -1233,6 +1385,7 @@ int main(int argc, char **argv) {
   t_conv();
   t_attn_gemm();
   t_misc();
+  t_pixels();
   t_graph();
   t_dit();
   printf("\n%d checks, %d failed\n", g_run, g_fail);
