@@ -199,6 +199,10 @@ typedef struct lg_backend_ops {
    * <= 0 gives 0, >= 255 gives 255, else nearest with ties to even; NaN gives 0. */
   int (*pixels_from_u8)(lg_backend *be, lg_tensor *y, const lg_tensor *x);
   int (*pixels_to_u8)(lg_backend *be, lg_tensor *y, const lg_tensor *x);
+  /* The Wan VAE's pre-conv activation: y = silu(channel_rms_norm(x, gamma)), shapes and
+   * contract as channel_rms_norm (y may alias x). */
+  int (*channel_rms_norm_silu)(lg_backend *be, lg_tensor *y, const lg_tensor *x,
+                               const lg_tensor *gamma);
 } lg_backend_ops;
 
 /* be->ops->linear_gated_add, or matmul into tmp and gated_add. 0 or LG_E*. */
@@ -216,6 +220,11 @@ int lg_backend_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, fl
  * (cpu/lg_pixels.c). */
 int lg_backend_pixels_from_u8(lg_backend *be, lg_tensor *y, const lg_tensor *x);
 int lg_backend_pixels_to_u8(lg_backend *be, lg_tensor *y, const lg_tensor *x);
+
+/* be->ops->channel_rms_norm_silu, or channel_rms_norm then unary SiLU in place on y (the CPU
+ * backend: bit for bit the unfused pair). 0 or LG_E*. */
+int lg_backend_channel_rms_norm_silu(lg_backend *be, lg_tensor *y, const lg_tensor *x,
+                                     const lg_tensor *gamma);
 
 /* be->ops->attention_bias, or LG_ENOTSUP (logged, naming the backend) when it has none
  * (cpu/cpu_attn_bias.c). */

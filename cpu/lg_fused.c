@@ -1,4 +1,5 @@
-/* lg_fused.c: the fused ops of lg_backend_ops (qk_norm_rope, cosine_mean_n, linear_gated_add): each
+/* lg_fused.c: the fused ops of lg_backend_ops (qk_norm_rope, cosine_mean_n, linear_gated_add,
+ * channel_rms_norm_silu): each
  * wrapper calls the backend's fused kernel when it has one, else composes the plain ops, which is
  * what the CPU backend does (so its results are those of the unfused sequence, bit for bit). Runs
  * on the thread that owns the backend. */
@@ -51,4 +52,16 @@ int lg_backend_linear_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *a
   int err = be->ops->matmul(be, tmp, a, w, bias, &o);
   if (err) return err;
   return be->ops->gated_add(be, x, tmp, gate, group);
+}
+
+int lg_backend_channel_rms_norm_silu(lg_backend *be, lg_tensor *y, const lg_tensor *x,
+                                     const lg_tensor *gamma) {
+  if (!be || !y || !x || !gamma) {
+    LG_ERR("fused", "channel_rms_norm_silu: missing backend or tensor");
+    return LG_EINVAL;
+  }
+  if (be->ops->channel_rms_norm_silu) return be->ops->channel_rms_norm_silu(be, y, x, gamma);
+  int err = be->ops->channel_rms_norm(be, y, x, gamma);
+  if (err) return err;
+  return be->ops->unary(be, y, y, LG_ACT_SILU, 0.0f);
 }

@@ -1,7 +1,8 @@
 /* cuda_backend.cu: the CUDA backend object: device setup, the stream-ordered memory pool (a
  * cudaMemPool that keeps freed memory cached, so steady-state allocation never reaches the
  * driver), host transfers, load_weight (everything to bf16; conv weights re-laid out
- * channels-last), the simple elementwise ops (copy, unary, axpby, upsample2x, reductions),
+ * channels-last), the simple elementwise ops (copy, unary, axpby, upsample2x, reductions; 16-byte
+ * vector paths for contiguous bf16 axpby, channels-last upsample2x and same-dtype strided copies),
  * the profiler, event markers and CUDA graph capture, and the ops table.
  * Runs on the thread that owns the backend (the GPU worker, a test or the benchmark). */
 #include "cuda_internal.cuh"
@@ -67,10 +68,22 @@ void lg_cuda_prof_end(lg_backend *be, lg_cuda_prof_class cls, int op) {
   c->prof_op[c->prof_n++] = (uint8_t)op;
 }
 
-static const char *const op_names[LG_OP_COUNT] = {
-    "copy",      "matmul",           "unary",      "axpby",        "layer_norm",
-    "rms_norm",  "channel_rms_norm", "modulate",   "gated_add",    "rope3d",
-    "attention", "conv3d",           "upsample2x", "qk_norm_rope", "linear_gated_add"};
+static const char *const op_names[LG_OP_COUNT] = {"copy",
+                                                  "matmul",
+                                                  "unary",
+                                                  "axpby",
+                                                  "layer_norm",
+                                                  "rms_norm",
+                                                  "channel_rms_norm",
+                                                  "modulate",
+                                                  "gated_add",
+                                                  "rope3d",
+                                                  "attention",
+                                                  "conv3d",
+                                                  "upsample2x",
+                                                  "qk_norm_rope",
+                                                  "linear_gated_add",
+                                                  "channel_rms_norm_silu"};
 
 /* ------------------------------------------------------------------ memory */
 
@@ -238,6 +251,27 @@ __global__ void k_copy_contig(void *y, int ydt, const void *x, int xdt, int64_t 
     lg_st(y, ydt, i, lg_ld(x, xdt, i));
 }
 
+/* Same-dtype strided copy in 16-byte vectors: yn/xn count in vectors (see copy_vec_nd). */
+__global__ void k_copy_vec(uint4 *y, lg_nd yn, const uint4 *x, lg_nd xn, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    y[lg_nd_off(yn, i)] = x[lg_nd_off(xn, i)];
+}
+
+/* t in units of 16-byte vectors when its innermost dim is contiguous and every step is a whole
+ * number of vectors from a 16-byte aligned base; false otherwise. */
+static bool copy_vec_nd(const lg_tensor *t, lg_nd *out) {
+  int64_t es = (int64_t)lg_dtype_size(t->dtype), v = 16 / es, last = t->ndim - 1;
+  if ((uintptr_t)t->data % 16 || t->nb[last] != 1 || t->ne[last] % v) return false;
+  *out = lg_nd_of(t);
+  for (int d = 0; d < last; d++) {
+    if (t->ne[d] > 1 && t->nb[d] % v) return false;
+    out->nb[d] /= v;
+  }
+  out->ne[last] /= v;
+  return true;
+}
+
 static bool same_shape(const lg_tensor *a, const lg_tensor *b, const char *op) {
   if (lg_tensor_same_shape(a, b)) return true;
   char s1[96], s2[96];
@@ -269,8 +303,15 @@ int lg_cuda_copy(lg_backend *be, lg_tensor *y, const lg_tensor *x) {
       CUDA_LAUNCH_CHECK();
     }
   } else {
-    k_copy<<<lg_grid1d(n, 256), 256, 0, c->stream>>>(y->data, y->dtype, lg_nd_of(y), x->data,
-                                                     x->dtype, lg_nd_of(x), n);
+    lg_nd yv, xv;
+    if (y->dtype == x->dtype && copy_vec_nd(y, &yv) && copy_vec_nd(x, &xv)) {
+      int64_t nv = n * (int64_t)lg_dtype_size(y->dtype) / 16;
+      k_copy_vec<<<lg_grid1d(nv, 256), 256, 0, c->stream>>>((uint4 *)y->data, yv,
+                                                            (const uint4 *)x->data, xv, nv);
+    } else {
+      k_copy<<<lg_grid1d(n, 256), 256, 0, c->stream>>>(y->data, y->dtype, lg_nd_of(y), x->data,
+                                                       x->dtype, lg_nd_of(x), n);
+    }
     CUDA_LAUNCH_CHECK();
   }
   return 0;
@@ -366,6 +407,32 @@ __global__ void k_axpby(void *y, int ydt, lg_nd yn, float alpha, const void *a, 
   }
 }
 
+/* Contiguous bf16, 16-byte aligned: 8 elements per vector, grid-stride over n/8 vectors, then
+ * the n % 8 tail elements by the first threads. fp32 math, as k_axpby. */
+__global__ void k_axpby_bf16x8(__nv_bfloat16 *y, float alpha, const __nv_bfloat16 *a, float beta,
+                               const __nv_bfloat16 *b, int64_t n) {
+  const int64_t n8 = n / 8, tid = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  for (int64_t i = tid; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+    uint4 ua = ((const uint4 *)a)[i], ub = ((const uint4 *)b)[i], uy;
+    const __nv_bfloat162 *ha = (const __nv_bfloat162 *)&ua, *hb = (const __nv_bfloat162 *)&ub;
+    __nv_bfloat162 *hy = (__nv_bfloat162 *)&uy;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      float2 fa = __bfloat1622float2(ha[j]), fb = __bfloat1622float2(hb[j]);
+      hy[j] = __floats2bfloat162_rn(alpha * fa.x + beta * fb.x, alpha * fa.y + beta * fb.y);
+    }
+    ((uint4 *)y)[i] = uy;
+  }
+  if (tid < n - n8 * 8) {
+    int64_t i = n8 * 8 + tid;
+    y[i] = __float2bfloat16_rn(alpha * __bfloat162float(a[i]) + beta * __bfloat162float(b[i]));
+  }
+}
+
+static bool bf16_vec_ok(const lg_tensor *t) {
+  return t->dtype == LG_BF16 && lg_tensor_is_contiguous(t) && (uintptr_t)t->data % 16 == 0;
+}
+
 static int cu_axpby(lg_backend *be, lg_tensor *y, float alpha, const lg_tensor *a, float beta,
                     const lg_tensor *b) {
   int err = 0;
@@ -377,9 +444,17 @@ static int cu_axpby(lg_backend *be, lg_tensor *y, float alpha, const lg_tensor *
   if (!same_shape(y, a, "axpby") || !same_shape(y, b, "axpby")) return LG_EINVAL;
   if (n == 0) return 0;
   lg_cuda_prof_begin(be);
-  k_axpby<<<lg_grid1d(n, 256), 256, 0, c->stream>>>(y->data, y->dtype, lg_nd_of(y), alpha, a->data,
-                                                    a->dtype, lg_nd_of(a), beta, b->data, b->dtype,
-                                                    lg_nd_of(b), n);
+  if (bf16_vec_ok(y) && bf16_vec_ok(a) && bf16_vec_ok(b)) {
+    int blocks = lg_grid1d(n / 8 > 8 ? n / 8 : 8, 256);
+    if (blocks > 16 * c->sm_count) blocks = 16 * c->sm_count;
+    k_axpby_bf16x8<<<blocks, 256, 0, c->stream>>>((__nv_bfloat16 *)y->data, alpha,
+                                                  (const __nv_bfloat16 *)a->data, beta,
+                                                  (const __nv_bfloat16 *)b->data, n);
+  } else {
+    k_axpby<<<lg_grid1d(n, 256), 256, 0, c->stream>>>(y->data, y->dtype, lg_nd_of(y), alpha,
+                                                      a->data, a->dtype, lg_nd_of(a), beta, b->data,
+                                                      b->dtype, lg_nd_of(b), n);
+  }
   CUDA_LAUNCH_CHECK();
   lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM, LG_OP_AXPBY);
   return 0;
@@ -405,6 +480,24 @@ __global__ void k_upsample2x(void *y, int ydt, lg_nd yn, const void *x, int xdt,
   }
 }
 
+/* Contiguous x and y of one dtype, C * size a multiple of 16 bytes: one 16-byte vector of x
+ * (cv vectors per pixel) read once and stored to its 4 destinations. */
+__global__ void k_upsample2x_vec(uint4 *y, const uint4 *x, int64_t n, int64_t cv, int64_t W,
+                                 int64_t H) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t c = i % cv, p = i / cv;
+    int64_t w = p % W, th = p / W;
+    int64_t h = th % H, t = th / H;
+    uint4 v = x[i];
+    int64_t row = 2 * W * cv, o = ((t * 2 * H + 2 * h) * 2 * W + 2 * w) * cv + c;
+    y[o] = v;
+    y[o + cv] = v;
+    y[o + row] = v;
+    y[o + row + cv] = v;
+  }
+}
+
 static int cu_upsample2x(lg_backend *be, lg_tensor *y, const lg_tensor *x) {
   int err = 0;
   lg_cuda *c = lg_cu(be);
@@ -419,8 +512,17 @@ static int cu_upsample2x(lg_backend *be, lg_tensor *y, const lg_tensor *x) {
   }
   if (lg_tensor_numel(y) == 0) return 0;
   lg_cuda_prof_begin(be);
-  k_upsample2x<<<lg_grid1d(lg_tensor_numel(y), 256), 256, 0, c->stream>>>(
-      y->data, y->dtype, lg_nd_of(y), x->data, x->dtype, lg_nd_of(x), lg_tensor_numel(y));
+  if (y->dtype == x->dtype && lg_tensor_is_contiguous(y) && lg_tensor_is_contiguous(x) &&
+      (uintptr_t)y->data % 16 == 0 && (uintptr_t)x->data % 16 == 0 &&
+      (x->ne[3] * (int64_t)lg_dtype_size(x->dtype)) % 16 == 0) {
+    int64_t cv = x->ne[3] * (int64_t)lg_dtype_size(x->dtype) / 16;
+    int64_t nv = lg_tensor_numel(x) / x->ne[3] * cv;
+    k_upsample2x_vec<<<lg_grid1d(nv, 256), 256, 0, c->stream>>>(
+        (uint4 *)y->data, (const uint4 *)x->data, nv, cv, x->ne[2], x->ne[1]);
+  } else {
+    k_upsample2x<<<lg_grid1d(lg_tensor_numel(y), 256), 256, 0, c->stream>>>(
+        y->data, y->dtype, lg_nd_of(y), x->data, x->dtype, lg_nd_of(x), lg_tensor_numel(y));
+  }
   CUDA_LAUNCH_CHECK();
   lg_cuda_prof_end(be, LG_CUDA_PROF_ELEM, LG_OP_UPSAMPLE2X);
   return 0;
@@ -640,6 +742,8 @@ PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_RMS_NORM, rms_norm,
           (be, y, x, w, eps))
 PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_CHANNEL_RMS_NORM, channel_rms_norm,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *g), (be, y, x, g))
+PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_CHANNEL_RMS_NORM_SILU, channel_rms_norm_silu,
+          (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *g), (be, y, x, g))
 PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_MODULATE, modulate,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *shift,
            const lg_tensor *scale, int64_t group, bool ln, float eps),
@@ -740,6 +844,7 @@ static const lg_backend_ops cuda_ops = {
     /* linear_gated_add */ cu_linear_gated_add,
     /* pixels_from_u8 */ cu_pixels_from_u8,
     /* pixels_to_u8 */ cu_pixels_to_u8,
+    /* channel_rms_norm_silu */ cu_channel_rms_norm_silu,
 };
 
 extern "C" int lg_cuda_device_count(void) {

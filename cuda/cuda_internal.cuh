@@ -56,6 +56,7 @@ enum {
   LG_OP_UPSAMPLE2X,
   LG_OP_QK_NORM_ROPE,
   LG_OP_LINEAR_GATED_ADD,
+  LG_OP_CHANNEL_RMS_NORM_SILU,
   LG_OP_COUNT
 };
 
@@ -216,6 +217,9 @@ int lg_cuda_rms_norm(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_
                      float eps);
 int lg_cuda_channel_rms_norm(lg_backend *be, lg_tensor *y, const lg_tensor *x,
                              const lg_tensor *gamma);
+/* channel_rms_norm followed by SiLU (one kernel on the bf16 row path, else the two ops) */
+int lg_cuda_channel_rms_norm_silu(lg_backend *be, lg_tensor *y, const lg_tensor *x,
+                                  const lg_tensor *gamma);
 int lg_cuda_modulate(lg_backend *be, lg_tensor *y, const lg_tensor *x, const lg_tensor *shift,
                      const lg_tensor *scale, int64_t group, bool ln, float eps);
 int lg_cuda_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *y, const lg_tensor *gate,

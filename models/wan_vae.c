@@ -441,6 +441,15 @@ static uint8_t dry_base[256] __attribute__((aligned(256)));
     }                                                                                              \
   } while (0)
 
+/* The same for an lg_backend_* wrapper (a fused op with its fallback, cpu/lg_fused.c). */
+#define RUN_FN(r, fn, ...)                                                                         \
+  do {                                                                                             \
+    if (!(r)->dry) {                                                                               \
+      int rc_ = fn((r)->be, __VA_ARGS__);                                                          \
+      if (rc_ < 0) return rc_;                                                                     \
+    }                                                                                              \
+  } while (0)
+
 static int64_t prod(int nd, const int64_t *s) {
   int64_t p = 1;
   for (int i = 0; i < nd; i++)
@@ -519,8 +528,7 @@ static int causal_conv(run *r, const lg_tensor *x, const lg_tensor *gamma, const
     int64_t sa[4] = {T, H, W, Ci};
     if ((err = slot(r, S_A, 4, sa, &a))) return err;
     if (gamma) {
-      RUN(r, channel_rms_norm, &a, x, gamma);
-      RUN(r, unary, &a, &a, LG_ACT_SILU, 0.0f);
+      RUN_FN(r, lg_backend_channel_rms_norm_silu, &a, x, gamma);
     } else {
       RUN(r, copy, &a, x);
     }
@@ -534,8 +542,7 @@ static int causal_conv(run *r, const lg_tensor *x, const lg_tensor *gamma, const
   if ((err = next_cache(r, CACHE_T, H, W, Ci, &cache))) return err;
   lg_tensor ax = frames(&a, CACHE_T, T), ac = frames(&a, 0, CACHE_T), tail = frames(&a, T, CACHE_T);
   if (gamma) {
-    RUN(r, channel_rms_norm, &ax, x, gamma);
-    RUN(r, unary, &ax, &ax, LG_ACT_SILU, 0.0f);
+    RUN_FN(r, lg_backend_channel_rms_norm_silu, &ax, x, gamma);
   } else {
     RUN(r, copy, &ax, x);
   }
