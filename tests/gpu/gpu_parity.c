@@ -964,6 +964,99 @@ static void t_pixels(void) {
   lg_tensor_free(&uc), lg_tensor_free(&ug);
 }
 
+/* The Wan VAE's elementwise fast paths (contiguous bf16, 16-byte vectors): channel_rms_norm and
+ * its fusion with SiLU at the VAE widths (C 96/192/384 at 60x104) and odd sizes (a partial last
+ * lane, 1 and 32 lanes per row, strided rows, C % 8 != 0 on the general path, in place), the
+ * residual axpby (with a tail of n % 8), upsample2x per vector, and a strided (interleave-like)
+ * bf16 copy in vectors. The CPU side of the fused op is the unfused pair. */
+static void t_vae_elem(void) {
+  static const struct {
+    int nd;
+    int64_t sh[4];
+    int stride2; /* 1: x is the first C channels of rows of 2C (strided rows) */
+    int inplace;
+  } ns[] = {{4, {2, 60, 104, 96}, 0, 0}, {4, {1, 60, 104, 192}, 0, 0}, {4, {1, 60, 104, 384}, 0, 1},
+            {4, {3, 7, 11, 104}, 0, 0},  {4, {5, 3, 7, 8}, 0, 0},      {2, {37, 1024}, 0, 0},
+            {2, {33, 96}, 1, 0},         {4, {2, 5, 9, 13}, 0, 0},     {2, {41, 200}, 0, 1}};
+  for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+    int nd = ns[i].nd;
+    int64_t C = ns[i].sh[nd - 1], g1[1] = {C}, xs[4];
+    char shape[64];
+    int n = snprintf(shape, sizeof shape, "[");
+    for (int d = 0; d < nd; d++) {
+      xs[d] = ns[i].sh[d];
+      n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", d ? "," : "", (long long)xs[d]);
+    }
+    snprintf(shape + n, sizeof shape - (size_t)n, "]%s%s", ns[i].stride2 ? " rows of 2C" : "",
+             ns[i].inplace ? " in place" : "");
+    if (ns[i].stride2) xs[nd - 1] = 2 * C;
+    for (int silu = 0; silu < 2; silu++) {
+      const char *nm = silu ? "vae channel_rms_norm_silu" : "vae channel_rms_norm";
+      if (!want(nm)) continue;
+      pair x = mk(LG_BF16, nd, xs, -3, 3), gm = mk(LG_BF16, 1, g1, 0.5f, 1.5f);
+      pair y = mk_out(LG_BF16, nd, ns[i].sh);
+      lg_tensor xc = x.c, xg = x.g, *yc = &y.c, *yg = &y.g;
+      if (ns[i].stride2) {
+        int64_t nb[2] = {2 * C, 1};
+        view2(&x, &xc, &xg, 2, ns[i].sh, nb, 0);
+      }
+      if (ns[i].inplace) yc = &xc, yg = &xg;
+      int rc = silu ? lg_backend_channel_rms_norm_silu(g_gpu, yg, &xg, &gm.g)
+                    : LG_OP(g_gpu, channel_rms_norm, yg, &xg, &gm.g);
+      if (!rc)
+        rc = silu ? lg_backend_channel_rms_norm_silu(g_cpu, yc, &xc, &gm.c)
+                  : LG_OP(g_cpu, channel_rms_norm, yc, &xc, &gm.c);
+      row(nm, shape, rc ? 0 : rel_err(yg, yc), TOL_NORM, rc);
+      pfree(&x), pfree(&gm), pfree(&y);
+    }
+  }
+  if (want("vae axpby")) {
+    static const int64_t as[3][4] = {{2, 60, 104, 96}, {3, 7, 11, 13}, {1, 1, 1, 5}};
+    for (int i = 0; i < 3; i++) {
+      for (int inplace = 0; inplace < 2; inplace++) {
+        char shape[64];
+        snprintf(shape, sizeof shape, "[%lld,%lld,%lld,%lld]%s", (long long)as[i][0],
+                 (long long)as[i][1], (long long)as[i][2], (long long)as[i][3],
+                 inplace ? " y = a" : "");
+        pair a = mk(LG_BF16, 4, as[i], -2, 2), b = mk(LG_BF16, 4, as[i], -2, 2),
+             y = mk_out(LG_BF16, 4, as[i]);
+        lg_tensor *yg = inplace ? &a.g : &y.g, *yc = inplace ? &a.c : &y.c;
+        int rc = LG_OP(g_gpu, axpby, yg, 1.0f, &a.g, 0.75f, &b.g);
+        if (!rc) rc = LG_OP(g_cpu, axpby, yc, 1.0f, &a.c, 0.75f, &b.c);
+        row("vae axpby bf16", shape, rc ? 0 : rel_err(yg, yc), TOL_ELEM, rc);
+        pfree(&a), pfree(&b), pfree(&y);
+      }
+    }
+  }
+  if (want("vae upsample2x")) {
+    static const int64_t us[3][4] = {{1, 30, 52, 96}, {2, 3, 5, 24}, {1, 4, 6, 12}};
+    for (int i = 0; i < 3; i++) {
+      int64_t ys[4] = {us[i][0], 2 * us[i][1], 2 * us[i][2], us[i][3]};
+      char shape[64];
+      snprintf(shape, sizeof shape, "[%lld,%lld,%lld,%lld]", (long long)us[i][0],
+               (long long)us[i][1], (long long)us[i][2], (long long)us[i][3]);
+      pair x = mk(LG_BF16, 4, us[i], -1, 1), y = mk_out(LG_BF16, 4, ys);
+      int rc = LG_OP(g_gpu, upsample2x, &y.g, &x.g);
+      if (!rc) rc = LG_OP(g_cpu, upsample2x, &y.c, &x.c);
+      row("vae upsample2x bf16", shape, rc ? 0 : rel_err(&y.g, &y.c), TOL_ELEM, rc);
+      pfree(&x), pfree(&y);
+    }
+  }
+  if (want("vae copy")) {
+    /* t [T,H,W,2C] -> y [2T,H,W,C] like the upsample's interleave: a 5-d strided source */
+    int64_t T = 2, H = 7, W = 9, C = 16, ts[4] = {T, H, W, 2 * C}, ys[5] = {T, 2, H, W, C};
+    int64_t sne[5] = {T, 2, H, W, C}, snb[5] = {H * W * 2 * C, C, W * 2 * C, 2 * C, 1};
+    pair t = mk(LG_BF16, 4, ts, -1, 1), y = mk_out(LG_BF16, 5, ys);
+    lg_tensor sc, sg;
+    view2(&t, &sc, &sg, 5, sne, snb, 0);
+    int rc = LG_OP(g_gpu, copy, &y.g, &sg);
+    if (!rc) rc = LG_OP(g_cpu, copy, &y.c, &sc);
+    row("vae copy strided bf16", "[2,2,7,9,16] of [2,7,9,32]", rc ? 0 : rel_err(&y.g, &y.c),
+        TOL_ELEM, rc);
+    pfree(&t), pfree(&y);
+  }
+}
+
 /* ---------------------------------------------------------------- tiny DiT sequence */
 
 typedef struct dit_side {
@@ -1386,6 +1479,7 @@ int main(int argc, char **argv) {
   t_attn_gemm();
   t_misc();
   t_pixels();
+  t_vae_elem();
   t_graph();
   t_dit();
   printf("\n%d checks, %d failed\n", g_run, g_fail);
