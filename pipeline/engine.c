@@ -46,8 +46,9 @@ struct lg_engine {
   lg_rng noise_rng;
   /* buffers (backend) */
   lg_tensor pixu8;        /* [5,H,W,3] U8: input frames as uploaded (RGB24) */
-  lg_tensor pix32, pix;   /* [5,H,W,3] f32 / act: input pixels in [-1,1] */
-  lg_tensor last32;       /* [1,H,W,3] f32: previous chunk's last input frame in [-1,1] */
+  lg_tensor pix32;        /* [5,H,W,3] f32: input bytes as values 0..255 (motion measure) */
+  lg_tensor pix;          /* [5,H,W,3] act: input pixels in [-1,1] (VAE encoder input) */
+  lg_tensor last32;       /* [1,H,W,3] f32: previous chunk's last input frame, 0..255 */
   lg_tensor lat, mu;      /* [2,lh,lw,16] act: chunk latents; [1,lh,lw,16] one VAE call */
   lg_tensor olat;         /* [3,lh,lw,16] act: emitted x0 */
   lg_tensor opix, opixu8; /* [4,H,W,3] act / U8: decoded frames */
@@ -524,8 +525,10 @@ static int noise_rng(void *user, int chunk, int step, float *out, size_t n) {
 
 /* MODELS.md 3: d = clamp(max_f rms(x_f - x_{f-1}) / 0.2, 0, 1) over consecutive frames in
  * [-1,1] (the previous chunk's last frame first), s = 0.9*(s0 - 0.1 d) + 0.1 s_prev.
- * x = e->pix32 [n_in,H,W,3] f32 on the backend, the previous frame e->last32; the squared
- * differences are summed on the backend (sq_diff_sum, in double), one host read per pair. */
+ * In [-1,1] a byte difference is (2/255) times the byte difference, so the sum of squares is
+ * (2/255)^2 times that of the bytes: the backend sums the byte differences squared
+ * (sq_diff_sum over e->pix32 / e->last32, 0..255 as f32), which is exact in double (integers),
+ * so CPU and GPU give the same d bit for bit. One host read per frame pair. */
 static int motion_scale(lg_engine *e, int n_in, double *s_out) {
   size_t px = (size_t)e->W * e->H * 3;
   double dmax = 0.0;
@@ -535,7 +538,7 @@ static int motion_scale(lg_engine *e, int n_in, double *s_out) {
     double acc = 0.0;
     int err = LG_OP(e->be, sq_diff_sum, &acc, &a, &b);
     if (err) return err;
-    double r = sqrt(acc / (double)px);
+    double r = sqrt(acc * ((2.0 / 255.0) * (2.0 / 255.0)) / (double)px);
     if (r > dmax) dmax = r;
   }
   double d = dmax / 0.2;
@@ -600,7 +603,8 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
       return LG_EINVAL;
     }
     double t0 = lg_now();
-    /* RGB24 up (1 byte per value), [-1,1] f32 on the backend, then the act dtype */
+    /* RGB24 up (1 byte per value); on the backend [-1,1] pixels in the act dtype for the
+     * encoder and the bytes as f32 values for the motion measure */
     for (int f = 0; !err && f < n_in; f++) {
       lg_tensor fu8 = lg_tensor_narrow(&e->pixu8, 0, f, 1);
       err = lg_tensor_upload(&fu8, in[f]);
@@ -608,12 +612,12 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
     lg_tensor pu8 = lg_tensor_narrow(&e->pixu8, 0, 0, n_in),
               p32 = lg_tensor_narrow(&e->pix32, 0, 0, n_in),
               p = lg_tensor_narrow(&e->pix, 0, 0, n_in);
-    if (!err) err = lg_backend_pixels_from_u8(e->be, &p32, &pu8);
-    if (!err) err = LG_OP(e->be, copy, &p, &p32);
+    if (!err) err = lg_backend_pixels_from_u8(e->be, &p, &pu8);
+    if (!err && e->cfg.engine.motion_noise) err = LG_OP(e->be, copy, &p32, &pu8);
     /* motion before the encode is queued, so its host reads wait only for the conversion */
     double s = e->cur.noise_scale;
     if (!err && e->cfg.engine.motion_noise) err = motion_scale(e, n_in, &s);
-    lg_tensor lastf = lg_tensor_narrow(&e->pix32, 0, n_in - 1, 1);
+    lg_tensor lastf = lg_tensor_narrow(&e->pixu8, 0, n_in - 1, 1);
     if (!err) err = LG_OP(e->be, copy, &e->last32, &lastf);
     if (err) return err;
     e->s_prev = s;
