@@ -490,6 +490,15 @@ static int wg_pick_split(int blocks, int slots, int ntiles) {
   return best;
 }
 
+/* Scratch of a key split over `rows` = B * Lq * heads * splits partial rows: O/l fp32
+ * [rows][128] (rounded up to 256 bytes), then (m, l) fp32 [rows][2]. */
+static size_t wg_split_obytes(size_t rows) {
+  return (rows * 128 * 4 + 255) & ~(size_t)255;
+}
+static size_t wg_split_bytes(size_t rows) {
+  return wg_split_obytes(rows) + rows * 8;
+}
+
 int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
   int err = 0;
   lg_cuda *c = lg_cu(be);
@@ -506,16 +515,19 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
   p.wg_dbg = dbg;
   int ns = split > 0 ? split : wg_pick_split(qt * p.nh * B, c->sm_count, ntiles);
   if (ns > 1 && (ntiles < ns || B * ns > 65535)) ns = 1;
-  /* the automatic split never makes graph capture fail: the scratch cannot grow then */
+  /* The automatic split never makes graph capture fail: the scratch cannot grow then, so
+   * capture keeps the split only when an earlier uncaptured call (the same shape run eagerly
+   * first, as the bench and the tests do) already grew the scratch to exactly the bytes the
+   * split needs (wg_split_bytes is the one size used for the check and the allocation). */
   if (split == 0 && ns > 1 && c->capturing &&
-      (size_t)B * p.Lq * p.nh * ns * (128 * 4 + 8) + 256 > c->scratch_bytes)
+      wg_split_bytes((size_t)B * p.Lq * p.nh * ns) > c->scratch_bytes)
     ns = 1;
   p.nsplit = ns;
   p.tps = ns > 1 ? (ntiles + ns - 1) / ns : (ntiles > 0 ? ntiles : 1);
   if (ns > 1) {
     size_t rows = (size_t)B * p.Lq * p.nh * ns;
-    size_t ob = (rows * 128 * 4 + 255) & ~(size_t)255;
-    uint8_t *scr = (uint8_t *)lg_cuda_scratch(be, ob + rows * 8);
+    size_t ob = wg_split_obytes(rows);
+    uint8_t *scr = (uint8_t *)lg_cuda_scratch(be, wg_split_bytes(rows));
     LG_CHECK(scr, LG_ENOMEM, LG_CUDA_MOD, "attention: no scratch for %d key splits", ns);
     p.part_o = (float *)scr;
     p.part_ml = (float *)(scr + ob);
