@@ -595,24 +595,24 @@ static int attn_warps(void) {
 }
 
 /* LG_ATTN_KERNEL=1 (mma.sync, 16 queries per warp), 2 (32 per warp, Q in shared memory) or 3
- * to 7 (wgmma, Hopper: its variants 0 to 4, see cuda_attention.cuh); unset: 4 (3 K/V stages,
- * S of the next tile overlapping P V: the fastest measured on H100, see docs/PERFORMANCE.md)
- * where the device runs it, else 1. */
+ * to 8 (wgmma, Hopper: its variants 0 to 5, see cuda_attention.cuh; 8 = 4 with TMA); unset: 4 (3
+ * K/V stages, S of the next tile overlapping P V: the fastest measured on H100, see
+ * docs/PERFORMANCE.md) where the device runs it, else 1. */
 static int attn_kernel(void) {
   static int k = 0;
   if (g_attn_kernel) return g_attn_kernel;
   if (!k) {
     const char *e = getenv("LG_ATTN_KERNEL");
     int v = e ? atoi(e) : 4;
-    k = v >= 1 && v <= 7 ? v : 4;
+    k = v >= 1 && v <= 8 ? v : 4;
   }
   return k;
 }
 
-/* Tests and benchmarks (declared where used): kernel 1..7 or 0 for the default; split N >= 0
+/* Tests and benchmarks (declared where used): kernel 1..8 or 0 for the default; split N >= 0
  * as LG_ATTN_SPLIT, -1 for the kernel's default, -2 to follow the environment again. */
 extern "C" void lg_cuda_attn_set_kernel(int kernel, int split) {
-  g_attn_kernel = kernel >= 1 && kernel <= 7 ? kernel : 0;
+  g_attn_kernel = kernel >= 1 && kernel <= 8 ? kernel : 0;
   g_attn_split = split >= -2 && split <= 8 ? split : -2;
 }
 

@@ -6,15 +6,21 @@
  * owning 64 query rows each: S = Q K^T by wgmma from shared memory (m64n128k16, fp32), online
  * softmax in registers (exp2 form), P converted to bf16 in registers and fed to O += P V as
  * wgmma's register A operand. Variants (template flags): OVL issues S of tile j+1 before P V of
- * tile j so the softmax overlaps the products; PP makes the consumers take turns issuing.
- * Default (cuda_attention.cu): 3 stages, OVL, automatic key split.
+ * tile j so the softmax overlaps the products; PP makes the consumers take turns issuing; TMA
+ * loads every full K/V tile with cp.async.bulk.tensor (one thread, two 64-dim boxes of a tensor
+ * map per K and V, mbarrier expect_tx) and only the tail tile by cp.async (TMA would read keys
+ * past kv_len, which the cache may hold as anything).
+ * Default (cuda_attention.cu): 3 stages, OVL, automatic key split, cp.async.
  * Keys at or past kv_len[b] are zero-filled and masked, queries past Lq zero-filled and not
  * stored; kv_len 0 writes zeros. Optional key split (partials combined by
  * lg_cuda_attn_combine128). q/k/v/o [B, L, heads, 128] with any 16-byte-aligned strides (K/V
  * batch stride 0 allowed). Runs on the backend's thread. */
 #include "cuda_attention.cuh"
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define WG_BM 128     /* queries per block (2 consumer warpgroups x 64) */
 #define WG_BN 128     /* keys per tile */
@@ -54,6 +60,21 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
                "@!done bra WG_WAIT_%=;\n"
                "}\n" ::"r"(bar),
                "r"(parity)
+               : "memory");
+}
+/* TMA (variant TMA): arm the full barrier with the bytes to come, then one 128-key x 64-dim box
+ * of a 4-d tensor map {dims 128, heads, keys, rows} into 128-byte-swizzled shared memory */
+__device__ __forceinline__ void mbar_arrive_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile(
+      "{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar),
+      "r"(bytes)
+      : "memory");
+}
+__device__ __forceinline__ void wg_tma_load(uint32_t dst, const CUtensorMap *map, int d0, int h,
+                                            int key, int row, uint32_t bar) {
+  asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
+               "[%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
+               "l"((uint64_t)map), "r"(d0), "r"(h), "r"(key), "r"(row), "r"(bar)
                : "memory");
 }
 /* wgmma shared-memory descriptor, 128-byte swizzle (tiles 1024-byte aligned) */
@@ -131,6 +152,14 @@ __device__ __forceinline__ uint32_t wg_pack(float lo, float hi) {
 }
 #endif
 
+/* Tensor maps of K and V for the TMA variant (unused otherwise): dims {128, heads, keys, rows},
+ * box {64, 1, 128, 1}, 128-byte swizzle; rowk / rowv: 1 when the row index is the batch row,
+ * 0 for batch stride 0. */
+struct wg_maps {
+  CUtensorMap k, v;
+  int rowk, rowv;
+};
+
 /* Shared memory: Q [2 halves of 64 dims][128 rows][128 B], then K[STAGES], V[STAGES] alike,
  * then the mbarriers (Q, K full, V full, K free, V free); row r's 16-byte chunk c of a half sits at
  * chunk c ^ (r % 8). */
@@ -138,8 +167,9 @@ template <int STAGES> constexpr size_t wg_smem_bytes() {
   return (size_t)WG_TILE * (1 + 2 * STAGES) + 256 + 1024; /* + barriers + alignment slack */
 }
 
-template <int STAGES, bool SPLIT, bool OVL, bool PP>
-__global__ void __launch_bounds__(384, 1) k_flash_wg(const __grid_constant__ att_params p) {
+template <int STAGES, bool SPLIT, bool OVL, bool PP, bool TMA>
+__global__ void __launch_bounds__(384, 1)
+    k_flash_wg(const __grid_constant__ att_params p, const __grid_constant__ wg_maps tm) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char wg_smem_raw[];
   const uint32_t raw = wg_smem_u32(wg_smem_raw);
@@ -207,24 +237,63 @@ __global__ void __launch_bounds__(384, 1) k_flash_wg(const __grid_constant__ att
       if (!isv && j == 0) mbar_arrive(barQ);
       mbar_arrive(isv ? barV(j % STAGES) : barK(j % STAGES));
     };
-    for (int it = 0; it < ntile; it++) {
-      const int s = it % STAGES, key0 = (t_beg + it) * WG_BN;
-      if (it >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((it / STAGES) + 1) & 1);
-      const uint32_t dst = base + s * WG_TILE;
+    if (TMA) {
+      /* full tiles: one thread arms the barrier and issues two TMA boxes, the other 63 of the
+       * pair arrive; the tail tile (keys past kv_len zero-filled) by cp.async as below. Q's
+       * copies are waited for after tile 0 is issued. */
+      const CUtensorMap *map = isv ? &tm.v : &tm.k;
+      const int mrow = (isv ? tm.rowv : tm.rowk) ? b : 0;
+      for (int it = 0; it < ntile; it++) {
+        const int s = it % STAGES, key0 = (t_beg + it) * WG_BN;
+        const uint32_t fb = isv ? barV(s) : barK(s), dst = base + s * WG_TILE;
+        if (it >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((it / STAGES) + 1) & 1);
+        if (key0 + WG_BN <= n) {
+          if (pt == 0) {
+            mbar_arrive_tx(fb, WG_TILE);
+            wg_tma_load(dst, map, 0, h, key0, mrow, fb);
+            wg_tma_load(dst + WG_BN * 128, map, 64, h, key0, mrow, fb);
+          } else {
+            mbar_arrive(fb);
+          }
+        } else {
 #pragma unroll 4
-      for (int j = 0; j < 16; j++) {
-        int ka = key0 + j * 8 + r4, kb2 = ka + 4;
-        wg_cp16(dst + off0 + j * 1024, ka < n ? src + (int64_t)ka * rs : src, ka < n ? 16 : 0);
-        wg_cp16(dst + off1 + j * 1024, kb2 < n ? src + (int64_t)kb2 * rs : src, kb2 < n ? 16 : 0);
+          for (int j = 0; j < 16; j++) {
+            int ka = key0 + j * 8 + r4, kb2 = ka + 4;
+            wg_cp16(dst + off0 + j * 1024, ka < n ? src + (int64_t)ka * rs : src, ka < n ? 16 : 0);
+            wg_cp16(dst + off1 + j * 1024, kb2 < n ? src + (int64_t)kb2 * rs : src,
+                    kb2 < n ? 16 : 0);
+          }
+          wg_commit();
+          wg_wait_group<0>();
+          wg_fence_async();
+          mbar_arrive(fb);
+        }
+        if (it == 0 && !isv) {
+          wg_wait_group<0>();
+          wg_fence_async();
+          mbar_arrive(barQ);
+        }
       }
-      wg_commit();
-      if (it > 0) {
-        wg_wait_group<1>();
-        signal(it - 1);
+    } else {
+      for (int it = 0; it < ntile; it++) {
+        const int s = it % STAGES, key0 = (t_beg + it) * WG_BN;
+        if (it >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((it / STAGES) + 1) & 1);
+        const uint32_t dst = base + s * WG_TILE;
+#pragma unroll 4
+        for (int j = 0; j < 16; j++) {
+          int ka = key0 + j * 8 + r4, kb2 = ka + 4;
+          wg_cp16(dst + off0 + j * 1024, ka < n ? src + (int64_t)ka * rs : src, ka < n ? 16 : 0);
+          wg_cp16(dst + off1 + j * 1024, kb2 < n ? src + (int64_t)kb2 * rs : src, kb2 < n ? 16 : 0);
+        }
+        wg_commit();
+        if (it > 0) {
+          wg_wait_group<1>();
+          signal(it - 1);
+        }
       }
+      wg_wait_group<0>();
+      signal(ntile - 1);
     }
-    wg_wait_group<0>();
-    signal(ntile - 1);
     return;
   }
 
@@ -427,12 +496,12 @@ __global__ void k_wg_probe(int *out) {
 #endif
 }
 
-template <int ST, bool OVL, bool PP> static int wg_set_attr(void) {
+template <int ST, bool OVL, bool PP, bool TMA = false> static int wg_set_attr(void) {
   int err = 0;
-  CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<ST, false, OVL, PP>,
+  CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<ST, false, OVL, PP, TMA>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   (int)wg_smem_bytes<ST>()));
-  CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<ST, true, OVL, PP>,
+  CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<ST, true, OVL, PP, TMA>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   (int)wg_smem_bytes<ST>()));
   return 0;
@@ -459,6 +528,7 @@ bool lg_cuda_attn_wgmma_ok(lg_backend *be) {
     LG_TRY((wg_set_attr<2, false, false>()));
     LG_TRY((wg_set_attr<3, true, true>()));
     LG_TRY((wg_set_attr<2, true, true>()));
+    LG_TRY((wg_set_attr<3, true, false, true>()));
     ok = h == 1;
     if (!ok) LG_WARN(LG_CUDA_MOD, "attention: the sm_90a image was not loaded; no wgmma kernel");
   fail:
@@ -468,12 +538,39 @@ bool lg_cuda_attn_wgmma_ok(lg_backend *be) {
   return ok == 1;
 }
 
-template <int ST, bool OVL, bool PP>
-static void wg_launch(const att_params &p, dim3 grid, cudaStream_t st) {
+template <int ST, bool OVL, bool PP, bool TMA = false>
+static void wg_launch(const att_params &p, const wg_maps &m, dim3 grid, cudaStream_t st) {
   if (p.nsplit > 1)
-    k_flash_wg<ST, true, OVL, PP><<<grid, 384, wg_smem_bytes<ST>(), st>>>(p);
+    k_flash_wg<ST, true, OVL, PP, TMA><<<grid, 384, wg_smem_bytes<ST>(), st>>>(p, m);
   else
-    k_flash_wg<ST, false, OVL, PP><<<grid, 384, wg_smem_bytes<ST>(), st>>>(p);
+    k_flash_wg<ST, false, OVL, PP, TMA><<<grid, 384, wg_smem_bytes<ST>(), st>>>(p, m);
+}
+
+/* The TMA variant's tensor map of K or V ([B, L, heads, 128] bf16, strides in elements; batch
+ * stride 0 allowed): false when the driver entry point is missing or the strides do not fit a
+ * tensor map (the caller then runs the cp.async variant). */
+static bool wg_encode_map(CUtensorMap *m, int *row, const void *base, int64_t sb, int64_t sl,
+                          int64_t sh, int B, int L, int nh) {
+  static PFN_cuTensorMapEncodeTiled_v12000 enc = NULL;
+  static int tried = 0;
+  if (!tried) {
+    cudaDriverEntryPointQueryResult q;
+    void *fn = NULL;
+    tried = 1;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                         &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      enc = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+  }
+  if (!enc || L < 1 || nh < 1) return false;
+  *row = sb != 0;
+  cuuint64_t dims[4] = {128, (cuuint64_t)nh, (cuuint64_t)L, (cuuint64_t)(sb ? B : 1)};
+  cuuint64_t str[3] = {(cuuint64_t)sh * 2, (cuuint64_t)sl * 2,
+                       (cuuint64_t)(sb ? sb : sl * (int64_t)L) * 2};
+  cuuint32_t box[4] = {64, 1, WG_BN, 1}, es[4] = {1, 1, 1, 1};
+  return enc(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, (void *)base, dims, str, box, es,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 /* Key splits for the wgmma kernel: 1 block per SM, so the last wave of
@@ -534,16 +631,23 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
   }
   {
     dim3 grid(qt, p.nh, B * ns);
-    if (variant == 1)
-      wg_launch<3, true, false>(p, grid, c->stream);
+    wg_maps m;
+    memset(&m, 0, sizeof m);
+    if (variant == 5 && !(wg_encode_map(&m.k, &m.rowk, p.k, p.kb, p.kl, p.kh, B, p.Lk, p.nh) &&
+                          wg_encode_map(&m.v, &m.rowv, p.v, p.vb, p.vl, p.vh, B, p.Lk, p.nh)))
+      variant = 1; /* no tensor map: the same kernel with cp.async */
+    if (variant == 5)
+      wg_launch<3, true, false, true>(p, m, grid, c->stream);
+    else if (variant == 1)
+      wg_launch<3, true, false>(p, m, grid, c->stream);
     else if (variant == 2)
-      wg_launch<2, false, false>(p, grid, c->stream);
+      wg_launch<2, false, false>(p, m, grid, c->stream);
     else if (variant == 3)
-      wg_launch<3, true, true>(p, grid, c->stream);
+      wg_launch<3, true, true>(p, m, grid, c->stream);
     else if (variant == 4)
-      wg_launch<2, true, true>(p, grid, c->stream);
+      wg_launch<2, true, true>(p, m, grid, c->stream);
     else
-      wg_launch<2, true, false>(p, grid, c->stream);
+      wg_launch<2, true, false>(p, m, grid, c->stream);
     CUDA_LAUNCH_CHECK();
     if (ns > 1) LG_TRY(lg_cuda_attn_combine128(be, p));
   }
