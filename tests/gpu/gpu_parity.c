@@ -467,15 +467,16 @@ static void t_attn_wgmma(void) {
   row("attention wgmma kernel loaded", act == 1 ? "sm_90a" : "not Hopper", 0, 0,
       act < 0 ? LG_ENOTSUP : 0);
   if (act != 1) return;
-  /* kernel 4 (the default: 3 stages, S of the next tile overlapping P V) with and without the
-   * key split, then the variants 3 (2 stages), 5 (2 stages, no overlap), 6 (3 stages,
-   * ping-pong), 7 (2 stages, ping-pong) */
+  /* kernel 8 (kernel 4 with full K/V tiles loaded by TMA: the candidate default, 25.0 ms per
+   * 2-step chunk against 27.2) and kernel 4 (the default: 3 stages, S of the next tile
+   * overlapping P V, cp.async loads) with and without the key split, then the variants 3 (2
+   * stages), 5 (2 stages, no overlap), 6 (3 stages, ping-pong), 7 (2 stages, ping-pong) */
   struct {
     int kernel, split;
     bool all;
-  } vs[7] = {{4, 1, true},  {4, 2, true}, {3, 1, true}, {3, 2, false},
-             {5, 1, false}, {6, 2, true}, {7, 1, false}};
-  for (int vi = 0; vi < 7; vi++) {
+  } vs[9] = {{8, 1, true},  {8, 2, true},  {4, 1, true}, {4, 2, true}, {3, 1, true},
+             {3, 2, false}, {5, 1, false}, {6, 2, true}, {7, 1, false}};
+  for (int vi = 0; vi < 9; vi++) {
     int kn = vs[vi].kernel, sp = vs[vi].split;
     lg_cuda_attn_set_kernel(kn, sp);
     char nm[64];
