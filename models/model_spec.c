@@ -99,6 +99,8 @@ static void spec_dit(spec_list *l, int64_t d, int64_t f, int layers, int64_t tex
 
 /* ---- Wan2.1 VAE (MODELS.md 4, wan21_vae_tensors.txt) ---- */
 
+#define SPEC_NAME ((int)sizeof(((lg_tensor_spec *)0)->name))
+
 static void vae_gamma(spec_list *l, const char *name, int64_t c, int nd) {
   if (nd == 4)
     add(l, 1.0f, 0.0f, 4, SHAPE(c, 1, 1, 1), "%s", name);
@@ -108,15 +110,15 @@ static void vae_gamma(spec_list *l, const char *name, int64_t c, int nd) {
 
 static void vae_conv3(spec_list *l, const char *prefix, int64_t co, int64_t ci, int64_t kt,
                       int64_t kh, int64_t kw) {
-  char nm[160];
-  snprintf(nm, sizeof nm, "%s.weight", prefix);
+  char nm[SPEC_NAME + 8]; /* the prefix is cut so that "<prefix>.weight" fits a spec name */
+  snprintf(nm, sizeof nm, "%.*s.weight", SPEC_NAME - 8, prefix);
   W(l, ci * kt * kh * kw, nm, co, ci, kt, kh, kw);
   add(l, 0.0f, BIAS_STD, 1, SHAPE(co), "%s.bias", prefix);
 }
 
 static void vae_conv2(spec_list *l, const char *prefix, int64_t co, int64_t ci, int64_t k) {
-  char nm[160];
-  snprintf(nm, sizeof nm, "%s.weight", prefix);
+  char nm[SPEC_NAME + 8]; /* the prefix is cut so that "<prefix>.weight" fits a spec name */
+  snprintf(nm, sizeof nm, "%.*s.weight", SPEC_NAME - 8, prefix);
   W(l, ci * k * k, nm, co, ci, k, k);
   add(l, 0.0f, BIAS_STD, 1, SHAPE(co), "%s.bias", prefix);
 }
