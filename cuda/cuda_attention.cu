@@ -595,16 +595,16 @@ static int attn_warps(void) {
 }
 
 /* LG_ATTN_KERNEL=1 (mma.sync, 16 queries per warp), 2 (32 per warp, Q in shared memory) or 3
- * to 8 (wgmma, Hopper: its variants 0 to 5, see cuda_attention.cuh; 8 = 4 with TMA); unset: 4 (3
- * K/V stages, S of the next tile overlapping P V: the fastest measured on H100, see
- * docs/PERFORMANCE.md) where the device runs it, else 1. */
+ * to 8 (wgmma, Hopper: its variants 0 to 5, see cuda_attention.cuh; 8 = 4 with TMA); unset: 8 (4's
+ * 3 K/V stages with S of the next tile overlapping P V, tiles loaded by TMA: the fastest
+ * measured on H100 and H200, see docs/PERFORMANCE.md) where the device runs it, else 1. */
 static int attn_kernel(void) {
   static int k = 0;
   if (g_attn_kernel) return g_attn_kernel;
   if (!k) {
     const char *e = getenv("LG_ATTN_KERNEL");
-    int v = e ? atoi(e) : 4;
-    k = v >= 1 && v <= 8 ? v : 4;
+    int v = e ? atoi(e) : 8;
+    k = v >= 1 && v <= 8 ? v : 8;
   }
   return k;
 }
