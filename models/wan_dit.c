@@ -64,6 +64,10 @@ struct lg_wan_dit {
   lg_tensor top[T_COUNT];
   lg_tensor *blk; /* [layers][B_COUNT] */
   lg_tensor zero; /* [1, 6*dim] zeros (act dtype): the "scale" of a plain broadcast add */
+  /* lg_wan_dit_context_weights_to_host: the bytes of the weights only the context pass uses
+   * (text_embedding.0/.2 weights, then cross_attn.k/.v weights per layer: ctx_w order), NULL
+   * while they live on the backend; their lg_tensors keep shape and dtype, data NULL */
+  void **ctx_host;
 };
 
 struct lg_dit_ws {
@@ -295,9 +299,64 @@ fail:
   return NULL;
 }
 
+/* The weights only lg_wan_dit_set_context uses: 2 + 2 * layers of them. */
+static int ctx_w_count(const lg_wan_dit *m) {
+  return 2 + 2 * m->cfg.layers;
+}
+static lg_tensor *ctx_w(lg_wan_dit *m, int i) {
+  if (i < 2) return &m->top[i ? T_X2W : T_X0W];
+  i -= 2;
+  return &m->blk[(size_t)(i / 2) * B_COUNT + (i % 2 ? B_CVW : B_CKW)];
+}
+
+int lg_wan_dit_context_weights_to_host(lg_wan_dit *m, char *err, size_t n) {
+  if (m->ctx_host) return 0;
+  const int nw = ctx_w_count(m);
+  size_t total = 0;
+  m->ctx_host = calloc((size_t)nw, sizeof *m->ctx_host);
+  if (!m->ctx_host) return lg_errf(err, n, LG_ENOMEM, "wan dit: out of host memory");
+  for (int i = 0; i < nw; i++) {
+    lg_tensor *w = ctx_w(m, i);
+    size_t b = lg_tensor_nbytes(w);
+    m->ctx_host[i] = malloc(b ? b : 1);
+    if (!m->ctx_host[i] || m->be->ops->download(m->be, m->ctx_host[i], w->data, b) < 0) {
+      /* the ones moved so far stay on the host: the model works either way */
+      free(m->ctx_host[i]);
+      m->ctx_host[i] = NULL;
+      return lg_errf(err, n, LG_ENOMEM,
+                     "wan dit: cannot move %zu bytes of context weights to the host", b);
+    }
+    lg_tensor_free(w);
+    total += b;
+  }
+  LG_INFO("dit", "context-only weights (%.1f MiB) moved to host memory", total / 1048576.0);
+  return 0;
+}
+
+/* The weight to use in the context pass: w itself, or its host bytes uploaded into stage (a
+ * workspace buffer of ctx_stage_bytes). Uploads are ordered on the backend after the GEMMs
+ * already queued, so one stage buffer serves every weight in turn. */
+static int ctx_weight(lg_wan_dit *m, int i, const lg_tensor *stage, lg_tensor *out) {
+  *out = *ctx_w(m, i);
+  if (!m->ctx_host || !m->ctx_host[i]) return 0;
+  out->data = stage->data; /* a view of the stage: never freed */
+  return m->be->ops->upload(m->be, out->data, m->ctx_host[i], lg_tensor_nbytes(out));
+}
+
+static size_t ctx_stage_bytes(lg_wan_dit *m) {
+  size_t b = 0;
+  for (int i = 0; i < ctx_w_count(m); i++)
+    if (lg_tensor_nbytes(ctx_w(m, i)) > b) b = lg_tensor_nbytes(ctx_w(m, i));
+  return b;
+}
+
 void lg_wan_dit_free(lg_wan_dit **pm) {
   if (!pm || !*pm) return;
   lg_wan_dit *m = *pm;
+  if (m->ctx_host)
+    for (int i = 0; i < ctx_w_count(m); i++)
+      free(m->ctx_host[i]);
+  free(m->ctx_host);
   for (int i = 0; i < T_COUNT; i++)
     lg_tensor_free(&m->top[i]);
   if (m->blk)
@@ -365,7 +424,7 @@ lg_dit_ws *lg_dit_ws_new(lg_wan_dit *m, int max_rf, int lat_h, int lat_w) {
   size_t h_ph = 2 * r256(bf * d * es) + r256(N * d * es) + r256(N * 64 * es);
   size_t fwd = r256(bf * d * es) + r256(bf * 6 * d * es) + r256(N * d * es) +
                (t_ph > b_ph ? (t_ph > h_ph ? t_ph : h_ph) : (b_ph > h_ph ? b_ph : h_ph));
-  size_t ctx = r256((size_t)LG_DIT_TEXT_LEN * (size_t)c->text_dim * 4) +
+  size_t ctx = r256(ctx_stage_bytes(m)) + r256((size_t)LG_DIT_TEXT_LEN * (size_t)c->text_dim * 4) +
                r256((size_t)LG_DIT_TEXT_LEN * (size_t)c->text_dim * es) +
                3 * r256((size_t)LG_DIT_TEXT_LEN * d * es);
   size_t bytes = tsin + (fwd > ctx ? fwd : ctx) + 4096;
@@ -454,7 +513,8 @@ int lg_wan_dit_set_context_layers(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv,
            LG_EINVAL, "dit",
            "set_context: layers [%d,%d) do not fit this cache (%d layers from %d)", first, last,
            kv->layers, kv_first);
-  lg_tensor c32, ca, c1, cc, tmp;
+  lg_tensor c32, ca, c1, cc, tmp, stage, w;
+  if (m->ctx_host) LG_TRY(atensor(ws, &stage, LG_U8, 1, (int64_t)ctx_stage_bytes(m)));
   LG_TRY(atensor(ws, &c32, LG_F32, L, c->text_dim));
   LG_TRY(atensor(ws, &ca, be->act_dtype, L, c->text_dim));
   LG_TRY(atensor(ws, &c1, be->act_dtype, L, c->dim));
@@ -462,13 +522,17 @@ int lg_wan_dit_set_context_layers(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv,
   LG_TRY(atensor(ws, &tmp, be->act_dtype, L, c->dim));
   LG_TRY(lg_tensor_upload(&c32, ctx));
   LG_TRY(LG_OP(be, copy, &ca, &c32));
-  LG_TRY(linear(be, &c1, &ca, &m->top[T_X0W], &m->top[T_X0B], LG_ACT_GELU_TANH));
-  LG_TRY(linear(be, &cc, &c1, &m->top[T_X2W], &m->top[T_X2B], LG_ACT_NONE));
+  LG_TRY(ctx_weight(m, 0, &stage, &w));
+  LG_TRY(linear(be, &c1, &ca, &w, &m->top[T_X0B], LG_ACT_GELU_TANH));
+  LG_TRY(ctx_weight(m, 1, &stage, &w));
+  LG_TRY(linear(be, &cc, &c1, &w, &m->top[T_X2B], LG_ACT_NONE));
   for (int l = first; l < last; l++) {
     const lg_tensor *b = m->blk + (size_t)l * B_COUNT;
-    LG_TRY(linear(be, &tmp, &cc, &b[B_CKW], &b[B_CKB], LG_ACT_NONE));
+    LG_TRY(ctx_weight(m, 2 + 2 * l, &stage, &w));
+    LG_TRY(linear(be, &tmp, &cc, &w, &b[B_CKB], LG_ACT_NONE));
     LG_TRY(LG_OP(be, rms_norm, &kv->ck[l - kv_first], &tmp, &b[B_CNK], 1e-6f));
-    LG_TRY(linear(be, &kv->cv[l - kv_first], &cc, &b[B_CVW], &b[B_CVB], LG_ACT_NONE));
+    LG_TRY(ctx_weight(m, 3 + 2 * l, &stage, &w));
+    LG_TRY(linear(be, &kv->cv[l - kv_first], &cc, &w, &b[B_CVB], LG_ACT_NONE));
   }
   kv->ctx_valid = 1;
 fail:

@@ -91,10 +91,12 @@ static void usage(FILE *f) {
           "usage: livegen bench dit [--preset tiny|1.3b|14b] [--res HxW] [--steps 1|2|4|1,2,4]\n"
           "                        [--kv-frames N] [--frames F] [--iters N] [--warmup N]\n"
           "                        [--backend cuda|cpu|auto] [--seed S] [--graph 0|1]\n"
+          "                        [--context-weights device|host]\n"
           "Times one v2v chunk of the Wan DiT (rows = steps, F latent frames per row, every\n"
           "row's cache full) on random weights; prints one JSON line. With --graph 1 (the\n"
           "default on CUDA) the forward is also captured once as a CUDA graph and replayed:\n"
-          "ms_* are the replays', eager_ms_* the plain forwards'.\n"
+          "ms_* are the replays', eager_ms_* the plain forwards'. --context-weights host keeps\n"
+          "the weights only the text-context pass uses in host memory (context_ms: that pass).\n"
           "       livegen bench engine [--config F] [--set k=v]... [--chunks N] [--warmup N]\n"
           "Times the whole chunk (VAE encode, DiT stream batch, decode) on any config.\n"
           "       livegen bench pipeline --gpus 1,2,4 ... (see livegen bench pipeline --help)\n");
@@ -104,7 +106,8 @@ typedef struct bench_args {
   const char *preset, *backend;
   int px_h, px_w, kvf, frames, iters, warmup;
   int nsteps, steps[4];
-  int graph; /* -1: default (on for CUDA) */
+  int graph;     /* -1: default (on for CUDA) */
+  bool ctx_host; /* --context-weights host */
   uint64_t seed;
 } bench_args;
 
@@ -121,7 +124,7 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
   float *ctx = NULL, *xh = NULL, *vh = NULL;
   double *ms = NULL, *ms_eager = NULL;
   lg_cuda_graph *graph = NULL;
-  double graph_err = -1;
+  double graph_err = -1, ctx_ms = 0;
   bool cuda = lg_backend_is_cuda(be);
   const bool use_graph = cuda && a->graph != 0;
   if (cuda) lg_cuda_mem_reset_peak(be);
@@ -136,7 +139,11 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
     if (!ctx) goto done;
     for (size_t i = 0; i < (size_t)20 * (size_t)cfg->text_dim; i++)
       ctx[i] = (float)lg_rng_normal(&r) * 0.1f; /* a 20-token prompt, zero rows after */
-    if (lg_kv_cache_clear(kv) < 0 || lg_wan_dit_set_context(m, ws, kv, ctx) < 0) goto done;
+    double c0 = lg_now();
+    if (lg_kv_cache_clear(kv) < 0 || lg_wan_dit_set_context(m, ws, kv, ctx) < 0 ||
+        be->ops->sync(be) < 0)
+      goto done;
+    ctx_ms = (lg_now() - c0) * 1e3;
     int64_t sh[5] = {B, frames, lat_h, lat_w, 16};
     if (lg_tensor_alloc(be, &x, be->act_dtype, 5, sh) < 0 ||
         lg_tensor_alloc(be, &vout, be->act_dtype, 5, sh) < 0)
@@ -297,6 +304,8 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
          ak ? ak : "default", aw ? aw : "default", as ? as : "auto", host_ms);
   printf("\"ws_mib\":%.1f,\"kv_mib\":%.1f,", lg_dit_ws_bytes(ws) / 1048576.0,
          lg_kv_cache_bytes(kv) / 1048576.0);
+  printf("\"context_weights\":\"%s\",\"context_ms\":%.2f,", a->ctx_host ? "host" : "device",
+         ctx_ms);
   printf("\"load_s\":%.1f}\n", t_load);
   fflush(stdout);
   err = 0;
@@ -380,7 +389,13 @@ static int bench_dit(int argc, char **argv) {
       a.seed = strtoull(v, NULL, 10);
     else if (!strcmp(k, "--graph"))
       a.graph = atoi(v) != 0;
-    else {
+    else if (!strcmp(k, "--context-weights")) {
+      if (strcmp(v, "host") && strcmp(v, "device")) {
+        fprintf(stderr, "livegen bench dit: --context-weights wants device or host\n");
+        return 2;
+      }
+      a.ctx_host = !strcmp(v, "host");
+    } else {
       fprintf(stderr, "livegen bench dit: unknown option %s\n", k);
       usage(stderr);
       return 2;
@@ -424,6 +439,10 @@ static int bench_dit(int argc, char **argv) {
     goto done;
   }
   lg_ckpt_free(&ck);
+  if (a.ctx_host && lg_wan_dit_context_weights_to_host(m, msg, sizeof msg) < 0) {
+    fprintf(stderr, "livegen bench dit: %s\n", msg);
+    goto done;
+  }
   double t_load = lg_now() - t0;
   for (int i = 0; i < a.nsteps; i++)
     if (bench_one(&a, be, m, a.steps[i], t_load) < 0) goto done;

@@ -266,6 +266,44 @@ static void test_override_replaces_base(void **state) {
   free(c);
 }
 
+/* Context-only weights in host memory: the context pass uploads them per use, and every
+ * output stays the same bit for bit, also after a context change and a second move. */
+static void test_context_weights_on_host(void **state) {
+  (void)state;
+  const size_t n = 2 * 2 * H * W * 16;
+  rig r1, r2;
+  rig_open(&r1, "tiny.safetensors", NULL);
+  float *a = fwd(&r1, 0, 0, 1, 2);
+  for (int i = 0; i < 64; i++)
+    r1.ctx[i] += 1.0f;
+  assert_int_equal(lg_wan_dit_set_context(r1.m, r1.ws, r1.kv, r1.ctx), 0);
+  float *b = fwd(&r1, 2, 2, 3, 4);
+  rig_close(&r1);
+  rig_open(&r2, "tiny.safetensors", NULL);
+  char err[256] = "";
+  assert_int_equal(lg_wan_dit_context_weights_to_host(r2.m, err, sizeof err), 0);
+  assert_int_equal(lg_wan_dit_context_weights_to_host(r2.m, err, sizeof err), 0); /* once */
+  lg_kv_cache_clear(r2.kv);
+  assert_int_equal(lg_wan_dit_set_context(r2.m, r2.ws, r2.kv, r2.ctx), 0);
+  float *c = fwd(&r2, 0, 0, 1, 2);
+  for (int i = 0; i < 64; i++)
+    r2.ctx[i] += 1.0f;
+  assert_int_equal(lg_wan_dit_set_context(r2.m, r2.ws, r2.kv, r2.ctx), 0);
+  float *d = fwd(&r2, 2, 2, 3, 4);
+  /* a workspace made after the move works as well */
+  lg_dit_ws_free(&r2.ws);
+  r2.ws = lg_dit_ws_new(r2.m, 4, H, W);
+  assert_non_null(r2.ws);
+  assert_int_equal(lg_wan_dit_set_context(r2.m, r2.ws, r2.kv, r2.ctx), 0);
+  float *e = fwd(&r2, 2, 2, 3, 4);
+  rig_close(&r2);
+  assert_true(diff(a, c, n) == 0.0);
+  assert_true(diff(b, d, n) == 0.0);
+  assert_true(diff(b, e, n) == 0.0);
+  assert_true(diff(a, b, n) > 1e-5);
+  free(a), free(b), free(c), free(d), free(e);
+}
+
 /* probe dit twice on one input: identical output files */
 static void test_probe_deterministic(void **state) {
   (void)state;
@@ -335,7 +373,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_from_tensors), cmocka_unit_test(test_bad_tensors_named),
       cmocka_unit_test(test_cache_behaviour),     cmocka_unit_test(test_override_replaces_base),
-      cmocka_unit_test(test_probe_deterministic),
+      cmocka_unit_test(test_probe_deterministic), cmocka_unit_test(test_context_weights_on_host),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
