@@ -1,18 +1,33 @@
-/* encoder.c: libavcodec H.264 encoding of RGB24 frames (see encoder.h). RGB is converted to
- * yuv420p (and scaled when out size differs) by one preallocated swscale context into one
- * preallocated AVFrame; packets are drained with the send/receive loop (EAGAIN and EOF are
- * normal). SPS/PPS are remembered from the first keyframe and prepended to any keyframe that
- * lacks them, so every keyframe is decodable on its own whatever the codec does.
- * Threads: the encoder thread that owns it; request_keyframe from any thread. */
+/* encoder.c: libavcodec H.264 encoding of RGB24 frames (see encoder.h). Host frames: RGB is
+ * converted to yuv420p (and scaled when out size differs) by one preallocated swscale context
+ * into one preallocated AVFrame. CUDA frames (h264_nvenc given the engine's CUDA context): an
+ * AVHWDeviceContext of type CUDA wraps that context and stream (FFmpeg neither creates nor
+ * destroys it), an AVHWFramesContext pools NV12 device frames, the caller's writer fills each
+ * one on the stream and nvenc reads it there (BT.709 limited range, tagged in the SPS). Packets are
+ * drained with the send/receive loop (EAGAIN and EOF are normal). SPS/PPS are remembered from the
+ * first keyframe and prepended to any keyframe that lacks them, so every keyframe is decodable on
+ * its own whatever the codec does. Threads: the encoder thread that owns it; request_keyframe from
+ * any thread. */
 #include "encoder.h"
 
 #include "lg_base.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavutil/error.h>
+#include <libavutil/hwcontext.h>
 #include <libavutil/imgutils.h>
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
+
+/* hwcontext_cuda.h includes <cuda.h> unless CUDA_VERSION is defined: name the two driver-API
+ * handle types it uses (the same typedefs as cuda.h) instead, as ffnvcodec's dynlink_cuda.h
+ * does, so this file builds without the CUDA toolkit (CPU CI). No CUDA call is made here. */
+typedef struct CUctx_st *CUcontext;
+typedef struct CUstream_st *CUstream;
+#ifndef CUDA_VERSION
+#define CUDA_VERSION 7050
+#endif
+#include <libavutil/hwcontext_cuda.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,9 +39,12 @@
 
 struct lg_encoder {
   AVCodecContext *ctx;
-  AVFrame *frame; /* (out_h, out_w) yuv420p */
+  AVFrame *frame; /* (out_h, out_w) yuv420p; with CUDA frames an empty frame that holds the
+                     pool's frame during one encode */
   AVPacket *pkt;
-  struct SwsContext *sws;
+  struct SwsContext *sws; /* host frames only */
+  AVBufferRef *hw_frames; /* CUDA frames: AV_PIX_FMT_CUDA / NV12 pool, or NULL (host frames) */
+  lg_encoder_cuda cuda;
   int in_w, in_h, out_w, out_h;
   const char *name;
   int64_t last_pts;
@@ -138,19 +156,83 @@ static void collect_hdr(void *user, const uint8_t *nal, size_t n) {
   }
 }
 
-static int try_open(lg_encoder *e, const lg_encoder_opts *o, const char *name, char *err,
-                    size_t errn) {
+/* A pool of NV12 CUDA frames (out size) in the caller's CUDA context and stream. *out is the
+ * frames context (it holds the device context). 0 or LG_ENOTSUP with the reason in err. */
+static int make_cuda_frames(const lg_encoder *e, const lg_encoder_opts *o, AVBufferRef **out,
+                            char *err, size_t errn) {
+  AVBufferRef *dev = av_hwdevice_ctx_alloc(AV_HWDEVICE_TYPE_CUDA), *fr = NULL;
+  int rc;
+  *out = NULL;
+  if (!dev) {
+    snprintf(err, errn, "this FFmpeg has no CUDA device support");
+    return LG_ENOTSUP;
+  }
+  AVCUDADeviceContext *cu = ((AVHWDeviceContext *)dev->data)->hwctx;
+  cu->cuda_ctx = (CUcontext)o->cuda.context;
+  cu->stream = (CUstream)o->cuda.stream;
+  if ((rc = av_hwdevice_ctx_init(dev)) < 0) {
+    /* e.g. libcuda.so.1 (the NVIDIA driver) cannot be loaded */
+    av_err(err, errn, "cannot use the engine's CUDA context in FFmpeg", rc);
+    goto fail;
+  }
+  if (!(fr = av_hwframe_ctx_alloc(dev))) {
+    snprintf(err, errn, "out of memory (CUDA frames context)");
+    goto fail;
+  }
+  AVHWFramesContext *fc = (AVHWFramesContext *)fr->data;
+  fc->format = AV_PIX_FMT_CUDA;
+  fc->sw_format = AV_PIX_FMT_NV12; /* nvenc's native input: no conversion inside the encoder */
+  fc->width = e->out_w;
+  fc->height = e->out_h;
+  if ((rc = av_hwframe_ctx_init(fr)) < 0) {
+    av_err(err, errn, "cannot make a pool of NV12 CUDA frames", rc);
+    goto fail;
+  }
+  av_buffer_unref(&dev); /* the frames context keeps its own reference */
+  *out = fr;
+  return 0;
+fail:
+  av_buffer_unref(&fr);
+  av_buffer_unref(&dev);
+  return LG_ENOTSUP;
+}
+
+/* Opens codec `name`; cuda_frames: h264_nvenc with NV12 CUDA frames from opts.cuda. */
+static int try_open(lg_encoder *e, const lg_encoder_opts *o, const char *name, bool cuda_frames,
+                    char *err, size_t errn) {
   const AVCodec *codec = avcodec_find_encoder_by_name(name);
   if (!codec) {
     snprintf(err, errn, "encoder %s is not in this FFmpeg build", name);
     return LG_ENOTSUP;
   }
+  AVBufferRef *frames = NULL;
+  if (cuda_frames) {
+    int frc = make_cuda_frames(e, o, &frames, err, errn);
+    if (frc) return frc;
+  }
   AVCodecContext *c = avcodec_alloc_context3(codec);
-  if (!c) return LG_ENOMEM;
+  if (!c) {
+    av_buffer_unref(&frames);
+    return LG_ENOMEM;
+  }
   bool nvenc = !strcmp(name, "h264_nvenc");
   c->width = e->out_w;
   c->height = e->out_h;
   c->pix_fmt = AV_PIX_FMT_YUV420P;
+  if (frames) {
+    c->pix_fmt = AV_PIX_FMT_CUDA;
+    c->hw_frames_ctx = av_buffer_ref(frames);
+    if (!c->hw_frames_ctx) {
+      av_buffer_unref(&frames);
+      avcodec_free_context(&c);
+      return LG_ENOMEM;
+    }
+    /* what the NV12 writer produces, written into the SPS (VUI) so players convert back */
+    c->color_primaries = AVCOL_PRI_BT709;
+    c->color_trc = AVCOL_TRC_BT709;
+    c->colorspace = AVCOL_SPC_BT709;
+    c->color_range = AVCOL_RANGE_MPEG;
+  }
   c->time_base = (AVRational){1, 1000000}; /* pts in microseconds */
   c->framerate = (AVRational){o->fps_num, o->fps_den};
   c->gop_size = o->keyint;
@@ -184,9 +266,11 @@ static int try_open(lg_encoder *e, const lg_encoder_opts *o, const char *name, c
   if (rc < 0) {
     av_err(err, errn, name, rc);
     avcodec_free_context(&c);
+    av_buffer_unref(&frames);
     return LG_ENOTSUP;
   }
   e->ctx = c;
+  e->hw_frames = frames;
   e->name = nvenc ? "h264_nvenc" : "libx264";
   return 0;
 }
@@ -216,17 +300,45 @@ lg_encoder *lg_encoder_new(const lg_encoder_opts *o, char *err, size_t errn) {
   e->out_w = (o->out_width ? o->out_width : o->width) & ~1;
   e->out_h = (o->out_height ? o->out_height : o->height) & ~1;
   e->last_pts = INT64_MIN;
+  e->cuda = o->cuda;
   int rc = 0;
-  if (!strcmp(o->codec, "auto")) {
+  bool is_auto = !strcmp(o->codec, "auto"), is_nvenc = !strcmp(o->codec, "h264_nvenc");
+  /* nvenc with CUDA frames first, when the engine's context is given and usable */
+  bool cuda = o->cuda.context != NULL;
+  if (cuda && (is_auto || is_nvenc)) {
+    if (!o->cuda.write_nv12) {
+      LG_WARN("encoder", "CUDA frames not used: no NV12 writer was given; host frames instead");
+      cuda = false;
+    } else if (e->out_w != e->in_w || e->out_h != e->in_h) {
+      LG_INFO("encoder",
+              "CUDA frames not used: they are not scaled, and the encoded size %dx%d differs "
+              "from the input %dx%d; host frames instead",
+              e->out_w, e->out_h, e->in_w, e->in_h);
+      cuda = false;
+    }
+  }
+  bool opened = false;
+  if (cuda && (is_auto || is_nvenc)) {
+    quiet_probe = is_auto;
+    rc = try_open(e, o, "h264_nvenc", true, err, errn);
+    quiet_probe = false;
+    opened = rc == 0;
+    if (!opened)
+      lg_log(is_auto ? LG_LOG_INFO : LG_LOG_WARN, "encoder",
+             "h264_nvenc with CUDA frames failed (%s); trying h264_nvenc with host frames", err);
+  }
+  if (opened) {
+    /* h264_nvenc with CUDA frames */
+  } else if (is_auto) {
     quiet_probe = true;
-    rc = try_open(e, o, "h264_nvenc", err, errn);
+    rc = try_open(e, o, "h264_nvenc", false, err, errn);
     quiet_probe = false;
     if (rc) {
       LG_INFO("encoder", "h264_nvenc unavailable (%s); using libx264", err);
-      rc = try_open(e, o, "libx264", err, errn);
+      rc = try_open(e, o, "libx264", false, err, errn);
     }
-  } else if (!strcmp(o->codec, "libx264") || !strcmp(o->codec, "h264_nvenc")) {
-    rc = try_open(e, o, o->codec, err, errn);
+  } else if (!strcmp(o->codec, "libx264") || is_nvenc) {
+    rc = try_open(e, o, o->codec, false, err, errn);
   } else {
     snprintf(err, errn, "unknown codec '%.32s' (auto, libx264, h264_nvenc)", o->codec);
     rc = LG_EINVAL;
@@ -237,6 +349,13 @@ lg_encoder *lg_encoder_new(const lg_encoder_opts *o, char *err, size_t errn) {
   if (!e->frame || !e->pkt) {
     snprintf(err, errn, "out of memory");
     goto fail;
+  }
+  if (e->hw_frames) {
+    LG_INFO("encoder",
+            "%s %dx%d, CUDA frames (NV12 BT.709 in the engine's context), %d kbit/s, "
+            "keyint %d",
+            e->name, e->out_w, e->out_h, o->bitrate_kbps, o->keyint);
+    return e;
   }
   e->frame->format = AV_PIX_FMT_YUV420P;
   e->frame->width = e->out_w;
@@ -252,8 +371,8 @@ lg_encoder *lg_encoder_new(const lg_encoder_opts *o, char *err, size_t errn) {
              e->out_h);
     goto fail;
   }
-  LG_INFO("encoder", "%s %dx%d -> %dx%d, %d kbit/s, keyint %d", e->name, e->in_w, e->in_h, e->out_w,
-          e->out_h, o->bitrate_kbps, o->keyint);
+  LG_INFO("encoder", "%s %dx%d -> %dx%d, host frames, %d kbit/s, keyint %d", e->name, e->in_w,
+          e->in_h, e->out_w, e->out_h, o->bitrate_kbps, o->keyint);
   return e;
 fail:
   LG_ERR("encoder", "%s", err);
@@ -266,6 +385,7 @@ void lg_encoder_free(lg_encoder **pe) {
   lg_encoder *e = *pe;
   avcodec_free_context(&e->ctx);
   av_frame_free(&e->frame);
+  av_buffer_unref(&e->hw_frames);
   av_packet_free(&e->pkt);
   sws_freeContext(e->sws);
   free(e->buf);
@@ -275,6 +395,10 @@ void lg_encoder_free(lg_encoder **pe) {
 
 void lg_encoder_request_keyframe(lg_encoder *e) {
   if (e) atomic_store(&e->want_key, 1);
+}
+
+bool lg_encoder_device_frames(const lg_encoder *e) {
+  return e && e->hw_frames;
 }
 
 const char *lg_encoder_name(const lg_encoder *e) {
@@ -344,6 +468,24 @@ static int drain(lg_encoder *e, lg_encoder_packet_fn fn, void *user) {
   }
 }
 
+/* Sends e->frame (filled) with pts_us made strictly increasing and a pending keyframe
+ * request. 0 or LG_EIO. */
+static int send_frame(lg_encoder *e, int64_t pts_us) {
+  if (e->last_pts != INT64_MIN && pts_us <= e->last_pts) pts_us = e->last_pts + 1;
+  e->last_pts = pts_us;
+  e->frame->pts = pts_us;
+  e->frame->pict_type = atomic_exchange(&e->want_key, 0) ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
+  e->frame->key_frame = e->frame->pict_type == AV_PICTURE_TYPE_I;
+  int rc = avcodec_send_frame(e->ctx, e->frame);
+  if (rc < 0) {
+    char m[128];
+    av_err(m, sizeof m, "avcodec_send_frame", rc);
+    LG_ERR("encoder", "%s", m);
+    return LG_EIO;
+  }
+  return 0;
+}
+
 int lg_encoder_encode(lg_encoder *e, const uint8_t *rgb, size_t stride, int64_t pts_us,
                       lg_encoder_packet_fn fn, void *user) {
   if (!e) return LG_EINVAL;
@@ -353,22 +495,47 @@ int lg_encoder_encode(lg_encoder *e, const uint8_t *rgb, size_t stride, int64_t 
     if (rc < 0 && rc != AVERROR_EOF) return LG_EIO;
     return drain(e, fn, user);
   }
+  if (e->hw_frames) {
+    LG_ERR("encoder", "this encoder takes CUDA frames (lg_encoder_encode_device), not host frames");
+    return LG_EINVAL;
+  }
   if (stride < (size_t)e->in_w * 3 || stride > INT32_MAX) return LG_EINVAL;
   if ((rc = av_frame_make_writable(e->frame)) < 0) return LG_ENOMEM;
   const uint8_t *src[4] = {rgb, NULL, NULL, NULL};
   const int src_stride[4] = {(int)stride, 0, 0, 0};
   sws_scale(e->sws, src, src_stride, 0, e->in_h, e->frame->data, e->frame->linesize);
-  if (e->last_pts != INT64_MIN && pts_us <= e->last_pts) pts_us = e->last_pts + 1;
-  e->last_pts = pts_us;
-  e->frame->pts = pts_us;
-  e->frame->pict_type = atomic_exchange(&e->want_key, 0) ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
-  e->frame->key_frame = e->frame->pict_type == AV_PICTURE_TYPE_I;
-  rc = avcodec_send_frame(e->ctx, e->frame);
+  if ((rc = send_frame(e, pts_us))) return rc;
+  return drain(e, fn, user);
+}
+
+int lg_encoder_encode_device(lg_encoder *e, const void *src, int64_t pts_us,
+                             lg_encoder_packet_fn fn, void *user) {
+  if (!e || !src) return LG_EINVAL;
+  if (!e->hw_frames) {
+    LG_ERR("encoder", "%s takes host frames (lg_encoder_encode), not CUDA frames", e->name);
+    return LG_EINVAL;
+  }
+  /* a frame of the pool (reused once nvenc has released it: no allocation in steady state) */
+  int rc = av_hwframe_get_buffer(e->hw_frames, e->frame, 0);
   if (rc < 0) {
     char m[128];
-    av_err(m, sizeof m, "avcodec_send_frame", rc);
+    av_err(m, sizeof m, "no NV12 CUDA frame from the pool", rc);
     LG_ERR("encoder", "%s", m);
+    return LG_ENOMEM;
+  }
+  if (e->frame->linesize[0] <= 0 || e->frame->linesize[1] <= 0) {
+    av_frame_unref(e->frame);
     return LG_EIO;
   }
+  rc = e->cuda.write_nv12(e->cuda.user, src, e->frame->data[0], (size_t)e->frame->linesize[0],
+                          e->frame->data[1], (size_t)e->frame->linesize[1]);
+  if (rc) {
+    LG_ERR("encoder", "writing the NV12 CUDA frame failed: %s", lg_strerror(rc));
+    av_frame_unref(e->frame);
+    return rc;
+  }
+  rc = send_frame(e, pts_us);
+  av_frame_unref(e->frame); /* nvenc holds its own reference until the packet is out */
+  if (rc) return rc;
   return drain(e, fn, user);
 }
