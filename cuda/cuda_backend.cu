@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define SCRATCH_INIT (4u << 20)
-#define LT_WS_BYTES (32u << 20)
+#define LT_WS_BYTES (8u << 20) /* 8 and 32 MiB measured the same at the DiT shapes */
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -887,7 +887,7 @@ extern "C" lg_backend *lg_backend_new_cuda(int device) {
   CUBLAS_CHECK(cublasLtCreate(&c->lt));
   c->lt_ws_bytes = LT_WS_BYTES;
   {
-    /* experiment knob: cuBLASLt workspace in MiB (default 32), read once per backend */
+    /* experiment knob: cuBLASLt workspace in MiB (default 8), read once per backend */
     const char *e = getenv("LG_CUBLASLT_WS_MIB");
     int mib = e ? atoi(e) : 0;
     if (mib >= 1 && mib <= 256) c->lt_ws_bytes = (size_t)mib << 20;

@@ -256,9 +256,12 @@ static void t_unary_axpby(void) {
   pfree(&x);
 }
 
-static void t_norms(void) {
-  if (!want("norm") && !want("modulate") && !want("gated")) return;
-  int64_t R = 37, D = 328;
+/* D 328 (the generic block-per-row path), 1536 (the 1.3B DiT's rows) and 1032 */
+static void t_norms_d(int64_t D) {
+  char shs[32], shm[32];
+  snprintf(shs, sizeof shs, "[37,%lld]", (long long)D);
+  snprintf(shm, sizeof shm, "[40,%lld] g8", (long long)D);
+  int64_t R = 37;
   int64_t sh[2] = {R, D}, vsh[1] = {D};
   pair x = mk(LG_BF16, 2, sh, -3, 5), w = mk(LG_BF16, 1, vsh, 0.5f, 1.5f),
        b = mk(LG_BF16, 1, vsh, -1, 1);
@@ -266,15 +269,15 @@ static void t_norms(void) {
     pair y = mk_out(LG_BF16, 2, sh);
     int rc = LG_OP(g_gpu, layer_norm, &y.g, &x.g, k ? &w.g : NULL, k ? &b.g : NULL, 1e-6f);
     if (!rc) rc = LG_OP(g_cpu, layer_norm, &y.c, &x.c, k ? &w.c : NULL, k ? &b.c : NULL, 1e-6f);
-    row(k ? "layer_norm affine" : "layer_norm plain", "[37,328]", rc ? 0 : rel_err(&y.g, &y.c),
-        TOL_NORM, rc);
+    row(k ? "layer_norm affine" : "layer_norm plain", shs, rc ? 0 : rel_err(&y.g, &y.c), TOL_NORM,
+        rc);
     pfree(&y);
   }
   {
     pair y = mk_out(LG_BF16, 2, sh);
     int rc = LG_OP(g_gpu, rms_norm, &y.g, &x.g, &w.g, 1e-6f);
     if (!rc) rc = LG_OP(g_cpu, rms_norm, &y.c, &x.c, &w.c, 1e-6f);
-    row("rms_norm weight", "[37,328]", rc ? 0 : rel_err(&y.g, &y.c), TOL_NORM, rc);
+    row("rms_norm weight", shs, rc ? 0 : rel_err(&y.g, &y.c), TOL_NORM, rc);
     pfree(&y);
   }
   {
@@ -301,7 +304,7 @@ static void t_norms(void) {
       pair y = mk_out(LG_BF16, 2, xs);
       int rc = LG_OP(g_gpu, modulate, &y.g, &xx.g, &shg, &scg, G, ln, 1e-6f);
       if (!rc) rc = LG_OP(g_cpu, modulate, &y.c, &xx.c, &shc, &scc, G, ln, 1e-6f);
-      row(ln ? "modulate ln (strided table)" : "modulate no-ln (strided table)", "[40,328] g8",
+      row(ln ? "modulate ln (strided table)" : "modulate no-ln (strided table)", shm,
           rc ? 0 : rel_err(&y.g, &y.c), TOL_NORM, rc);
       pfree(&y);
     }
@@ -309,15 +312,22 @@ static void t_norms(void) {
       pair yy = mk(LG_BF16, 2, xs, -1, 1);
       int rc = LG_OP(g_gpu, gated_add, &xx.g, &yy.g, &gg, G);
       if (!rc) rc = LG_OP(g_cpu, gated_add, &xx.c, &yy.c, &gc, G);
-      row("gated_add gate", "[40,328] g8", rc ? 0 : rel_err(&xx.g, &xx.c), TOL_ELEM, rc);
+      row("gated_add gate", shm, rc ? 0 : rel_err(&xx.g, &xx.c), TOL_ELEM, rc);
       rc = LG_OP(g_gpu, gated_add, &xx.g, &yy.g, NULL, 1);
       if (!rc) rc = LG_OP(g_cpu, gated_add, &xx.c, &yy.c, NULL, 1);
-      row("gated_add plain", "[40,328]", rc ? 0 : rel_err(&xx.g, &xx.c), TOL_ELEM, rc);
+      row("gated_add plain", shs, rc ? 0 : rel_err(&xx.g, &xx.c), TOL_ELEM, rc);
       pfree(&yy);
     }
     pfree(&xx), pfree(&tab);
   }
   pfree(&x), pfree(&w), pfree(&b);
+}
+
+static void t_norms(void) {
+  if (!want("norm") && !want("modulate") && !want("gated")) return;
+  t_norms_d(328);
+  t_norms_d(1536);
+  t_norms_d(1032);
 }
 
 static void t_rope(void) {
