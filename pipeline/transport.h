@@ -76,6 +76,12 @@ void lg_inproc_group_free(lg_inproc_group **g);
 int lg_nccl_unique_id(unsigned char id[LG_NCCL_ID_BYTES]);
 lg_transport *lg_nccl_transport_new(const unsigned char id[LG_NCCL_ID_BYTES], int rank, int size,
                                     int device, size_t max_payload);
+/* Makes every NCCL wait of this process (communicator setup, send, receive), blocked now or
+ * later, give up with LG_EEOF: a peer rank died and nothing will come (rank 0's watchdog,
+ * pipeline/dit_runner.c). Thread-safe and async-signal-safe; cannot be undone. The setup of a
+ * communicator also gives up after $LG_NCCL_INIT_TIMEOUT_S seconds (default 600: a rank that
+ * never joins). */
+void lg_nccl_abort(void);
 
 #ifdef __cplusplus
 }
