@@ -30,6 +30,8 @@ int lg_cmd_bench(int argc, char **argv);
 int lg_bench_engine(int argc, char **argv);
 /* cmd_serve.c: serve (LG_HAVE_STREAMING) */
 int lg_cmd_serve(int argc, char **argv);
+/* cmd_rank.c: rank (a rank > 0 of the DiT pipelined over GPUs; not listed in the usage) */
+int lg_cmd_rank(int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -18,9 +18,12 @@ static void usage(FILE *f) {
   fprintf(f, "usage: livegen generate [--config FILE] [--set section.key=value ...]\n"
              "                        [--input test:ball|test:bars|none] --frames N --out "
              "OUT.y4m\n"
+             "                        [--gpus 0,1,...]\n"
              "  Runs the engine offline: v2v re-renders a built-in test pattern, t2v\n"
              "  (engine.mode=t2v, --input none) generates from the prompt. Writes N frames as\n"
-             "  YUV4MPEG2 4:2:0 at engine.fps.\n");
+             "  YUV4MPEG2 4:2:0 at engine.fps. --gpus (engine.gpus) pipelines the DiT over\n"
+             "  those GPUs, one process each (NCCL); engine.stages=N over N threads on one\n"
+             "  device (docs/MULTIGPU.md).\n");
 }
 
 static uint8_t clamp8(double v) {
@@ -142,7 +145,8 @@ int lg_cmd_generate(int argc, char **argv) {
       fprintf(stderr, "livegen generate: engine failed: %s\n", lg_strerror(n));
       goto done;
     }
-    if (n == 0 && ++empty > LG_MAX_STEPS + 2) {
+    /* outputs lag by up to steps chunks, more with pipelined stages (docs/MULTIGPU.md) */
+    if (n == 0 && ++empty > LG_MAX_STEPS * LG_MAX_GPUS + 2) {
       fprintf(stderr, "livegen generate: the engine produces no frames\n");
       goto done;
     }

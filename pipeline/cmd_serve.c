@@ -22,10 +22,12 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: livegen serve [--config FILE] [--set section.key=value ...]\n"
+  fprintf(f, "usage: livegen serve [--config FILE] [--set section.key=value ...] [--gpus 0,1,...]\n"
              "  Runs the service: ingest -> engine -> encoders -> viewers (HTTP/WebSocket,\n"
              "  WHEP), RTMP push and recording. Stops cleanly on SIGINT/SIGTERM.\n"
-             "  server.port=0 picks a free port (printed on start). See docs/API.md.\n");
+             "  server.port=0 picks a free port (printed on start). See docs/API.md.\n"
+             "  --gpus 0,1,2,3 pipelines the DiT over those GPUs (one process each, NCCL;\n"
+             "  this process is rank 0 on the first GPU). See docs/MULTIGPU.md.\n");
 }
 
 static lg_log_level level_of(const char *s) {

@@ -66,6 +66,12 @@ static const field fields[] = {
     DBL("engine.prompt_blend_s", engine.prompt_blend_s, 0, 600, "prompt blend seconds"),
     DBL("engine.fps", engine.fps, 1, 240, "output frame rate"),
     INT("engine.threads", engine.threads, 0, 1024, "CPU backend threads (0 = all)"),
+    INT("engine.stages", engine.stages, 1, LG_MAX_GPUS,
+        "DiT stages as threads on one device (v2v; 1 = no pipeline)"),
+    {"engine.gpus", F_INTLIST, OFF(engine.gpus), sizeof(int), 0, LG_MAX_GPUS, OFF(engine.n_gpus),
+     "one process per GPU, DiT pipelined over NCCL (v2v): [0,1,...]; [] = off"},
+    STR("engine.launch", engine.launch, "engine.gpus ranks: spawn (on this host) or external"),
+    STR("engine.nccl_id_file", engine.nccl_id_file, "external launch: NCCL id file rank 0 writes"),
     STR("input", input,
         "test:<pattern>, file:PATH, v4l2:/dev/videoN, rtmp://, srt://, rtmp-listen:PORT/APP/KEY, "
         "whip, ws, none"),
@@ -112,6 +118,8 @@ void lg_config_defaults(lg_config *c) {
   snprintf(c->engine.prompt, sizeof c->engine.prompt, "a watercolor painting");
   c->engine.prompt_blend_s = 1.0;
   c->engine.fps = 16;
+  c->engine.stages = 1;
+  snprintf(c->engine.launch, sizeof c->engine.launch, "spawn");
   snprintf(c->input, sizeof c->input, "test:ball");
   snprintf(c->output.codec, sizeof c->output.codec, "auto");
   c->output.bitrate_kbps = 2000;
@@ -382,6 +390,30 @@ int lg_config_validate(const lg_config *c, char *err, size_t n) {
     return lg_errf(err, n, LG_EINVAL,
                    "engine.sink_frames (%d) must be less than engine.kv_frames (%d)",
                    e->sink_frames, e->kv_frames);
+  if (e->stages > 1 && e->n_gpus > 0)
+    return lg_errf(err, n, LG_EINVAL,
+                   "engine.stages and engine.gpus exclude each other (engine.gpus runs one stage "
+                   "per GPU)");
+  bool piped = e->stages > 1 || e->n_gpus > 1;
+  if (piped && !strcmp(e->mode, "t2v"))
+    return lg_errf(err, n, LG_EINVAL,
+                   "the pipelined DiT (engine.stages > 1, engine.gpus) runs v2v only, not t2v");
+  for (int i = 0; i < e->n_gpus; i++) {
+    if (e->gpus[i] > 63)
+      return lg_errf(err, n, LG_EINVAL, "engine.gpus: GPU %d out of range [0, 63]", e->gpus[i]);
+    for (int j = 0; j < i; j++)
+      if (e->gpus[j] == e->gpus[i])
+        return lg_errf(err, n, LG_EINVAL,
+                       "engine.gpus lists GPU %d twice (one rank per GPU: NCCL cannot run two "
+                       "ranks on one device)",
+                       e->gpus[i]);
+  }
+  if (e->n_gpus > 0 && !strcmp(e->backend, "cpu"))
+    return lg_errf(err, n, LG_EINVAL,
+                   "engine.gpus needs the CUDA backend (engine.backend auto or cuda, not cpu)");
+  if (!one_of(e->launch, (const char *const[]){"spawn", "external", NULL}))
+    return lg_errf(err, n, LG_EINVAL, "engine.launch must be spawn or external (got '%s')",
+                   e->launch);
   if (!one_of(c->model.decoder, (const char *const[]){"wan-vae", "taehv", NULL}))
     return lg_errf(err, n, LG_EINVAL, "model.decoder must be wan-vae or taehv (got '%s')",
                    c->model.decoder);
@@ -468,14 +500,45 @@ int lg_config_print(const lg_config *c, FILE *f) {
   return ferror(f) ? LG_EIO : 0;
 }
 
+/* `--gpus 0,1,2` -> "engine.gpus=[0,1,2]" (GPU numbers only; duplicates are refused by
+ * validation). */
+static int gpus_assignment(const char *v, char *out, size_t outn, char *err, size_t n) {
+  size_t o = (size_t)snprintf(out, outn, "engine.gpus=[");
+  const char *p = v;
+  int count = 0;
+  for (;;) {
+    const char *q = p;
+    while (*q >= '0' && *q <= '9')
+      q++;
+    if (q == p || q - p > 2 || (*q && *q != ',') || ++count > LG_MAX_GPUS)
+      return lg_errf(err, n, LG_EINVAL,
+                     "--gpus %s: expected 1 to %d GPU numbers separated by commas, like 0,1,2,3", v,
+                     LG_MAX_GPUS);
+    if (o + (size_t)(q - p) + 3 >= outn) return lg_errf(err, n, LG_EINVAL, "--gpus: too long");
+    o += (size_t)snprintf(out + o, outn - o, "%s%.*s", count > 1 ? "," : "", (int)(q - p), p);
+    if (!*q) break;
+    p = q + 1;
+  }
+  snprintf(out + o, outn - o, "]");
+  return 0;
+}
+
 int lg_config_from_args(lg_config *c, int *argc, char **argv, char *err, size_t n) {
   lg_config_defaults(c);
   const char *sets[64];
+  char gpus[96] = "";
   int n_sets = 0, out = 1;
   for (int i = 1; i < *argc; i++) {
     const char *a = argv[i];
     const char *val = NULL;
     bool is_cfg = false, is_set = false;
+    if (!strcmp(a, "--gpus") || !strncmp(a, "--gpus=", 7)) {
+      if (a[6] != '=' && i + 1 >= *argc) return lg_errf(err, n, LG_EINVAL, "--gpus needs a value");
+      const char *v = a[6] == '=' ? a + 7 : argv[++i];
+      int rc = gpus_assignment(v, gpus, sizeof gpus, err, n);
+      if (rc) return rc;
+      continue;
+    }
     if (!strcmp(a, "--config") || !strcmp(a, "--set")) {
       if (i + 1 >= *argc) return lg_errf(err, n, LG_EINVAL, "%s needs a value", a);
       is_cfg = a[2] == 'c';
@@ -500,6 +563,10 @@ int lg_config_from_args(lg_config *c, int *argc, char **argv, char *err, size_t 
   }
   for (int i = 0; i < n_sets; i++) {
     int rc = lg_config_set(c, sets[i], err, n);
+    if (rc) return rc;
+  }
+  if (gpus[0]) { /* --gpus wins over the file and --set */
+    int rc = lg_config_set(c, gpus, err, n);
     if (rc) return rc;
   }
   *argc = out;

@@ -18,6 +18,7 @@ extern "C" {
 #define LG_PROMPT_MAX 2048
 #define LG_MAX_STEPS 4
 #define LG_MAX_ICE 4
+#define LG_MAX_GPUS 8 /* ranks of the pipelined DiT (LG_STAGES_MAX in stages.h) */
 
 typedef struct lg_model_config {
   char dit[LG_PATH_MAX];          /* Wan DiT: .safetensors, sharded *.index.json, or "tiny" */
@@ -49,6 +50,15 @@ typedef struct lg_engine_config {
   double prompt_blend_s; /* seconds to blend to a new prompt */
   double fps;            /* output frame rate */
   int threads;           /* CPU backend threads, 0 = all cores */
+  /* The DiT pipelined over stages (docs/MULTIGPU.md; v2v only). stages > 1: stages as threads
+   * of this process on the one device; gpus: one process (rank) per listed GPU, NCCL between
+   * them, rank 0 (this process) on gpus[0]. At most one of the two. */
+  int stages;
+  int gpus[LG_MAX_GPUS];
+  int n_gpus;
+  char launch[16];                /* "spawn": rank 0 starts the other ranks on this host;
+                                     "external": mpirun/srun/`livegen rank` start them */
+  char nccl_id_file[LG_PATH_MAX]; /* external: where rank 0 publishes the NCCL id */
 } lg_engine_config;
 
 typedef struct lg_output_config {
@@ -94,7 +104,8 @@ int lg_config_set(lg_config *c, const char *assignment, char *err, size_t n);
 int lg_config_validate(const lg_config *c, char *err, size_t n);
 /* Command-line helper for every command that takes a config: starts from the defaults, then
  * consumes `--config FILE` and `--set key=value` (each may repeat; files apply in order, sets
- * after files), removes them from argv (argc updated; argv[0] kept), and validates.
+ * after files) and `--gpus 0,1,...` (engine.gpus, applied last), removes them from argv (argc
+ * updated; argv[0] kept), and validates.
  * 0 or LG_E* with the reason in err. */
 int lg_config_from_args(lg_config *c, int *argc, char **argv, char *err, size_t n);
 /* Writes the effective config as YAML that lg_config_load accepts. */

@@ -1,11 +1,16 @@
 /* engine.c: the streaming engine (engine.h): backend, models (tiny random ones generated into
  * the cache folder on first use), VAE encode -> motion-aware noise -> v2v stream batch (or the
  * t2v block loop) -> VAE/TAEHV decode, prompt contexts with blending, parameters applied at
- * chunk boundaries, per-chunk stats. Every call but set/get_params and get_stats runs on the
- * GPU worker thread that created the engine; those three take the mutex. */
+ * chunk boundaries, per-chunk stats. The DiT loop runs through dit_runner.h: the single-stage
+ * stream, or the stream pipelined over stages (engine.stages / engine.gpus); VAE encode,
+ * decode and the pixel conversions stay on this process's device (rank 0), where the ring
+ * returns the head output anyway (docs/MULTIGPU.md). Every call but set/get_params and
+ * get_stats runs on the GPU worker thread that created the engine; those three take the
+ * mutex. */
 #include "engine.h"
 
 #include "checkpoint.h"
+#include "dit_runner.h"
 #include "model_spec.h"
 #include "stream.h"
 #include "taehv.h"
@@ -31,19 +36,20 @@
 struct lg_engine {
   lg_config cfg;
   lg_backend *be;
-  lg_ckpt *dit_ck, *dit_over, *vae_ck, *taehv_ck;
+  lg_ckpt *vae_ck, *taehv_ck;
   lg_wan_dit *dit;
   lg_wan_vae *vae;
   lg_vae_stream *vs;
   lg_taehv *taehv;
   lg_taehv_stream *ts;
-  lg_stream *st;
+  lg_dit_runner *dr; /* the DiT loop: one stage or the pipelined stages */
   lg_tokenizer *tok; /* umT5 text encoder + tokenizer, or NULL: hashed contexts */
   lg_umt5 *t5;
   lg_tensor t5out, t5out32; /* [512, text_dim] act / f32 */
   bool t2v;
   int W, H, lh, lw, text_dim;
-  lg_rng noise_rng;
+  unsigned long long noise_seed;
+  unsigned noise_epoch; /* resets so far: a reset draws fresh noise */
   /* buffers (backend) */
   lg_tensor pixu8;        /* [5,H,W,3] U8: input frames as uploaded (RGB24) */
   lg_tensor pix32;        /* [5,H,W,3] f32: input bytes as values 0..255 (motion measure) */
@@ -229,7 +235,6 @@ static int prompt_context(lg_engine *e, const char *prompt, float *ctx) {
 /* ---------------------------------------------------------------- setup */
 
 static int build_stream(lg_engine *e, int steps, char *err, size_t n) {
-  lg_stream_free(&e->st);
   const lg_engine_config *c = &e->cfg.engine;
   lg_stream_opts o = {.t2v = e->t2v,
                       .steps = steps,
@@ -246,11 +251,45 @@ static int build_stream(lg_engine *e, int steps, char *err, size_t n) {
     /* t2v (Self-Forcing) warps its steps through the shifted schedule; v2v uses them raw */
     o.step_list[i] = e->t2v ? lg_flow_sched_warp(&sched, t) : t;
   }
-  e->st = lg_stream_new(e->dit, &o, err, n);
-  if (!e->st) return LG_EINVAL;
-  if (lg_stream_set_context(e->st, e->ctx_cur) < 0)
+  if (lg_dit_runner_configure(e->dr, &o, err, n)) return LG_EINVAL;
+  if (lg_dit_runner_set_context(e->dr, e->ctx_cur) < 0)
     return fail(err, n, "engine: setting the text context failed");
   return 0;
+}
+
+lg_wan_dit *lg_engine_load_dit(const lg_config *cfg, lg_backend *be, char *err, size_t n) {
+  lg_ckpt *over = NULL, *ck = open_model(cfg, cfg->model.dit, "wan-dit", err, n);
+  lg_wan_dit *m = NULL;
+  if (ck && cfg->model.dit_weights[0]) over = lg_ckpt_open(cfg->model.dit_weights, err, n);
+  if (ck && (over || !cfg->model.dit_weights[0])) m = lg_wan_dit_load(be, ck, over, err, n);
+  lg_ckpt_free(&over);
+  lg_ckpt_free(&ck);
+  return m;
+}
+
+/* The backend of rank 0 / of an in-process stage: engine.backend, or with engine.gpus the
+ * CUDA device of rank 0. */
+static lg_backend *new_backend(const lg_engine_config *c) {
+  char name[32];
+  if (c->n_gpus > 0) {
+    snprintf(name, sizeof name, "cuda:%d", c->gpus[0]);
+    return lg_backend_new_by_name(name);
+  }
+  if (!strcmp(c->backend, "cpu")) return lg_backend_new_cpu(c->threads);
+  return lg_backend_new_by_name(c->backend);
+}
+
+/* engine.stages: stage `rank`'s copy of the DiT on a backend of its own (its thread). */
+static lg_wan_dit *stage_loader(void *user, int rank) {
+  const lg_config *cfg = user;
+  char err[512] = "";
+  lg_backend *be = new_backend(&cfg->engine);
+  lg_wan_dit *m = be ? lg_engine_load_dit(cfg, be, err, sizeof err) : NULL;
+  if (!m) {
+    LG_ERR("engine", "stage %d: %s", rank, err[0] ? err : "cannot create the backend");
+    lg_backend_free(&be);
+  }
+  return m;
 }
 
 static int alloc4(lg_engine *e, lg_tensor *t, lg_dtype dt, int64_t a, int64_t b, int64_t c,
@@ -277,23 +316,22 @@ lg_engine *lg_engine_new(const lg_config *cfg, char *err, size_t n) {
   }
   e->lh = e->H / 8;
   e->lw = e->W / 8;
-  if (!strcmp(c->backend, "cpu"))
-    e->be = lg_backend_new_cpu(c->threads);
-  else
-    e->be = lg_backend_new_by_name(c->backend);
+  if (lg_dit_runner_check(cfg, err, n)) goto fail;
+  e->be = new_backend(c);
   if (!e->be) {
-    fail(err, n, "engine: cannot create backend '%s'", c->backend);
+    if (c->n_gpus > 0)
+      fail(err, n, "engine.gpus: cannot open GPU %d (no such GPU, or a build without CUDA)",
+           c->gpus[0]);
+    else
+      fail(err, n, "engine: cannot create backend '%s'", c->backend);
     goto fail;
   }
   snprintf(e->stats.device, sizeof e->stats.device, "%s", e->be->ops->name);
   /* DiT */
-  if (!(e->dit_ck = open_model(cfg, cfg->model.dit, "wan-dit", err, n))) goto fail;
-  if (cfg->model.dit_weights[0] && !(e->dit_over = lg_ckpt_open(cfg->model.dit_weights, err, n)))
-    goto fail;
-  if (!(e->dit = lg_wan_dit_load(e->be, e->dit_ck, e->dit_over, err, n))) goto fail;
+  if (!(e->dit = lg_engine_load_dit(cfg, e->be, err, n))) goto fail;
   e->text_dim = lg_wan_dit_get_config(e->dit)->text_dim;
-  lg_ckpt_free(&e->dit_over);
-  lg_ckpt_free(&e->dit_ck);
+  /* engine.stages / engine.gpus: the other stages load their own copies and join the ring */
+  if (!(e->dr = lg_dit_runner_new(&e->cfg, e->dit, stage_loader, &e->cfg, err, n))) goto fail;
   if (open_text_encoder(e, err, n)) goto fail;
   /* VAE: the encoder for v2v, the decoder unless TAEHV decodes */
   bool taehv = !strcmp(cfg->model.decoder, "taehv");
@@ -338,7 +376,7 @@ lg_engine *lg_engine_new(const lg_config *cfg, char *err, size_t n) {
   e->cur.seed = c->seed;
   e->cur.blend_s = c->prompt_blend_s;
   e->cur.paused = false;
-  lg_rng_seed(&e->noise_rng, c->seed);
+  e->noise_seed = c->seed;
   lg_dtype ad = e->be->act_dtype;
   if (alloc4(e, &e->pixu8, LG_U8, MAX_PUSH_FRAMES, e->H, e->W, 3) ||
       alloc4(e, &e->pix32, LG_F32, MAX_PUSH_FRAMES, e->H, e->W, 3) ||
@@ -362,14 +400,12 @@ fail:
 void lg_engine_free(lg_engine **pe) {
   if (!pe || !*pe) return;
   lg_engine *e = *pe;
-  lg_stream_free(&e->st);
+  lg_dit_runner_free(&e->dr);
   lg_vae_stream_free(&e->vs);
   lg_wan_vae_free(&e->vae);
   lg_taehv_stream_free(&e->ts);
   lg_taehv_free(&e->taehv);
   lg_wan_dit_free(&e->dit);
-  lg_ckpt_free(&e->dit_ck);
-  lg_ckpt_free(&e->dit_over);
   lg_ckpt_free(&e->vae_ck);
   lg_ckpt_free(&e->taehv_ck);
   lg_tensor *ts[] = {&e->pixu8, &e->pix32, &e->pix,  &e->last32, &e->lat,
@@ -401,7 +437,7 @@ static bool pending_rebuild(const lg_engine *e) {
 
 int lg_engine_frames_needed(const lg_engine *e) {
   if (e->t2v) return 0;
-  return lg_stream_chunks(e->st) == 0 || pending_rebuild(e) ? 5 : 4;
+  return lg_dit_runner_chunks(e->dr) == 0 || pending_rebuild(e) ? 5 : 4;
 }
 
 void lg_engine_frame_size(const lg_engine *e, int *width, int *height) {
@@ -445,7 +481,8 @@ void lg_engine_get_stats(lg_engine *e, lg_engine_stats *s) {
 }
 
 static int reset_state(lg_engine *e) {
-  int err = lg_stream_reset(e->st);
+  int err = lg_dit_runner_reset(e->dr);
+  e->noise_epoch++;
   if (!err && e->vs) err = lg_vae_stream_reset(e->vs);
   if (!err && e->ts) err = lg_taehv_stream_reset(e->ts);
   e->have_last = false;
@@ -482,7 +519,7 @@ static int apply_pending(lg_engine *e, int n_in) {
     e->blend_dt = 0.0;
     e->blending = true;
   }
-  if (p.seed != e->cur.seed) lg_rng_seed(&e->noise_rng, p.seed);
+  if (p.seed != e->cur.seed) e->noise_seed = p.seed;
   bool rebuild = p.steps != e->cur.steps;
   e->cur = p;
   if (rebuild) {
@@ -509,17 +546,22 @@ static int blend_step(lg_engine *e, double dt) {
   } else {
     lg_text_ctx_blend(e->ctx_from, e->ctx_to, a, cn, e->ctx_cur);
   }
-  return lg_stream_set_context(e->st, e->ctx_cur);
+  return lg_dit_runner_set_context(e->dr, e->ctx_cur);
 }
 
 /* ---------------------------------------------------------------- push */
 
+/* Draws keyed by (seed, resets so far, chunk, step): the pipelined stages ask for a chunk's
+ * re-noise later than the single-stage stream does, and still get the same numbers. */
 static int noise_rng(void *user, int chunk, int step, float *out, size_t n) {
-  (void)chunk;
-  (void)step;
   lg_engine *e = user;
+  lg_rng r;
+  uint64_t key =
+      e->noise_seed * 0x9E3779B97F4A7C15ull ^
+      ((uint64_t)e->noise_epoch << 40 | (uint64_t)(uint32_t)chunk << 4 | (uint64_t)(step + 1));
+  lg_rng_seed(&r, key);
   for (size_t i = 0; i < n; i++)
-    out[i] = (float)lg_rng_normal(&e->noise_rng);
+    out[i] = (float)lg_rng_normal(&r);
   return 0;
 }
 
@@ -593,11 +635,11 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
   int nf = 0, written = 0;
   if (e->t2v) {
     double t0 = lg_now();
-    nf = lg_stream_next_t2v(e->st, noise_rng, e, &e->olat);
+    nf = lg_dit_runner_next_t2v(e->dr, noise_rng, e, &e->olat);
     if (nf < 0) return nf;
     ms_dit = (lg_now() - t0) * 1e3;
   } else {
-    int need = lg_stream_chunks(e->st) == 0 ? 5 : 4;
+    int need = lg_dit_runner_chunks(e->dr) == 0 ? 5 : 4;
     if (!in || n_in != need) {
       LG_ERR("engine", "push: %d input frames, this chunk needs %d", n_in, need);
       return LG_EINVAL;
@@ -637,7 +679,7 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
     t0 = lg_now();
     int oc = -1;
     lg_tensor lat = lg_tensor_narrow(&e->lat, 0, 0, F);
-    nf = lg_stream_push_v2v(e->st, &lat, s, noise_rng, e, &e->olat, &oc);
+    nf = lg_dit_runner_push_v2v(e->dr, &lat, s, noise_rng, e, &e->olat, &oc);
     if (nf < 0) return nf;
     ms_dit = (lg_now() - t0) * 1e3;
   }
@@ -655,7 +697,7 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
   e->stats.ms_decode = ms_dec;
   e->stats.ms_total = (lg_now() - t_total) * 1e3;
   if (written > 0 && e->stats.ttff_s == 0.0) e->stats.ttff_s = lg_now() - e->t_start;
-  size_t mem = lg_stream_bytes(e->st) + (e->vs ? lg_vae_stream_bytes(e->vs) : 0) +
+  size_t mem = lg_dit_runner_bytes(e->dr) + (e->vs ? lg_vae_stream_bytes(e->vs) : 0) +
                (e->ts ? lg_taehv_stream_bytes(e->ts) : 0);
   if (mem > e->stats.mem_peak_bytes) e->stats.mem_peak_bytes = mem;
   pthread_mutex_unlock(&e->mu_lock);

@@ -60,6 +60,11 @@ int lg_engine_reset(lg_engine *e);
 void lg_engine_get_stats(lg_engine *e, lg_engine_stats *s);
 /* The engine's backend (borrowed; for benchmarks that read device memory statistics). */
 struct lg_backend *lg_engine_backend(lg_engine *e);
+/* Loads the DiT of cfg->model (dit, dit_weights; "tiny" generated into the cache dir on first
+ * use) on be: what the engine runs, and what each pipeline stage / `livegen rank` loads.
+ * NULL with a message in err. */
+struct lg_wan_dit *lg_engine_load_dit(const lg_config *cfg, struct lg_backend *be, char *err,
+                                      size_t errn);
 
 #ifdef __cplusplus
 }

@@ -20,12 +20,13 @@ static const command commands[] = {
     {"init-model", lg_cmd_init_model, "write random weights under official names"},
     {"probe", NULL, "run one model component on tensors from a file (golden tests)"},
     {"bench", lg_cmd_bench, "benchmark dit | engine | pipeline"},
+    {"rank", lg_cmd_rank, NULL}, /* started by serve --gpus or mpirun (docs/MULTIGPU.md) */
 };
 
 static void usage(FILE *f) {
   fprintf(f, "usage: livegen <command> [options]\n\ncommands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
+    if (commands[i].help) fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
   fprintf(f, "\nprobe kinds: dit, stream, compare, vae-encode, vae-decode, taehv-decode\n"
              "Run 'livegen <command> --help' for a command's options.\n");
 }

@@ -359,6 +359,16 @@ int lg_stage_extra_lag(const lg_stage *s) {
   return (s->n - 1) * s->R;
 }
 
+size_t lg_stage_bytes(const lg_stage *s) {
+  size_t b = lg_kv_cache_bytes(s->kv) + lg_dit_ws_bytes(s->ws);
+  const lg_tensor *ts[] = {&s->hid, &s->e, &s->e0, &s->vbuf, &s->X0, &s->carry, &s->eps, &s->eps32};
+  for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+    b += ts[i]->data ? lg_tensor_nbytes(ts[i]) : 0; /* stage 0's buffers only on stage 0 */
+  for (int i = 0; i < LG_STAGES_MAX; i++)
+    b += s->X[i].data ? lg_tensor_nbytes(&s->X[i]) : 0;
+  return b;
+}
+
 /* ------------------------------------------------------------ messages */
 
 static int send_msg(lg_stage *s, lg_peer to, const msg *h, const lg_tensor *x) {

@@ -84,6 +84,8 @@ int lg_stage_times(const lg_stage *s, double *blocks_ms, double *fixed_ms, int *
 /* Rank 0: pushes (chunks) after which the ring is full: output lag in chunks beyond the
  * single-stage stream's. */
 int lg_stage_extra_lag(const lg_stage *s);
+/* This stage's backend bytes: KV cache (max_layers layers), workspace, buffers. */
+size_t lg_stage_bytes(const lg_stage *s);
 
 /* ---- in-process pipeline: stages 1..n-1 on threads of this process ----
  * load(user, rank) runs on the stage's thread and returns its model (the stage frees the model
