@@ -29,6 +29,7 @@ typedef struct CUstream_st *CUstream;
 #endif
 #include <libavutil/hwcontext_cuda.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -265,6 +266,11 @@ static int try_open(lg_encoder *e, const lg_encoder_opts *o, const char *name, b
   int rc = avcodec_open2(c, codec, NULL);
   if (rc < 0) {
     av_err(err, errn, name, rc);
+    /* nvenc's NV_ENC_ERR_UNSUPPORTED_DEVICE: the driver loaded but this GPU cannot encode */
+    if (nvenc && rc == AVERROR(ENOSYS)) {
+      size_t n = strlen(err);
+      snprintf(err + n, errn - n, " (this GPU has no NVENC encoder, e.g. an H100)");
+    }
     avcodec_free_context(&c);
     av_buffer_unref(&frames);
     return LG_ENOTSUP;
