@@ -43,6 +43,7 @@ static const field fields[] = {
     STR("model.dit_weights", model.dit_weights, "optional .pt replacing the DiT weights"),
     STR("model.vae", model.vae, "Wan2.1_VAE.pth or tiny"),
     STR("model.decoder", model.decoder, "wan-vae or taehv"),
+    STR("model.context_weights", model.context_weights, "device or host"),
     STR("model.taehv", model.taehv, "taew2_1.pth/.safetensors or tiny"),
     STR("model.text_encoder", model.text_encoder, "umT5 .pth or none"),
     STR("model.tokenizer", model.tokenizer, "spiece.model"),
@@ -97,6 +98,7 @@ void lg_config_defaults(lg_config *c) {
   snprintf(c->model.dit, sizeof c->model.dit, "tiny");
   snprintf(c->model.vae, sizeof c->model.vae, "tiny");
   snprintf(c->model.decoder, sizeof c->model.decoder, "wan-vae");
+  snprintf(c->model.context_weights, sizeof c->model.context_weights, "device");
   snprintf(c->model.taehv, sizeof c->model.taehv, "tiny");
   snprintf(c->model.text_encoder, sizeof c->model.text_encoder, "none");
   c->model.seed = 42;
@@ -414,6 +416,9 @@ int lg_config_validate(const lg_config *c, char *err, size_t n) {
   if (!one_of(e->launch, (const char *const[]){"spawn", "external", NULL}))
     return lg_errf(err, n, LG_EINVAL, "engine.launch must be spawn or external (got '%s')",
                    e->launch);
+  if (!one_of(c->model.context_weights, (const char *const[]){"device", "host", NULL}))
+    return lg_errf(err, n, LG_EINVAL, "model.context_weights must be device or host (got '%s')",
+                   c->model.context_weights);
   if (!one_of(c->model.decoder, (const char *const[]){"wan-vae", "taehv", NULL}))
     return lg_errf(err, n, LG_EINVAL, "model.decoder must be wan-vae or taehv (got '%s')",
                    c->model.decoder);

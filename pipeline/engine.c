@@ -262,6 +262,9 @@ lg_wan_dit *lg_engine_load_dit(const lg_config *cfg, lg_backend *be, char *err, 
   lg_wan_dit *m = NULL;
   if (ck && cfg->model.dit_weights[0]) over = lg_ckpt_open(cfg->model.dit_weights, err, n);
   if (ck && (over || !cfg->model.dit_weights[0])) m = lg_wan_dit_load(be, ck, over, err, n);
+  if (m && !strcmp(cfg->model.context_weights, "host") &&
+      lg_wan_dit_context_weights_to_host(m, err, n) < 0)
+    lg_wan_dit_free(&m);
   lg_ckpt_free(&over);
   lg_ckpt_free(&ck);
   return m;
