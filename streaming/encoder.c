@@ -29,7 +29,6 @@ typedef struct CUstream_st *CUstream;
 #endif
 #include <libavutil/hwcontext_cuda.h>
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -60,6 +59,9 @@ struct lg_encoder {
 /* FFmpeg's log, routed into lg_log (DESIGN.md "Logging"): errors and warnings as such, its
  * chatty info (x264's capability and statistics lines) at debug. Any thread. */
 static _Thread_local bool quiet_probe; /* "auto" trying nvenc: its failure is expected */
+/* nvenc said the driver loaded but the GPU cannot encode ("OpenEncodeSessionEx failed:
+ * unsupported device", as on an H100): trying nvenc again with host frames is pointless. */
+static _Thread_local bool saw_no_nvenc;
 
 static void av_log_to_lg(void *avcl, int level, const char *fmt, va_list vl) {
   if (level > AV_LOG_INFO) return;
@@ -67,10 +69,14 @@ static void av_log_to_lg(void *avcl, int level, const char *fmt, va_list vl) {
                     : level <= AV_LOG_WARNING ? LG_LOG_WARN
                                               : LG_LOG_DEBUG;
   if (quiet_probe) lv = LG_LOG_DEBUG;
-  if (lv > lg_log_get_level()) return;
+  bool is_error = level <= AV_LOG_ERROR;
+  if (lv > lg_log_get_level() && !is_error) return;
   char line[1024];
   int prefix = 1;
   av_log_format_line2(avcl, level, fmt, vl, line, sizeof line, &prefix);
+  if (is_error && strstr(line, "OpenEncodeSessionEx failed: unsupported device"))
+    saw_no_nvenc = true;
+  if (lv > lg_log_get_level()) return;
   size_t n = strlen(line);
   while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
     line[--n] = 0;
@@ -266,10 +272,11 @@ static int try_open(lg_encoder *e, const lg_encoder_opts *o, const char *name, b
   int rc = avcodec_open2(c, codec, NULL);
   if (rc < 0) {
     av_err(err, errn, name, rc);
-    /* nvenc's NV_ENC_ERR_UNSUPPORTED_DEVICE: the driver loaded but this GPU cannot encode */
-    if (nvenc && rc == AVERROR(ENOSYS)) {
+    if (nvenc && saw_no_nvenc) {
       size_t n = strlen(err);
-      snprintf(err + n, errn - n, " (this GPU has no NVENC encoder, e.g. an H100)");
+      snprintf(err + n, errn - n,
+               " (this GPU has no NVENC encoder: the driver answered 'unsupported device', as "
+               "on an H100)");
     }
     avcodec_free_context(&c);
     av_buffer_unref(&frames);
@@ -324,17 +331,23 @@ lg_encoder *lg_encoder_new(const lg_encoder_opts *o, char *err, size_t errn) {
     }
   }
   bool opened = false;
+  saw_no_nvenc = false;
   if (cuda && (is_auto || is_nvenc)) {
     quiet_probe = is_auto;
     rc = try_open(e, o, "h264_nvenc", true, err, errn);
     quiet_probe = false;
     opened = rc == 0;
-    if (!opened)
+    if (!opened && saw_no_nvenc && is_auto)
+      LG_INFO("encoder", "h264_nvenc with CUDA frames failed (%s); using libx264", err);
+    else if (!opened && !saw_no_nvenc)
       lg_log(is_auto ? LG_LOG_INFO : LG_LOG_WARN, "encoder",
              "h264_nvenc with CUDA frames failed (%s); trying h264_nvenc with host frames", err);
   }
   if (opened) {
     /* h264_nvenc with CUDA frames */
+  } else if (saw_no_nvenc) {
+    /* no NVENC on this GPU: host frames would fail the same way */
+    if (is_auto) rc = try_open(e, o, "libx264", false, err, errn);
   } else if (is_auto) {
     quiet_probe = true;
     rc = try_open(e, o, "h264_nvenc", false, err, errn);
