@@ -525,9 +525,11 @@ static void t_attention(void) {
   t_attn_case("attention flash long (3 frames)", 1, 300, 1560 * 3, 2, 128, kvl4, false, LG_BF16);
 }
 
-/* Defined in cuda/cuda_conv.cu: conv3d path override (0 auto: cuDNN, or im2col where it
- * measured faster (timed once per shape, only for Ci < 32); 1 im2col + GEMM; 2 cuDNN wherever
- * it has an algorithm; -1 the environment) and what the last conv3d ran. */
+/* Defined in cuda/cuda_conv.cu: conv3d path override (0 auto: the fastest path, timed once per
+ * shape; 1 im2col + GEMM; 2 cuDNN as planned wherever it has an algorithm; 3 split: a 3-d conv
+ * as kt accumulated 2-d cuDNN convs, bias fused into the last where cuDNN allows it; 4 direct:
+ * the mma kernel for Co <= 8, Ci % 32 == 0; 3 and 4 run cuDNN where they do not apply; -1 the
+ * environment) and what the last conv3d ran. */
 void lg_cuda_conv_set_mode(int mode);
 const char *lg_cuda_conv_last(lg_backend *be);
 
@@ -603,8 +605,41 @@ static void t_conv(void) {
       {"conv3d 1x1x1", 2, 4, 5, 24, 40, 1, 1, 1, {.stride = {1, 1, 1}}, false, false},
       {"conv2d k3 s2 C96 120x208 (real)", 1, 120, 208, 96, 96, 1, 3, 3, down, true, false},
       {"conv3d k3 C384 60x104 (real)", 3, 60, 104, 384, 384, 3, 3, 3, p1, false, false},
+      /* the split and direct paths: real widths at small frames, odd shapes */
+      {"conv3d k3 C96 48x80 (real width)", 6, 48, 80, 96, 96, 3, 3, 3, p1, false, false},
+      {"conv3d k3 C96 1 out frame", 3, 20, 36, 96, 96, 3, 3, 3, p1, false, false},
+      {"conv3d k3 head Co3 C96", 6, 20, 36, 96, 3, 3, 3, 3, p1, false, false},
+      {"conv3d k3 head Co3 C96 W 23", 3, 11, 23, 96, 3, 3, 3, 3, p1, false, false},
+      {"conv3d k3 Co8 C32 strided x", 4, 9, 21, 32, 8, 3, 3, 3, p1, false, true},
+      {"conv3d k3 Co5 C64 clip pad_t 2",
+       3,
+       7,
+       9,
+       64,
+       5,
+       3,
+       3,
+       3,
+       {.pad_t_front = 2, .pad_h = {1, 1}, .pad_w = {1, 1}},
+       false,
+       false},
+      {"conv2d k3 out Co3 C64 4-d w", 2, 17, 35, 64, 3, 1, 3, 3, p1, true, false},
+      {"conv2d k3 s2 pad r/b Co6 C32", 2, 10, 12, 32, 6, 1, 3, 3, down, true, false},
+      {"conv3d time k(3,1,1) s1 C96->192",
+       4,
+       6,
+       10,
+       96,
+       192,
+       3,
+       1,
+       1,
+       {.stride = {1, 1, 1}},
+       false,
+       false},
   };
-  static const char *const mode_nm[3] = {"auto", "im2col", "cudnn"}; /* set_mode */
+  static const char *const mode_nm[5] = {"auto", "im2col", "cudnn", "split",
+                                         "direct"}; /* set_mode */
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     const conv_case *k = &cs[i];
     int64_t cx = k->strided ? k->Ci + 8 : k->Ci;
@@ -625,13 +660,13 @@ static void t_conv(void) {
     int rc = g_gpu->ops->load_weight(g_gpu, &wg, &host, LG_WEIGHT_CONV);
     if (!rc) rc = g_cpu->ops->load_weight(g_cpu, &wc, &host, LG_WEIGHT_CONV);
     if (!rc) rc = LG_OP(g_cpu, conv3d, &y.c, &xc, &wc, &b.c, &k->o);
-    for (int m = 0; m < 3; m++) {
+    for (int m = 0; m < 5; m++) {
       lg_cuda_conv_set_mode(m);
       poison(&y.g);
       int rg = rc ? rc : LG_OP(g_gpu, conv3d, &y.g, &xg, &wg, &b.g, &k->o);
       char nm[80], shape[96];
       snprintf(nm, sizeof nm, "%s [%s]", k->n, mode_nm[m]);
-      snprintf(shape, sizeof shape, "[%lld,%lld,%lld,%lld]->%lld %.20s", (long long)k->T,
+      snprintf(shape, sizeof shape, "[%lld,%lld,%lld,%lld]->%lld %.28s", (long long)k->T,
                (long long)k->H, (long long)k->W, (long long)k->Ci, (long long)k->Co,
                lg_cuda_conv_last(g_gpu));
       row(nm, shape, rg ? 0 : rel_err(&y.g, &y.c), TOL_GEMM, rg);
@@ -734,8 +769,10 @@ static void perf_conv(void) {
   };
   printf("\nconv3d on %s, bf16, median of 10 (ms; TFLOP/s = 2*out*Co*Ci*k / time):\n\n",
          lg_cuda_device_name(g_gpu));
-  printf("| %-32s | %-22s | %9s | %7s | %9s | %7s | %s |\n|---|---|---|---|---|---|---|\n", "shape",
-         "x -> Co", "cudnn ms", "TFLOP/s", "im2col ms", "TFLOP/s", "auto chose");
+  printf("| %-32s | %-22s | %9s | %7s | %9s | %7s | %9s | %7s | %9s | %7s | %s |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|\n",
+         "shape", "x -> Co", "cudnn ms", "TFLOP/s", "split ms", "TFLOP/s", "direct ms", "TFLOP/s",
+         "im2col ms", "TFLOP/s", "auto chose (its time)");
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     const conv_case *k = &cs[i];
     int64_t xs[4] = {k->T, k->H, k->W, k->Ci}, ys[4], bs[1] = {k->Co};
@@ -759,16 +796,27 @@ static void perf_conv(void) {
     must(LG_OP(g_gpu, conv3d, &y, &x, &wg, &b, &k->o), "conv3d"); /* makes the plan */
     must(LG_OP(g_gpu, conv3d, &y, &x, &wg, &b, &k->o), "conv3d");
     snprintf(chose, sizeof chose, "%s", lg_cuda_conv_last(g_gpu));
+    lg_cuda_conv_set_mode(0);
+    double ta = conv_time(&y, &x, &wg, &b, &k->o);
     lg_cuda_conv_set_mode(2);
     double tc = conv_time(&y, &x, &wg, &b, &k->o);
+    double tsp = -1, tdi = -1; /* forced split / direct, where they apply */
+    lg_cuda_conv_set_mode(3);
+    must(LG_OP(g_gpu, conv3d, &y, &x, &wg, &b, &k->o), "conv3d");
+    if (!strncmp(lg_cuda_conv_last(g_gpu), "split", 5)) tsp = conv_time(&y, &x, &wg, &b, &k->o);
+    lg_cuda_conv_set_mode(4);
+    must(LG_OP(g_gpu, conv3d, &y, &x, &wg, &b, &k->o), "conv3d");
+    if (!strncmp(lg_cuda_conv_last(g_gpu), "direct", 6)) tdi = conv_time(&y, &x, &wg, &b, &k->o);
     lg_cuda_conv_set_mode(1);
     double ti = conv_time(&y, &x, &wg, &b, &k->o);
     lg_cuda_conv_set_mode(-1);
     char sh[64];
     snprintf(sh, sizeof sh, "[%lld,%lld,%lld,%lld]->%lld", (long long)xs[0], (long long)xs[1],
              (long long)xs[2], (long long)xs[3], (long long)k->Co);
-    printf("| %-32s | %-22s | %9.3f | %7.1f | %9.3f | %7.1f | %s |\n", k->n, sh, tc,
-           flop / (tc * 1e9), ti, flop / (ti * 1e9), chose);
+    printf("| %-32s | %-22s | %9.3f | %7.1f | %9.3f | %7.1f | %9.3f | %7.1f | %9.3f | %7.1f | %s "
+           "(%.3f ms) |\n",
+           k->n, sh, tc, flop / (tc * 1e9), tsp, tsp > 0 ? flop / (tsp * 1e9) : 0.0, tdi,
+           tdi > 0 ? flop / (tdi * 1e9) : 0.0, ti, flop / (ti * 1e9), chose, ta);
     fflush(stdout);
     g_gpu->ops->free(g_gpu, wg.data);
     lg_tensor_free(&x), lg_tensor_free(&y), lg_tensor_free(&b);
