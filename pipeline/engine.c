@@ -595,8 +595,10 @@ static int motion_scale(lg_engine *e, int n_in, double *s_out) {
   return 0;
 }
 
-/* Decodes nf latent frames of e->olat into RGB24 out buffers; returns frames written. */
-static int decode_out(lg_engine *e, int nf, uint8_t *const *out, int max_out, double *ms) {
+/* Decodes nf latent frames of e->olat into RGB24: downloaded into the out buffers, or (fn set)
+ * handed to fn as device frames. Returns frames written. */
+static int decode_out(lg_engine *e, int nf, uint8_t *const *out, lg_engine_frame_fn fn, void *user,
+                      int max_out, double *ms) {
   double t0 = lg_now();
   int written = 0, dropped = 0;
   for (int f = 0; f < nf; f++) {
@@ -614,7 +616,7 @@ static int decode_out(lg_engine *e, int nf, uint8_t *const *out, int max_out, do
     if (T > max_out - written) dropped += T - (max_out - written > 0 ? max_out - written : 0);
     for (int k = 0; k < T && written < max_out; k++, written++) {
       lg_tensor fk = lg_tensor_narrow(&e->opixu8, 0, k, 1);
-      err = lg_tensor_download(&fk, out[written]);
+      err = fn ? fn(user, written, &fk) : lg_tensor_download(&fk, out[written]);
       if (err < 0) return err;
     }
   }
@@ -624,8 +626,9 @@ static int decode_out(lg_engine *e, int nf, uint8_t *const *out, int max_out, do
   return written;
 }
 
-int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *const *out,
-                   int max_out) {
+/* One chunk; output downloaded into out, or handed to fn on the device (fn set). */
+static int push_chunk(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *const *out,
+                      lg_engine_frame_fn fn, void *user, int max_out) {
   double t_total = lg_now();
   int err = apply_pending(e, n_in);
   if (err) return err;
@@ -687,7 +690,7 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
     ms_dit = (lg_now() - t0) * 1e3;
   }
   if (nf > 0) {
-    written = decode_out(e, nf, out, max_out, &ms_dec);
+    written = decode_out(e, nf, out, fn, user, max_out, &ms_dec);
     if (written < 0) return written;
     e->blend_dt += written / (e->cfg.engine.fps > 0 ? e->cfg.engine.fps : 16.0);
   }
@@ -705,6 +708,17 @@ int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *co
   if (mem > e->stats.mem_peak_bytes) e->stats.mem_peak_bytes = mem;
   pthread_mutex_unlock(&e->mu_lock);
   return written;
+}
+
+int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *const *out,
+                   int max_out) {
+  return push_chunk(e, in, n_in, out, NULL, NULL, max_out);
+}
+
+int lg_engine_push_device(lg_engine *e, const uint8_t *const *in, int n_in, lg_engine_frame_fn fn,
+                          void *user, int max_out) {
+  if (!fn) return LG_EINVAL;
+  return push_chunk(e, in, n_in, NULL, fn, user, max_out);
 }
 
 struct lg_backend *lg_engine_backend(lg_engine *e) {

@@ -52,6 +52,22 @@ void lg_engine_frame_size(const lg_engine *e, int *width, int *height);
 int lg_engine_push(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t *const *out,
                    int max_out);
 
+/* One output frame of lg_engine_push_device, number i of the chunk (0, 1, ...): frame is
+ * [1,H,W,3] U8 on the engine's backend (device memory on CUDA), borrowed for the call only (the
+ * engine writes it again later). Read it by enqueuing backend work on the backend's stream before
+ * returning (e.g. LG_OP copy into a buffer of the caller): stream order puts that read before the
+ * engine's next write. GPU worker thread. Returns 0, or LG_E* to stop (lg_engine_push_device
+ * returns it). */
+struct lg_tensor;
+typedef int (*lg_engine_frame_fn)(void *user, int i, const struct lg_tensor *frame);
+
+/* lg_engine_push, but the output frames stay on the backend: each of the chunk's first max_out
+ * frames is handed to fn instead of being downloaded into host buffers (no host copy and no
+ * host wait for the output; the same bytes lg_engine_push would download). Returns the number
+ * of frames handed to fn (0 while the stream batch fills) or LG_E*. */
+int lg_engine_push_device(lg_engine *e, const uint8_t *const *in, int n_in, lg_engine_frame_fn fn,
+                          void *user, int max_out);
+
 /* Parameter changes: validated now (LG_EINVAL + message), applied at the next chunk. */
 int lg_engine_set_params(lg_engine *e, const lg_engine_params *p, char *err, size_t errn);
 void lg_engine_get_params(lg_engine *e, lg_engine_params *p);
