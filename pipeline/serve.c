@@ -1,21 +1,26 @@
 /* serve.c: the running service (serve.h). Owns the rings, the engine's GPU worker thread,
  * the two encoder threads (output and input preview), the server and the outputs (RTMP push,
- * recorder, WebRTC). Talks to streaming/ through plain structs and callbacks only: the
- * lg_control_ops table below is called by the server on the lws thread, and never blocks
- * (parameters go to the engine's thread-safe setter, reset and input switches are flags the
- * owning threads pick up).
- * Threads: main (new/poll/free, input switches), GPU worker, output encoder, input encoder,
- * lws service thread (control ops, publish callback), plus those the streaming modules start.
+ * recorder, WebRTC). Output frames go to the output encoder through the host frame ring, or,
+ * in device mode (the engine on CUDA and h264_nvenc taking CUDA frames), through a ring of
+ * device frames that never leave the GPU (device_ring.h; docs/STREAMING_IO.md "Encoder"). Talks to
+ * streaming/ through plain structs and callbacks only: the lg_control_ops table below is called by
+ * the server on the lws thread, and never blocks (parameters go to the engine's thread-safe setter,
+ * reset and input switches are flags the owning threads pick up). Threads: main (new/poll/free,
+ * input switches), GPU worker, output encoder, input encoder, lws service thread (control ops,
+ * publish callback), plus those the streaming modules start.
  */
 #ifdef LG_HAVE_STREAMING
 
 #include "serve.h"
 
+#include "device_ring.h"
 #include "encoder.h"
 #include "engine.h"
 #include "frame_ring.h"
 #include "ingest.h"
 #include "lg_base.h"
+#include "lg_cuda.h"
+#include "lg_cuda_nv12.h"
 #include "metrics.h"
 #include "packet_ring.h"
 #include "recorder.h"
@@ -37,6 +42,11 @@
 #define PACKET_SLOTS 256  /* encoded access units kept per stream */
 #define CAP_FIFO 64       /* capture times of chunks in flight in the engine */
 #define PREVIEW_MAX_W 640 /* the input preview is encoded at most this wide */
+#define GPU_MAX_OUT 16    /* output frames the GPU worker takes per chunk (t2v: up to 12) */
+/* Device mode: at most OUT_SLOTS frames wait (as in the host ring); a chunk being written and
+ * the frame the encoder reads hold slots of their own, so the producer never finds the ring
+ * exhausted and only a full queue drops. */
+#define DEV_SLOTS (OUT_SLOTS + GPU_MAX_OUT + 1)
 
 typedef enum state {
   ST_LOADING = 0,
@@ -52,9 +62,11 @@ typedef struct enc_worker {
   lg_frame_ring *frames;
   lg_packet_ring *packets;
   lg_encoder *enc;
+  lg_encoder_opts opts; /* what enc_start opened (device mode reopens it with opts.cuda) */
   pthread_t thread;
   bool started;
-  uint8_t *buf; /* one frame, (H,W,3) uint8 */
+  uint8_t *buf;             /* one frame, (H,W,3) uint8 */
+  lg_device_ring *dev_ring; /* output in device mode: frames from here, not from `frames` */
   int fps_num, fps_den;
   /* bitrate estimate over ~1 s windows (output stream only updates the gauge) */
   double win_t0;
@@ -102,6 +114,16 @@ struct lg_serve {
   pthread_mutex_t acct_mu; /* ingest ring counters already moved into the metrics */
   uint64_t seen_in, seen_drop;
   double last_key_req[LG_SOURCE_COUNT]; /* also under acct_mu */
+
+  /* Device mode handshake, once, when the engine has loaded: the GPU worker offers the output
+   * encoder thread a device ring (dev_offer), the thread opens h264_nvenc with CUDA frames in
+   * the engine's context and answers (dev_answer 1 yes, -1 no). dev_mu guards these. */
+  pthread_mutex_t dev_mu;
+  pthread_cond_t dev_cv;
+  lg_device_ring *dev_offer; /* non-NULL: an offer waits for its answer */
+  lg_backend *dev_be;
+  int dev_answer;
+  bool enc_out_gone; /* the output encoder thread has ended: offers are refused */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -337,12 +359,105 @@ static int on_packet(void *user, const uint8_t *data, size_t size, int64_t pts_u
   return rc;
 }
 
+/* ---- device mode, output encoder thread side */
+
+/* Opens the output encoder again with CUDA frames in be's context and stream; on success it
+ * replaces the host-frame encoder, which has encoded nothing yet (the engine had produced no
+ * frame when it made the offer). false: the host encoder stays, as if no offer had come. */
+static bool enc_open_device(enc_worker *w, lg_backend *be) {
+  lg_serve *s = w->sv;
+  void *ctx = NULL, *stream = NULL;
+  /* also makes the engine's device current on this thread, which launches the NV12 kernel */
+  int rc = lg_cuda_native_handles(be, &ctx, &stream);
+  if (rc) {
+    LG_WARN(MOD, "output frames stay on the host: no CUDA context for the encoder (%s)",
+            lg_strerror(rc));
+    return false;
+  }
+  lg_encoder_opts o = w->opts;
+  o.cuda.context = ctx;
+  o.cuda.stream = stream;
+  o.cuda.write_nv12 = lg_cuda_nv12_write;
+  o.cuda.user = be;
+  char err[256] = "";
+  lg_encoder *ne = lg_encoder_new(&o, err, sizeof err);
+  if (!ne || !lg_encoder_device_frames(ne)) {
+    LG_INFO(MOD, "output frames stay on the host: %s",
+            ne ? "h264_nvenc takes no CUDA frames here" : err);
+    lg_encoder_free(&ne);
+    return false;
+  }
+  lg_encoder *old = w->enc;
+  pthread_mutex_lock(&s->acct_mu); /* keyframe requests see one encoder or the other */
+  w->enc = ne;
+  pthread_mutex_unlock(&s->acct_mu);
+  lg_encoder_free(&old);
+  LG_INFO(MOD, "output frames stay on the GPU: %s with CUDA frames", lg_encoder_name(ne));
+  return true;
+}
+
+/* Answers a pending device offer (output encoder thread). True when device mode starts. */
+static bool enc_take_device_offer(enc_worker *w) {
+  lg_serve *s = w->sv;
+  pthread_mutex_lock(&s->dev_mu);
+  lg_device_ring *r = s->dev_offer;
+  lg_backend *be = s->dev_be;
+  pthread_mutex_unlock(&s->dev_mu);
+  if (!r) return false;
+  bool ok = enc_open_device(w, be); /* outside the lock: opening nvenc takes a while */
+  if (ok) w->dev_ring = r;
+  pthread_mutex_lock(&s->dev_mu);
+  s->dev_answer = ok ? 1 : -1;
+  s->dev_offer = NULL;
+  pthread_cond_broadcast(&s->dev_cv);
+  pthread_mutex_unlock(&s->dev_mu);
+  return ok;
+}
+
+/* The read of one device frame: the NV12 kernel that reads the slot is enqueued on the engine's
+ * stream inside lg_encoder_encode_device; the ring frees the slot only after this returns, so
+ * the engine's next write into it runs after the kernel (device_ring.h). */
+static int enc_device_frame(void *user, const lg_tensor *frame, const lg_device_frame_info *fi) {
+  enc_worker *w = user;
+  double t = lg_now();
+  int rc = lg_encoder_encode_device(w->enc, frame, fi->pts_ns / 1000, on_packet, w);
+  lg_metrics_observe(w->sv->metrics, LG_STAGE_ENCODE, lg_now() - t);
+  return rc;
+}
+
+/* Device mode until the GPU worker closes the ring: then flush, free the encoder (it borrows
+ * the engine's CUDA context) and tell the GPU worker, which frees the slots and the engine. */
+static void enc_device_loop(enc_worker *w) {
+  lg_serve *s = w->sv;
+  for (;;) {
+    int frc = 0;
+    int rc = lg_device_ring_consume(w->dev_ring, enc_device_frame, w, 0.2, &frc);
+    if (rc == LG_EAGAIN) continue;
+    if (rc) break; /* closed and drained */
+    if (frc) LG_ERR(MOD, "encoder (output): %s", lg_strerror(frc));
+  }
+  lg_encoder_encode(w->enc, NULL, 0, 0, on_packet, w); /* flush */
+  lg_encoder *e = w->enc;
+  pthread_mutex_lock(&s->acct_mu);
+  w->enc = NULL;
+  pthread_mutex_unlock(&s->acct_mu);
+  lg_encoder_free(&e);
+  lg_device_ring_finish(w->dev_ring);
+  w->dev_ring = NULL; /* the GPU worker frees it */
+}
+
 static void *enc_main(void *arg) {
   enc_worker *w = arg;
   lg_serve *s = w->sv;
   size_t fsz = lg_frame_ring_frame_size(w->frames);
+  bool device = false;
   w->win_t0 = lg_now();
   for (;;) {
+    if (w->source == LG_SOURCE_OUTPUT && enc_take_device_offer(w)) {
+      device = true;
+      enc_device_loop(w); /* until the GPU worker ends */
+      break;
+    }
     lg_frame_info fi;
     int rc = lg_frame_ring_pop(w->frames, w->buf, fsz, &fi, 0.2);
     if (rc == LG_EAGAIN) continue;
@@ -358,7 +473,18 @@ static void *enc_main(void *arg) {
       /* pts_ns of output frames carries nothing about capture; serve keeps that separately */
     }
   }
-  lg_encoder_encode(w->enc, NULL, 0, 0, on_packet, w); /* flush */
+  if (!device) lg_encoder_encode(w->enc, NULL, 0, 0, on_packet, w); /* flush */
+  if (w->source == LG_SOURCE_OUTPUT) {
+    /* no device mode after this: a late offer gets its answer at once */
+    pthread_mutex_lock(&s->dev_mu);
+    s->enc_out_gone = true;
+    if (s->dev_offer) {
+      s->dev_offer = NULL;
+      s->dev_answer = -1;
+      pthread_cond_broadcast(&s->dev_cv);
+    }
+    pthread_mutex_unlock(&s->dev_mu);
+  }
   return NULL;
 }
 
@@ -388,6 +514,7 @@ static int enc_start(lg_serve *s, enc_worker *w, lg_stream_source src, lg_frame_
   o.bitrate_kbps = kbps;
   o.keyint = s->cfg.output.keyint;
   snprintf(o.preset, sizeof o.preset, "%s", s->cfg.output.preset);
+  w->opts = o;
   w->enc = lg_encoder_new(&o, err, errn);
   if (!w->enc) return LG_ENOTSUP;
   w->buf = malloc(lg_frame_ring_frame_size(frames));
@@ -432,6 +559,109 @@ static void account_ingest(lg_serve *s) {
   pthread_mutex_unlock(&s->acct_mu);
 }
 
+/* ---- device mode, GPU worker side */
+
+/* Device mode when the engine runs on CUDA and the output encoder thread could open h264_nvenc
+ * with CUDA frames in the engine's context: the ring (DEV_SLOTS frames on the engine's device)
+ * and `last` ([1,H,W,3] U8, the paused picture) are allocated here, once. NULL: host frames,
+ * exactly as without a GPU. GPU worker thread. */
+static lg_device_ring *dev_start(lg_serve *s, lg_engine *e, lg_tensor *last) {
+  lg_backend *be = lg_engine_backend(e);
+  const char *codec = s->cfg.output.codec;
+  if (!be || !lg_backend_is_cuda(be)) return NULL;
+  if (strcmp(codec, "auto") && strcmp(codec, "h264_nvenc")) return NULL; /* libx264 */
+  lg_device_ring *r = lg_device_ring_new(be, s->W, s->H, DEV_SLOTS, OUT_SLOTS);
+  int64_t shape[4] = {1, s->H, s->W, 3};
+  if (!r || lg_tensor_alloc(be, last, LG_U8, 4, shape)) {
+    LG_WARN(MOD, "output frames stay on the host: no GPU memory for %d device frames", DEV_SLOTS);
+    lg_device_ring_free(&r);
+    return NULL;
+  }
+  pthread_mutex_lock(&s->dev_mu);
+  if (!s->enc_out_gone) {
+    s->dev_offer = r;
+    s->dev_be = be;
+    s->dev_answer = 0;
+    while (s->dev_answer == 0) /* the encoder thread answers within its 0.2 s poll + opening */
+      pthread_cond_wait(&s->dev_cv, &s->dev_mu);
+  }
+  bool ok = s->dev_answer > 0;
+  pthread_mutex_unlock(&s->dev_mu);
+  if (!ok) {
+    lg_tensor_free(last);
+    lg_device_ring_free(&r);
+  }
+  return r;
+}
+
+/* Ends device mode before the engine is freed: the encoder thread drains the ring, flushes and
+ * frees its encoder (which borrows the engine's CUDA context), then the slots go. */
+static void dev_stop(lg_device_ring **r, lg_backend *be, lg_tensor *last) {
+  if (!*r) return;
+  lg_device_ring_close(*r);
+  lg_device_ring_wait_finished(*r, -1);
+  be->ops->sync(be); /* no kernel reads a slot any more */
+  lg_tensor_free(last);
+  lg_device_ring_free(r);
+}
+
+/* Moves the device ring's drops into the metrics (GPU worker; *seen: drops already counted). */
+static void dev_account(lg_serve *s, lg_device_ring *r, uint64_t *seen) {
+  lg_device_ring_stats st;
+  lg_device_ring_get_stats(r, &st);
+  if (st.dropped > *seen) {
+    lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_DROPPED, st.dropped - *seen);
+    *seen = st.dropped;
+  }
+}
+
+/* The slots one chunk's output frames were copied into, published once the chunk is done. */
+typedef struct dev_chunk {
+  lg_device_ring *ring;
+  lg_backend *be;
+  int slot[GPU_MAX_OUT];
+  lg_tensor frame[GPU_MAX_OUT]; /* [1,H,W,3] U8 views of the slots */
+  int n;
+} dev_chunk;
+
+/* lg_engine_frame_fn: copies the engine's output frame into a ring slot, on the engine's stream
+ * (after the decode that wrote it, before the engine writes it again). */
+static int dev_take(void *user, int i, const lg_tensor *frame) {
+  dev_chunk *c = user;
+  (void)i;
+  if (c->n == GPU_MAX_OUT) return 0;
+  lg_tensor dst;
+  int slot = lg_device_ring_acquire(c->ring, &dst);
+  if (slot < 0) return 0; /* not with DEV_SLOTS (and the ring closes only after this thread) */
+  int rc = LG_OP(c->be, copy, &dst, frame);
+  if (rc) {
+    lg_device_ring_cancel(c->ring, slot);
+    return rc;
+  }
+  c->slot[c->n] = slot;
+  c->frame[c->n] = dst;
+  c->n++;
+  return 0;
+}
+
+static void dev_cancel(dev_chunk *c) {
+  for (int i = 0; i < c->n; i++)
+    lg_device_ring_cancel(c->ring, c->slot[i]);
+  c->n = 0;
+}
+
+/* The paused picture again, from `last` into a slot (GPU worker). */
+static void dev_repeat(lg_device_ring *r, lg_backend *be, const lg_tensor *last, int64_t pts_ns) {
+  lg_tensor dst;
+  int slot = lg_device_ring_acquire(r, &dst);
+  if (slot < 0) return;
+  if (LG_OP(be, copy, &dst, last)) {
+    lg_device_ring_cancel(r, slot);
+    return;
+  }
+  lg_device_ring_publish(r, slot, pts_ns);
+}
+
 typedef struct chunk_times {
   double cap[CAP_FIFO]; /* capture time of the oldest input frame of each pushed chunk */
   int head, n;
@@ -460,7 +690,13 @@ static void *gpu_main(void *arg) {
 
   const bool t2v = !strcmp(s->cfg.engine.mode, "t2v");
   const size_t fsz = (size_t)s->W * s->H * 3;
-  enum { MAX_IN = 8, MAX_OUT = 16 };
+  enum { MAX_IN = 8, MAX_OUT = GPU_MAX_OUT };
+  /* device mode: output frames stay on the GPU (NULL: the host frame ring, as without one) */
+  lg_backend *be = lg_engine_backend(e);
+  lg_tensor dev_last;
+  memset(&dev_last, 0, sizeof dev_last);
+  lg_device_ring *dev = dev_start(s, e, &dev_last);
+  uint64_t dev_seen_drop = 0;
   uint8_t *in_buf = malloc(fsz * MAX_IN), *out_buf = malloc(fsz * MAX_OUT);
   uint8_t *last = malloc(fsz);
   const uint8_t *in_ptr[MAX_IN];
@@ -500,7 +736,12 @@ static void *gpu_main(void *arg) {
       double now = lg_now();
       if (have_last && now - last_repeat >= frame_dt) {
         double t = fmax(now - s->t0, next_pts_t);
-        lg_frame_ring_push(s->out_frames, last, (size_t)s->W * 3, (int64_t)(t * 1e9));
+        if (dev) {
+          dev_repeat(dev, be, &dev_last, (int64_t)(t * 1e9));
+          dev_account(s, dev, &dev_seen_drop);
+        } else {
+          lg_frame_ring_push(s->out_frames, last, (size_t)s->W * 3, (int64_t)(t * 1e9));
+        }
         next_pts_t = t + frame_dt;
         last_repeat = now;
       }
@@ -558,7 +799,11 @@ static void *gpu_main(void *arg) {
       ct.cap[(ct.head + ct.n) % CAP_FIFO] = cap_oldest;
       ct.n++;
     }
-    int n_out = lg_engine_push(e, t2v ? NULL : in_ptr, got, out_ptr, MAX_OUT);
+    dev_chunk dc = {.ring = dev, .be = be, .n = 0};
+    int n_out = dev ? lg_engine_push_device(e, t2v ? NULL : in_ptr, got, dev_take, &dc, MAX_OUT)
+                    : lg_engine_push(e, t2v ? NULL : in_ptr, got, out_ptr, MAX_OUT);
+    if (dev && n_out < 0) dev_cancel(&dc);
+    if (dev && n_out >= 0) n_out = dc.n; /* the frames that got a slot */
     if (n_out == LG_EINVAL && !t2v && lg_engine_frames_needed(e) != got) {
       /* A parameter change (steps) restarted the stream at the chunk boundary, so this
        * push wants a different number of frames: keep what we have and top it up. */
@@ -583,6 +828,7 @@ static void *gpu_main(void *arg) {
     if (n_out > 0 && paused_now) {
       /* Paused while this chunk ran: the picture freezes where the viewer saw it pause, so
        * these frames are not shown (they would be stale after resume anyway). */
+      if (dev) dev_cancel(&dc);
       if (ct.n) {
         ct.head = (ct.head + 1) % CAP_FIFO;
         ct.n--;
@@ -599,13 +845,23 @@ static void *gpu_main(void *arg) {
       double t = fmax(now - s->t0, next_pts_t);
       /* Counted before the frames can reach a viewer, so status never lags the stream. */
       lg_metrics_add(s->metrics, LG_COUNTER_FRAMES_OUT, (uint64_t)n_out);
-      for (int i = 0; i < n_out; i++) {
-        lg_frame_ring_push(s->out_frames, out_ptr[i], (size_t)s->W * 3, (int64_t)(t * 1e9));
-        t += frame_dt;
+      if (dev) {
+        /* the paused picture, copied while this thread still owns the slot */
+        if (LG_OP(be, copy, &dev_last, &dc.frame[n_out - 1]) == 0) have_last = true;
+        for (int i = 0; i < n_out; i++) {
+          lg_device_ring_publish(dev, dc.slot[i], (int64_t)(t * 1e9));
+          t += frame_dt;
+        }
+        dev_account(s, dev, &dev_seen_drop);
+      } else {
+        for (int i = 0; i < n_out; i++) {
+          lg_frame_ring_push(s->out_frames, out_ptr[i], (size_t)s->W * 3, (int64_t)(t * 1e9));
+          t += frame_dt;
+        }
+        memcpy(last, out_ptr[n_out - 1], fsz);
+        have_last = true;
       }
       next_pts_t = t;
-      memcpy(last, out_ptr[n_out - 1], fsz);
-      have_last = true;
       lg_metrics_observe(s->metrics, LG_STAGE_TOTAL, now - cap);
       if (atomic_load(&s->state) == ST_WARMING) atomic_store(&s->state, ST_RUNNING);
       pthread_mutex_lock(&s->mu);
@@ -622,6 +878,7 @@ static void *gpu_main(void *arg) {
   pthread_mutex_lock(&s->mu);
   s->engine = NULL;
   pthread_mutex_unlock(&s->mu);
+  dev_stop(&dev, be, &dev_last); /* before the engine: the encoder uses its CUDA context */
   lg_engine_free(&e);
   free(in_buf);
   free(out_buf);
@@ -675,6 +932,8 @@ lg_serve *lg_serve_new(const lg_config *cfg, char *err, size_t errn) {
   s->t0 = lg_now();
   pthread_mutex_init(&s->mu, NULL);
   pthread_mutex_init(&s->acct_mu, NULL);
+  pthread_mutex_init(&s->dev_mu, NULL);
+  pthread_cond_init(&s->dev_cv, NULL);
   atomic_init(&s->stop, false);
   atomic_init(&s->state, ST_LOADING);
   atomic_init(&s->want_reset, false);
@@ -834,6 +1093,8 @@ void lg_serve_free(lg_serve **ps) {
   lg_metrics_free(&s->metrics);
   pthread_mutex_destroy(&s->mu);
   pthread_mutex_destroy(&s->acct_mu);
+  pthread_mutex_destroy(&s->dev_mu);
+  pthread_cond_destroy(&s->dev_cv);
   free(s);
   *ps = NULL;
 }

@@ -3,6 +3,8 @@
  *   ingest (streaming/ingest: GStreamer threads) -> ingest frame ring (drops oldest)
  *   -> GPU worker (owns the lg_engine: frames_needed, push per chunk)
  *   -> output frame ring -> output encoder thread -> output packet ring
+ *      (device mode, engine on CUDA + h264_nvenc with CUDA frames: a ring of device frames
+ *      instead, device_ring.h; docs/STREAMING_IO.md "Output frames on the GPU")
  *   input frames -> input frame ring -> input encoder thread -> input packet ring (preview)
  *   packet rings -> lws service thread (viewers), RTMP push, recorder, WebRTC.
  * Control reaches the service through lg_control_ops (plain structs; server/control.c do
