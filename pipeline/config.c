@@ -80,6 +80,8 @@ static const field fields[] = {
     INT("output.bitrate_kbps", output.bitrate_kbps, 50, 200000, "encoder bitrate"),
     INT("output.keyint", output.keyint, 1, 1000, "frames between keyframes"),
     STR("output.preset", output.preset, "encoder preset"),
+    BOOL("output.gpu_frames", output.gpu_frames,
+         "serve on CUDA: h264_nvenc takes the frames on the GPU (false: host frames)"),
     STR("output.rtmp", output.rtmp, "RTMP push URL"),
     STR("output.record", output.record, "fragmented MP4 path"),
     STR("server.host", server.host, "listen address"),
@@ -127,6 +129,7 @@ void lg_config_defaults(lg_config *c) {
   c->output.bitrate_kbps = 2000;
   c->output.keyint = 16;
   snprintf(c->output.preset, sizeof c->output.preset, "ultrafast");
+  c->output.gpu_frames = true;
   snprintf(c->server.host, sizeof c->server.host, "127.0.0.1");
   c->server.port = 8080;
   c->server.max_viewers = 64;

@@ -68,6 +68,7 @@ typedef struct lg_output_config {
   int bitrate_kbps;
   int keyint;               /* frames between keyframes */
   char preset[32];          /* encoder preset */
+  bool gpu_frames;          /* h264_nvenc may take the engine's frames on the GPU (serve) */
   char rtmp[LG_PATH_MAX];   /* push URL or "" */
   char record[LG_PATH_MAX]; /* fragmented MP4 path or "" */
 } lg_output_config;

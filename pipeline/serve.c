@@ -570,6 +570,10 @@ static lg_device_ring *dev_start(lg_serve *s, lg_engine *e, lg_tensor *last) {
   const char *codec = s->cfg.output.codec;
   if (!be || !lg_backend_is_cuda(be)) return NULL;
   if (strcmp(codec, "auto") && strcmp(codec, "h264_nvenc")) return NULL; /* libx264 */
+  if (!s->cfg.output.gpu_frames) {
+    LG_INFO(MOD, "output frames stay on the host (output.gpu_frames is false)");
+    return NULL;
+  }
   lg_device_ring *r = lg_device_ring_new(be, s->W, s->H, DEV_SLOTS, OUT_SLOTS);
   int64_t shape[4] = {1, s->H, s->W, 3};
   if (!r || lg_tensor_alloc(be, last, LG_U8, 4, shape)) {
