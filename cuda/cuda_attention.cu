@@ -595,8 +595,9 @@ static int attn_warps(void) {
 }
 
 /* LG_ATTN_KERNEL=1 (mma.sync, 16 queries per warp), 2 (32 per warp, Q in shared memory) or 3
- * to 8 (wgmma, Hopper: its variants 0 to 5, see cuda_attention.cuh; 8 = 4 with TMA); unset: 8 (4's
- * 3 K/V stages with S of the next tile overlapping P V, tiles loaded by TMA: the fastest
+ * to 11 (wgmma, Hopper: its variants 0 to 8, see cuda_attention.cuh; 8 = 4 with TMA; 9 =
+ * experimental, 176-key tiles, 2 stages, TMA; 10 / 11 = experimental, 8 / 9 with ping-pong); unset:
+ * 8 (4's 3 K/V stages with S of the next tile overlapping P V, tiles loaded by TMA: the fastest
  * measured on H100 and H200, see docs/PERFORMANCE.md) where the device runs it, else 1. */
 static int attn_kernel(void) {
   static int k = 0;
@@ -604,15 +605,15 @@ static int attn_kernel(void) {
   if (!k) {
     const char *e = getenv("LG_ATTN_KERNEL");
     int v = e ? atoi(e) : 8;
-    k = v >= 1 && v <= 8 ? v : 8;
+    k = v >= 1 && v <= 11 ? v : 8;
   }
   return k;
 }
 
-/* Tests and benchmarks (declared where used): kernel 1..8 or 0 for the default; split N >= 0
+/* Tests and benchmarks (declared where used): kernel 1..11 or 0 for the default; split N >= 0
  * as LG_ATTN_SPLIT, -1 for the kernel's default, -2 to follow the environment again. */
 extern "C" void lg_cuda_attn_set_kernel(int kernel, int split) {
-  g_attn_kernel = kernel >= 1 && kernel <= 8 ? kernel : 0;
+  g_attn_kernel = kernel >= 1 && kernel <= 11 ? kernel : 0;
   g_attn_split = split >= -2 && split <= 8 ? split : -2;
 }
 

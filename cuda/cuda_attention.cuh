@@ -39,8 +39,10 @@ bool lg_cuda_attn_wgmma_ok(lg_backend *be);
  * (1 = none, 0 = automatic from the wave count). variant: 0 = 2 K/V stages with S of the next
  * tile overlapping P V of this one, 1 = the same with 3 stages, 2 = 2 stages without the
  * overlap, 3 / 4 = variants 1 / 0 with the consumer warpgroups taking turns (ping-pong), 5 =
- * variant 1 with full K/V tiles loaded by TMA (variant 1 when no tensor map fits). p.nsplit,
- * p.tps, p.part_* are set here. */
+ * variant 1 with full K/V tiles loaded by TMA (variant 1 when no tensor map fits), 6 =
+ * experimental: 176-key tiles (S by m64n176k16), 2 stages, the overlap and TMA (variant 1 when no
+ * tensor map fits), 7 / 8 = experimental: variants 5 / 6 with the consumer warpgroups taking
+ * turns (ping-pong). p.nsplit, p.tps, p.part_* are set here. */
 int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant);
 
 #endif

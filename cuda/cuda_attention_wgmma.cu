@@ -1,7 +1,7 @@
 /* cuda_attention_wgmma.cu: the Hopper flash-attention kernel for head dim 128, bf16 (built
  * for sm_90a alone: wgmma and setmaxnreg). FlashAttention-3 style: one block of 3 warpgroups
  * per 128 queries of one head of one batch row; warpgroup 0 is the producer (cp.async of Q and
- * of 128-key K/V tiles into 128-byte-swizzled shared memory, STAGES deep, completion and
+ * of BN-key K/V tiles into 128-byte-swizzled shared memory, STAGES deep, completion and
  * release through mbarriers, K and V each by two warps), warpgroups 1 and 2 are consumers
  * owning 64 query rows each: S = Q K^T by wgmma from shared memory (m64n128k16, fp32), online
  * softmax in registers (exp2 form), P converted to bf16 in registers and fed to O += P V as
@@ -9,8 +9,10 @@
  * tile j so the softmax overlaps the products; PP makes the consumers take turns issuing; TMA
  * loads every full K/V tile with cp.async.bulk.tensor (one thread, two 64-dim boxes of a tensor
  * map per K and V, mbarrier expect_tx) and only the tail tile by cp.async (TMA would read keys
- * past kv_len, which the cache may hold as anything).
- * Default (cuda_attention.cu): 3 stages, OVL, automatic key split, cp.async.
+ * past kv_len, which the cache may hold as anything). BN (keys per tile) 128, or 176 for the
+ * experimental variant 6 (S by m64n176k16 into 88 registers, P V in 11 k-steps, K/V tiles of
+ * 44 KB so only 2 stages fit beside Q: 208 KB; consumers 232 registers, producer 40).
+ * Default (cuda_attention.cu): 3 stages, OVL, automatic key split, TMA.
  * Keys at or past kv_len[b] are zero-filled and masked, queries past Lq zero-filled and not
  * stored; kv_len 0 writes zeros. Optional key split (partials combined by
  * lg_cuda_attn_combine128). q/k/v/o [B, L, heads, 128] with any 16-byte-aligned strides (K/V
@@ -23,8 +25,8 @@
 #include <string.h>
 
 #define WG_BM 128     /* queries per block (2 consumer warpgroups x 64) */
-#define WG_BN 128     /* keys per tile */
-#define WG_TILE 32768 /* bytes of one 128 x 128 bf16 tile */
+#define WG_BN 128     /* keys per tile (variants 0-5; variant 6: 176) */
+#define WG_TILE 32768 /* bytes of one 128 x 128 bf16 tile (Q; K/V tiles are BN x 128) */
 
 /* ---------------------------------------------------------------- device helpers (sm_90a) */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -95,14 +97,14 @@ template <int N> __device__ __forceinline__ void wg_wait_mma() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 /* keep the compiler from moving accumulator accesses across wgmma issue / wait */
-__device__ __forceinline__ void wg_reg_fence(float (&d)[64]) {
+template <int N> __device__ __forceinline__ void wg_reg_fence(float (&d)[N]) {
 #pragma unroll
-  for (int i = 0; i < 64; i++)
+  for (int i = 0; i < N; i++)
     asm volatile("" : "+f"(d[i])::"memory");
 }
-__device__ __forceinline__ void wg_reg_fence_u(uint32_t (&r)[32]) {
+template <int N> __device__ __forceinline__ void wg_reg_fence_u(uint32_t (&r)[N]) {
 #pragma unroll
-  for (int i = 0; i < 32; i++)
+  for (int i = 0; i < N; i++)
     asm volatile("" : "+r"(r[i])::"memory");
 }
 /* d[64x128] (+)= A[64x16] (shared, K-major) * B[16x128] (shared, K-major: [n][k]) */
@@ -125,6 +127,32 @@ __device__ __forceinline__ void wg_mma_ss(float (&d)[64], uint64_t da, uint64_t 
                  "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),
                  "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
                : "l"(da), "l"(db), "r"(acc));
+}
+/* d[64x176] (+)= A[64x16] (shared, K-major) * B[16x176] (shared, K-major: [n][k]) */
+__device__ __forceinline__ void wg_mma_ss(float (&d)[88], uint64_t da, uint64_t db, int acc) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n176k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, "
+      "%9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, "
+      "%27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+      "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, "
+      "%63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, "
+      "%81, %82, %83, %84, %85, %86, %87}, %88, %89, p, 1, 1, 0, "
+      "0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+        "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]),
+        "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]),
+        "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+        "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
+      : "l"(da), "l"(db), "r"(acc));
 }
 /* d[64x128] += A[64x16] (registers) * B[16x128] (shared, N-major: [k][n], transposed) */
 __device__ __forceinline__ void wg_mma_rs(float (&d)[64], const uint32_t *a, uint64_t db) {
@@ -160,22 +188,33 @@ struct wg_maps {
   int rowk, rowv;
 };
 
-/* Shared memory: Q [2 halves of 64 dims][128 rows][128 B], then K[STAGES], V[STAGES] alike,
- * then the mbarriers (Q, K full, V full, K free, V free); row r's 16-byte chunk c of a half sits at
- * chunk c ^ (r % 8). */
-template <int STAGES> constexpr size_t wg_smem_bytes() {
-  return (size_t)WG_TILE * (1 + 2 * STAGES) + 256 + 1024; /* + barriers + alignment slack */
+/* Shared memory: Q [2 halves of 64 dims][128 rows][128 B], then K[STAGES], V[STAGES] alike
+ * ([2 halves][BN rows][128 B], BN * 256 bytes: BN a multiple of 8, so every half stays 1024-byte
+ * aligned), then the mbarriers (Q, K full, V full, K free, V free); row r's 16-byte chunk c of a
+ * half sits at chunk c ^ (r % 8). */
+template <int BN> __host__ __device__ constexpr uint32_t wg_kv_tile() {
+  return (uint32_t)BN * 256;
+}
+template <int STAGES, int BN = WG_BN> constexpr size_t wg_smem_bytes() {
+  /* Q, K and V stages, barriers, alignment slack */
+  return (size_t)WG_TILE + (size_t)2 * STAGES * wg_kv_tile<BN>() + 256 + 1024;
 }
 
-template <int STAGES, bool SPLIT, bool OVL, bool PP, bool TMA>
+/* BN: keys per tile, 128 or 176 (S by m64n176k16, P V in 11 k-steps; the consumers then hold
+ * 88 + 64 + 44 registers of S, O and P: setmaxnreg 232 for them and 40 for the producer, 2 * 128
+ * * 232 + 128 * 40 = 64512 = 384 * 168 as launched; ptxas spills with 224 (consumers) or 24
+ * (producer), not with 232 / 40) */
+template <int STAGES, bool SPLIT, bool OVL, bool PP, bool TMA, int BN = WG_BN>
 __global__ void __launch_bounds__(384, 1)
     k_flash_wg(const __grid_constant__ att_params p, const __grid_constant__ wg_maps tm) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(BN == 128 || BN == 176, "key tile: 128 or 176");
+  constexpr uint32_t KV_TILE = wg_kv_tile<BN>();
   extern __shared__ unsigned char wg_smem_raw[];
   const uint32_t raw = wg_smem_u32(wg_smem_raw);
   const uint32_t sQ = (raw + 1023u) & ~1023u;
-  const uint32_t sK = sQ + WG_TILE, sV = sK + STAGES * WG_TILE;
-  const uint32_t bars = sV + STAGES * WG_TILE;
+  const uint32_t sK = sQ + WG_TILE, sV = sK + STAGES * KV_TILE;
+  const uint32_t bars = sV + STAGES * KV_TILE;
   const uint32_t barQ = bars;
   auto barK = [&](int s) { return bars + 8u * (1 + s); };
   auto barV = [&](int s) { return bars + 8u * (1 + STAGES + s); };
@@ -187,7 +226,7 @@ __global__ void __launch_bounds__(384, 1)
   const int q0 = blockIdx.x * WG_BM;
   const int n = p.kv_len[b];
   const int t_beg = split * p.tps;
-  const int t_end = min((n + WG_BN - 1) / WG_BN, t_beg + p.tps);
+  const int t_end = min((n + BN - 1) / BN, t_beg + p.tps);
   const int ntile = t_end > t_beg ? t_end - t_beg : 0;
 
   if (tid == 0) {
@@ -207,25 +246,28 @@ __global__ void __launch_bounds__(384, 1)
      * and the K tiles, warps 2-3 the V tiles; each keeps two tiles in flight, signals a tile
      * once its own copies of it have landed, and refills a stage once every consumer warp has
      * released it */
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(BN > 128 ? 40 : 56));
     if (ntile == 0) return;
     const bool isv = tid >= 64;
     const int pt = tid % 64, r4 = pt / 16, c = pt % 16; /* 4 rows x 16 chunks per pass */
     /* rows 8j + r4 and 8j + 4 + r4 of pass pair j: their swizzled offsets within 8 rows */
     const uint32_t off0 =
-        (uint32_t)(c / 8) * (WG_BN * 128) + (uint32_t)r4 * 128 + (uint32_t)(((c % 8) ^ r4) * 16);
-    const uint32_t off1 = (uint32_t)(c / 8) * (WG_BN * 128) + (uint32_t)(r4 + 4) * 128 +
+        (uint32_t)(c / 8) * (BN * 128) + (uint32_t)r4 * 128 + (uint32_t)(((c % 8) ^ r4) * 16);
+    const uint32_t off1 = (uint32_t)(c / 8) * (BN * 128) + (uint32_t)(r4 + 4) * 128 +
                           (uint32_t)(((c % 8) ^ (r4 + 4)) * 16);
     const __nv_bfloat16 *src = isv ? (const __nv_bfloat16 *)p.v + b * p.vb + h * p.vh + c * 8
                                    : (const __nv_bfloat16 *)p.k + b * p.kb + h * p.kh + c * 8;
     const int64_t rs = isv ? p.vl : p.kl;
     if (!isv) {
       const __nv_bfloat16 *qp = (const __nv_bfloat16 *)p.q + b * p.qb + h * p.qh + c * 8;
+      /* Q's halves are WG_BM rows apart, K/V's BN */
+      const uint32_t qo0 = off0 - (uint32_t)(c / 8) * ((BN - WG_BM) * 128);
+      const uint32_t qo1 = off1 - (uint32_t)(c / 8) * ((BN - WG_BM) * 128);
 #pragma unroll 4
       for (int j = 0; j < 16; j++) {
         int qa = q0 + j * 8 + r4, qb2 = qa + 4;
-        wg_cp16(sQ + off0 + j * 1024, qa < p.Lq ? qp + (int64_t)qa * p.ql : qp, qa < p.Lq ? 16 : 0);
-        wg_cp16(sQ + off1 + j * 1024, qb2 < p.Lq ? qp + (int64_t)qb2 * p.ql : qp,
+        wg_cp16(sQ + qo0 + j * 1024, qa < p.Lq ? qp + (int64_t)qa * p.ql : qp, qa < p.Lq ? 16 : 0);
+        wg_cp16(sQ + qo1 + j * 1024, qb2 < p.Lq ? qp + (int64_t)qb2 * p.ql : qp,
                 qb2 < p.Lq ? 16 : 0);
       }
       wg_commit();
@@ -244,20 +286,20 @@ __global__ void __launch_bounds__(384, 1)
       const CUtensorMap *map = isv ? &tm.v : &tm.k;
       const int mrow = (isv ? tm.rowv : tm.rowk) ? b : 0;
       for (int it = 0; it < ntile; it++) {
-        const int s = it % STAGES, key0 = (t_beg + it) * WG_BN;
-        const uint32_t fb = isv ? barV(s) : barK(s), dst = base + s * WG_TILE;
+        const int s = it % STAGES, key0 = (t_beg + it) * BN;
+        const uint32_t fb = isv ? barV(s) : barK(s), dst = base + s * KV_TILE;
         if (it >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((it / STAGES) + 1) & 1);
-        if (key0 + WG_BN <= n) {
+        if (key0 + BN <= n) {
           if (pt == 0) {
-            mbar_arrive_tx(fb, WG_TILE);
+            mbar_arrive_tx(fb, KV_TILE);
             wg_tma_load(dst, map, 0, h, key0, mrow, fb);
-            wg_tma_load(dst + WG_BN * 128, map, 64, h, key0, mrow, fb);
+            wg_tma_load(dst + BN * 128, map, 64, h, key0, mrow, fb);
           } else {
             mbar_arrive(fb);
           }
         } else {
 #pragma unroll 4
-          for (int j = 0; j < 16; j++) {
+          for (int j = 0; j < BN / 8; j++) {
             int ka = key0 + j * 8 + r4, kb2 = ka + 4;
             wg_cp16(dst + off0 + j * 1024, ka < n ? src + (int64_t)ka * rs : src, ka < n ? 16 : 0);
             wg_cp16(dst + off1 + j * 1024, kb2 < n ? src + (int64_t)kb2 * rs : src,
@@ -276,11 +318,11 @@ __global__ void __launch_bounds__(384, 1)
       }
     } else {
       for (int it = 0; it < ntile; it++) {
-        const int s = it % STAGES, key0 = (t_beg + it) * WG_BN;
+        const int s = it % STAGES, key0 = (t_beg + it) * BN;
         if (it >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((it / STAGES) + 1) & 1);
-        const uint32_t dst = base + s * WG_TILE;
+        const uint32_t dst = base + s * KV_TILE;
 #pragma unroll 4
-        for (int j = 0; j < 16; j++) {
+        for (int j = 0; j < BN / 8; j++) {
           int ka = key0 + j * 8 + r4, kb2 = ka + 4;
           wg_cp16(dst + off0 + j * 1024, ka < n ? src + (int64_t)ka * rs : src, ka < n ? 16 : 0);
           wg_cp16(dst + off1 + j * 1024, kb2 < n ? src + (int64_t)kb2 * rs : src, kb2 < n ? 16 : 0);
@@ -298,11 +340,11 @@ __global__ void __launch_bounds__(384, 1)
   }
 
   /* -------------------------------------------------- consumer warpgroups */
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(BN > 128 ? 232 : 224));
   const int cw = wg - 1, lt = tid % 128, warp = lt / 32, lane = lt % 32;
   const int g = lane / 4, t = lane % 4;
-  float o[64], sc[64];
-  uint32_t pf[32]; /* P as the A operand: 8 k-steps of 16 keys, 4 registers each */
+  float o[64], sc[BN / 2];
+  uint32_t pf[BN / 4]; /* P as the A operand: BN / 16 k-steps of 16 keys, 4 registers each */
 #pragma unroll
   for (int i = 0; i < 64; i++)
     o[i] = 0.f;
@@ -310,34 +352,35 @@ __global__ void __launch_bounds__(384, 1)
   const float sl2 = p.scale_log2;
   /* V is N-major (transposed B): leading offset = between 64-dim halves, stride = between
    * 8-key groups */
-  const uint32_t vlbo = p.wg_dbg & 1 ? 1024 : WG_BN * 128, vsbo = p.wg_dbg & 1 ? WG_BN * 128 : 1024;
+  const uint32_t vlbo = p.wg_dbg & 1 ? 1024 : BN * 128, vsbo = p.wg_dbg & 1 ? BN * 128 : 1024;
   const uint32_t qrow = sQ + (uint32_t)cw * 64 * 128;
   /* S = Q K^T of stage s into sc (issued, not waited for) */
   auto issue_qk = [&](int s) {
-    const uint32_t kt = sK + s * WG_TILE;
+    const uint32_t kt = sK + s * KV_TILE;
     wg_fence();
 #pragma unroll
     for (int kk = 0; kk < 8; kk++) {
-      uint32_t off = (uint32_t)(kk / 4) * (WG_BN * 128) + (uint32_t)(kk % 4) * 32;
-      wg_mma_ss(sc, wg_desc(qrow + off, 16, 1024), wg_desc(kt + off, 16, 1024), kk > 0);
+      uint32_t qoff = (uint32_t)(kk / 4) * (WG_BM * 128) + (uint32_t)(kk % 4) * 32;
+      uint32_t koff = (uint32_t)(kk / 4) * (BN * 128) + (uint32_t)(kk % 4) * 32;
+      wg_mma_ss(sc, wg_desc(qrow + qoff, 16, 1024), wg_desc(kt + koff, 16, 1024), kk > 0);
     }
     wg_commit_mma();
   };
   /* O += P V of stage s (issued, not waited for) */
   auto issue_pv = [&](int s) {
-    const uint32_t vt = sV + s * WG_TILE;
+    const uint32_t vt = sV + s * KV_TILE;
     wg_fence();
 #pragma unroll
-    for (int kk = 0; kk < 8; kk++)
+    for (int kk = 0; kk < BN / 16; kk++)
       wg_mma_rs(o, pf + 4 * kk, wg_desc(vt + (uint32_t)kk * 2048, vlbo, vsbo));
     wg_commit_mma();
   };
-  /* online softmax of sc (keys key0..key0+127, masked past n): new running max, the factor
+  /* online softmax of sc (keys key0..key0+BN-1, masked past n): new running max, the factor
    * a0/a1 that rescales what came before, exponentials in place, row sums */
   auto softmax = [&](int key0) {
-    if (key0 + WG_BN > n) {
+    if (key0 + BN > n) {
 #pragma unroll
-      for (int nb = 0; nb < 16; nb++) {
+      for (int nb = 0; nb < BN / 8; nb++) {
         int key = key0 + nb * 8 + 2 * t;
         if (key >= n) sc[4 * nb + 0] = sc[4 * nb + 2] = -INFINITY;
         if (key + 1 >= n) sc[4 * nb + 1] = sc[4 * nb + 3] = -INFINITY;
@@ -345,7 +388,7 @@ __global__ void __launch_bounds__(384, 1)
     }
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-    for (int nb = 0; nb < 16; nb++) {
+    for (int nb = 0; nb < BN / 8; nb++) {
       mx0 = fmaxf(mx0, fmaxf(sc[4 * nb + 0], sc[4 * nb + 1]));
       mx1 = fmaxf(mx1, fmaxf(sc[4 * nb + 2], sc[4 * nb + 3]));
     }
@@ -359,7 +402,7 @@ __global__ void __launch_bounds__(384, 1)
     m0 = mn0, m1 = mn1;
     float s0 = 0.f, s1 = 0.f;
 #pragma unroll
-    for (int nb = 0; nb < 16; nb++) {
+    for (int nb = 0; nb < BN / 8; nb++) {
       sc[4 * nb + 0] = exp2f(fmaf(sc[4 * nb + 0], sl2, -base0));
       sc[4 * nb + 1] = exp2f(fmaf(sc[4 * nb + 1], sl2, -base0));
       sc[4 * nb + 2] = exp2f(fmaf(sc[4 * nb + 2], sl2, -base1));
@@ -375,6 +418,11 @@ __global__ void __launch_bounds__(384, 1)
     for (int nb = 0; nb < 16; nb++) {
       o[4 * nb + 0] *= a0, o[4 * nb + 1] *= a0;
       o[4 * nb + 2] *= a1, o[4 * nb + 3] *= a1;
+      pf[(nb / 2) * 4 + (nb % 2) * 2 + 0] = wg_pack(sc[4 * nb + 0], sc[4 * nb + 1]);
+      pf[(nb / 2) * 4 + (nb % 2) * 2 + 1] = wg_pack(sc[4 * nb + 2], sc[4 * nb + 3]);
+    }
+#pragma unroll
+    for (int nb = 16; nb < BN / 8; nb++) { /* BN 176: P's key blocks past the 16 of O's dims */
       pf[(nb / 2) * 4 + (nb % 2) * 2 + 0] = wg_pack(sc[4 * nb + 0], sc[4 * nb + 1]);
       pf[(nb / 2) * 4 + (nb % 2) * 2 + 1] = wg_pack(sc[4 * nb + 2], sc[4 * nb + 3]);
     }
@@ -400,7 +448,7 @@ __global__ void __launch_bounds__(384, 1)
       wg_wait_mma<0>();
       wg_reg_fence(sc);
       if (lane == 0) mbar_arrive(barEK(0));
-      softmax(t_beg * WG_BN);
+      softmax(t_beg * BN);
       rescale_pack();
       for (int it = 1; it < ntile; it++) {
         const int s = it % STAGES, sp = (it - 1) % STAGES;
@@ -413,7 +461,7 @@ __global__ void __launch_bounds__(384, 1)
         wg_wait_mma<1>(); /* S done; P V may still run */
         wg_reg_fence(sc);
         if (lane == 0) mbar_arrive(barEK(s));
-        softmax((t_beg + it) * WG_BN);
+        softmax((t_beg + it) * BN);
         wg_wait_mma<0>();
         wg_reg_fence(o);
         wg_reg_fence_u(pf);
@@ -438,7 +486,7 @@ __global__ void __launch_bounds__(384, 1)
         wg_wait_mma<0>();
         wg_reg_fence(sc);
         if (lane == 0) mbar_arrive(barEK(s));
-        softmax((t_beg + it) * WG_BN);
+        softmax((t_beg + it) * BN);
         rescale_pack();
         mbar_wait(barV(s), par);
         issue_pv(s);
@@ -496,14 +544,15 @@ __global__ void k_wg_probe(int *out) {
 #endif
 }
 
-template <int ST, bool OVL, bool PP, bool TMA = false> static int wg_set_attr(void) {
+template <int ST, bool OVL, bool PP, bool TMA = false, int BN = WG_BN>
+static int wg_set_attr(void) {
   int err = 0;
-  CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<ST, false, OVL, PP, TMA>,
+  CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<ST, false, OVL, PP, TMA, BN>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  (int)wg_smem_bytes<ST>()));
-  CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<ST, true, OVL, PP, TMA>,
+                                  (int)wg_smem_bytes<ST, BN>()));
+  CUDA_CHECK(cudaFuncSetAttribute(k_flash_wg<ST, true, OVL, PP, TMA, BN>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  (int)wg_smem_bytes<ST>()));
+                                  (int)wg_smem_bytes<ST, BN>()));
   return 0;
 fail:
   return err;
@@ -529,6 +578,9 @@ bool lg_cuda_attn_wgmma_ok(lg_backend *be) {
     LG_TRY((wg_set_attr<3, true, true>()));
     LG_TRY((wg_set_attr<2, true, true>()));
     LG_TRY((wg_set_attr<3, true, false, true>()));
+    LG_TRY((wg_set_attr<2, true, false, true, 176>()));
+    LG_TRY((wg_set_attr<3, true, true, true>()));
+    LG_TRY((wg_set_attr<2, true, true, true, 176>()));
     ok = h == 1;
     if (!ok) LG_WARN(LG_CUDA_MOD, "attention: the sm_90a image was not loaded; no wgmma kernel");
   fail:
@@ -538,19 +590,19 @@ bool lg_cuda_attn_wgmma_ok(lg_backend *be) {
   return ok == 1;
 }
 
-template <int ST, bool OVL, bool PP, bool TMA = false>
+template <int ST, bool OVL, bool PP, bool TMA = false, int BN = WG_BN>
 static void wg_launch(const att_params &p, const wg_maps &m, dim3 grid, cudaStream_t st) {
   if (p.nsplit > 1)
-    k_flash_wg<ST, true, OVL, PP, TMA><<<grid, 384, wg_smem_bytes<ST>(), st>>>(p, m);
+    k_flash_wg<ST, true, OVL, PP, TMA, BN><<<grid, 384, wg_smem_bytes<ST, BN>(), st>>>(p, m);
   else
-    k_flash_wg<ST, false, OVL, PP, TMA><<<grid, 384, wg_smem_bytes<ST>(), st>>>(p, m);
+    k_flash_wg<ST, false, OVL, PP, TMA, BN><<<grid, 384, wg_smem_bytes<ST, BN>(), st>>>(p, m);
 }
 
-/* The TMA variant's tensor map of K or V ([B, L, heads, 128] bf16, strides in elements; batch
- * stride 0 allowed): false when the driver entry point is missing or the strides do not fit a
- * tensor map (the caller then runs the cp.async variant). */
+/* The TMA variants' tensor map of K or V ([B, L, heads, 128] bf16, strides in elements; batch
+ * stride 0 allowed; boxes of bn keys x 64 dims): false when the driver entry point is missing or
+ * the strides do not fit a tensor map (the caller then runs the cp.async variant). */
 static bool wg_encode_map(CUtensorMap *m, int *row, const void *base, int64_t sb, int64_t sl,
-                          int64_t sh, int B, int L, int nh) {
+                          int64_t sh, int B, int L, int nh, int bn) {
   static PFN_cuTensorMapEncodeTiled_v12000 enc = NULL;
   static int tried = 0;
   if (!tried) {
@@ -567,7 +619,7 @@ static bool wg_encode_map(CUtensorMap *m, int *row, const void *base, int64_t sb
   cuuint64_t dims[4] = {128, (cuuint64_t)nh, (cuuint64_t)L, (cuuint64_t)(sb ? B : 1)};
   cuuint64_t str[3] = {(cuuint64_t)sh * 2, (cuuint64_t)sl * 2,
                        (cuuint64_t)(sb ? sb : sl * (int64_t)L) * 2};
-  cuuint32_t box[4] = {64, 1, WG_BN, 1}, es[4] = {1, 1, 1, 1};
+  cuuint32_t box[4] = {64, 1, (cuuint32_t)bn, 1}, es[4] = {1, 1, 1, 1};
   return enc(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, (void *)base, dims, str, box, es,
              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
@@ -603,7 +655,16 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
   int qt = (p.Lq + WG_BM - 1) / WG_BM, maxn = 0;
   for (int b = 0; b < B; b++)
     maxn = p.kv_len[b] > maxn ? p.kv_len[b] : maxn;
-  int ntiles = (maxn + WG_BN - 1) / WG_BN;
+  wg_maps m;
+  memset(&m, 0, sizeof m);
+  if (variant >= 5 && variant <= 8) { /* the TMA variants */
+    const int bn = variant == 6 || variant == 8 ? 176 : WG_BN;
+    if (!(wg_encode_map(&m.k, &m.rowk, p.k, p.kb, p.kl, p.kh, B, p.Lk, p.nh, bn) &&
+          wg_encode_map(&m.v, &m.rowv, p.v, p.vb, p.vl, p.vh, B, p.Lk, p.nh, bn)))
+      variant = 1; /* no tensor map: variant 1, the cp.async kernel of 128-key tiles */
+  }
+  const int bn = variant == 6 || variant == 8 ? 176 : WG_BN; /* keys per tile */
+  int ntiles = (maxn + bn - 1) / bn;
   static int dbg = -1;
   if (dbg < 0) {
     const char *e = getenv("LG_ATTN_WG_DEBUG");
@@ -631,12 +692,13 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
   }
   {
     dim3 grid(qt, p.nh, B * ns);
-    wg_maps m;
-    memset(&m, 0, sizeof m);
-    if (variant == 5 && !(wg_encode_map(&m.k, &m.rowk, p.k, p.kb, p.kl, p.kh, B, p.Lk, p.nh) &&
-                          wg_encode_map(&m.v, &m.rowv, p.v, p.vb, p.vl, p.vh, B, p.Lk, p.nh)))
-      variant = 1; /* no tensor map: the same kernel with cp.async */
-    if (variant == 5)
+    if (variant == 8)
+      wg_launch<2, true, true, true, 176>(p, m, grid, c->stream);
+    else if (variant == 7)
+      wg_launch<3, true, true, true>(p, m, grid, c->stream);
+    else if (variant == 6)
+      wg_launch<2, true, false, true, 176>(p, m, grid, c->stream);
+    else if (variant == 5)
       wg_launch<3, true, false, true>(p, m, grid, c->stream);
     else if (variant == 1)
       wg_launch<3, true, false>(p, m, grid, c->stream);

@@ -5,10 +5,10 @@
  * the CUDA op's arithmetic and its bf16 output, not the input rounding. Outputs on the GPU are
  * poisoned (NaN) first, so an unwritten element fails. Error = ||gpu - cpu|| / ||cpu||.
  * Prints one table row per check and exits 1 if any fails (2 if no GPU).
- * Usage: lg_gpu_tests [filter-substring] | --perf (times the row ops at the DiT's sizes) |
- * --attn-perf (attention TFLOP/s per kernel at the DiT's shapes) | --conv-perf (conv3d per path
- * at the Wan VAE / TAEHV shapes, and the VAE middle attention).
- * Main thread only; run by tests/gpu/run. */
+ * Usage: lg_gpu_tests [filter-substring | wgmmaN (the wgmma attention cases of kernel N)] |
+ * --perf (times the row ops at the DiT's sizes) | --attn-perf (attention TFLOP/s per kernel at the
+ * DiT's shapes) | --conv-perf (conv3d per path at the Wan VAE / TAEHV shapes, and the VAE middle
+ * attention). Main thread only; run by tests/gpu/run. */
 #include "kv_cache.h"
 #include "lg_backend.h"
 #include "lg_cuda.h"
@@ -477,17 +477,24 @@ static void t_attn_wgmma(void) {
   row("attention wgmma kernel loaded", act == 1 ? "sm_90a" : "not Hopper", 0, 0,
       act < 0 ? LG_ENOTSUP : 0);
   if (act != 1) return;
-  /* kernel 8 (kernel 4 with full K/V tiles loaded by TMA: the candidate default, 25.0 ms per
-   * 2-step chunk against 27.2) and kernel 4 (the default: 3 stages, S of the next tile
-   * overlapping P V, cp.async loads) with and without the key split, then the variants 3 (2
-   * stages), 5 (2 stages, no overlap), 6 (3 stages, ping-pong), 7 (2 stages, ping-pong) */
+  /* kernel 8 (the default: kernel 4 with full K/V tiles loaded by TMA) and kernel 4 (3
+   * stages, S of the next tile overlapping P V, cp.async loads) with and without the key split,
+   * then the variants 3 (2 stages), 5 (2 stages, no overlap), 6 (3 stages, ping-pong), 7 (2
+   * stages, ping-pong), and the experimental kernel 9 (176-key tiles, 2 stages, TMA: 9360 keys
+   * = 53 full tiles + 32, 3120 = 17 + 128, 512 = 2 + 160, so every case has a masked tail; with
+   * split 2 the 3120-key row's second half gets no keys), and 10 / 11 (8 / 9 with ping-pong,
+   * experimental). The filter "wgmmaN" runs only kernel N's cases. */
   struct {
     int kernel, split;
     bool all;
-  } vs[9] = {{8, 1, true},  {8, 2, true},  {4, 1, true}, {4, 2, true}, {3, 1, true},
-             {3, 2, false}, {5, 1, false}, {6, 2, true}, {7, 1, false}};
-  for (int vi = 0; vi < 9; vi++) {
+  } vs[] = {{8, 1, true},  {8, 2, true},  {4, 1, true},  {4, 2, true},  {3, 1, true},
+            {3, 2, false}, {5, 1, false}, {6, 2, true},  {7, 1, false}, {9, 1, true},
+            {9, 2, true},  {10, 2, true}, {11, 1, true}, {11, 2, true}};
+  for (int vi = 0; vi < (int)(sizeof vs / sizeof vs[0]); vi++) {
     int kn = vs[vi].kernel, sp = vs[vi].split;
+    char only[16];
+    snprintf(only, sizeof only, "wgmma%d", kn);
+    if (g_filter && !strncmp(g_filter, "wgmma", 5) && strcmp(g_filter, only)) continue;
     lg_cuda_attn_set_kernel(kn, sp);
     char nm[64];
     int32_t k1[2] = {9360, 3120}, k2[2] = {77, 0}, k3[2] = {0, 9360}, k4[2] = {77, 3};
@@ -507,6 +514,10 @@ static void t_attn_wgmma(void) {
 }
 
 static void t_attention(void) {
+  if (g_filter && !strncmp(g_filter, "wgmma", 5)) { /* "wgmmaN": kernel N's wgmma cases only */
+    t_attn_wgmma();
+    return;
+  }
   if (!want("attention")) return;
   t_attn_wgmma();
   t_attn_bias();
@@ -1450,18 +1461,25 @@ static void perf_attention(void) {
   struct {
     const char *nm;
     int kernel, split;
-  } ks_[11] = {{"mma.sync (kernel 1)", 1, 1},
-               {"wgmma (kernel 3), no split", 3, 1},
-               {"wgmma (kernel 3), auto split", 3, 0},
-               {"wgmma 3 stages (4), no split", 4, 1},
-               {"wgmma 3 stages (4), auto split", 4, 0},
-               {"wgmma no overlap (5), no split", 5, 1},
-               {"wgmma no overlap (5), auto", 5, 0},
-               {"wgmma 3st ping-pong (6), none", 6, 1},
-               {"wgmma 3st ping-pong (6), auto", 6, 0},
-               {"wgmma 2st ping-pong (7), none", 7, 1},
-               {"wgmma 2st ping-pong (7), auto", 7, 0}};
-  int nk = lg_cuda_attn_wgmma_active(g_gpu) == 1 ? 11 : 1;
+  } ks_[] = {{"mma.sync (kernel 1)", 1, 1},
+             {"wgmma (kernel 3), no split", 3, 1},
+             {"wgmma (kernel 3), auto split", 3, 0},
+             {"wgmma 3 stages (4), no split", 4, 1},
+             {"wgmma 3 stages (4), auto split", 4, 0},
+             {"wgmma no overlap (5), no split", 5, 1},
+             {"wgmma no overlap (5), auto", 5, 0},
+             {"wgmma 3st ping-pong (6), none", 6, 1},
+             {"wgmma 3st ping-pong (6), auto", 6, 0},
+             {"wgmma 2st ping-pong (7), none", 7, 1},
+             {"wgmma 2st ping-pong (7), auto", 7, 0},
+             {"wgmma 3st TMA (8), no split", 8, 1},
+             {"wgmma TMA (8), auto (default)", 8, 0},
+             {"wgmma 176 keys 2st TMA (9), none", 9, 1},
+             {"wgmma 176 keys 2st TMA (9), auto", 9, 0},
+             {"wgmma TMA ping-pong (10), auto", 10, 0},
+             {"wgmma 176 TMA ping-pong (11), none", 11, 1},
+             {"wgmma 176 TMA ping-pong (11), auto", 11, 0}};
+  int nk = lg_cuda_attn_wgmma_active(g_gpu) == 1 ? (int)(sizeof ks_ / sizeof ks_[0]) : 1;
   printf("\nattention on %s, B 2, Lq 1560, 12 heads x 128, bf16 (median of 20):\n\n",
          lg_cuda_device_name(g_gpu));
   printf("| %-30s | %-22s | %10s | %8s |\n|---|---|---|---|\n", "kernel", "shape", "us", "TFLOP/s");
