@@ -595,17 +595,18 @@ static int attn_warps(void) {
 }
 
 /* LG_ATTN_KERNEL=1 (mma.sync, 16 queries per warp), 2 (32 per warp, Q in shared memory) or 3
- * to 11 (wgmma, Hopper: its variants 0 to 8, see cuda_attention.cuh; 8 = 4 with TMA; 9 =
- * experimental, 176-key tiles, 2 stages, TMA; 10 / 11 = experimental, 8 / 9 with ping-pong); unset:
- * 8 (4's 3 K/V stages with S of the next tile overlapping P V, tiles loaded by TMA: the fastest
- * measured on H100 and H200, see docs/PERFORMANCE.md) where the device runs it, else 1. */
+ * to 11 (wgmma, Hopper: its variants 0 to 8, see cuda_attention.cuh; 8 = 4 with TMA; 9 = 176-key
+ * tiles, 2 stages, TMA; 10 / 11 = 8 / 9 with ping-pong); unset: 10 (3 K/V stages loaded by TMA,
+ * S of the next tile overlapping P V, the two consumer warpgroups taking turns at the tensor
+ * cores: the fastest measured on the H100 in two A/B runs, see docs/PERFORMANCE.md) where the
+ * device runs it, else 1. */
 static int attn_kernel(void) {
   static int k = 0;
   if (g_attn_kernel) return g_attn_kernel;
   if (!k) {
     const char *e = getenv("LG_ATTN_KERNEL");
-    int v = e ? atoi(e) : 8;
-    k = v >= 1 && v <= 11 ? v : 8;
+    int v = e ? atoi(e) : 10;
+    k = v >= 1 && v <= 11 ? v : 10;
   }
   return k;
 }

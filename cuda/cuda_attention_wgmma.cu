@@ -12,7 +12,7 @@
  * past kv_len, which the cache may hold as anything). BN (keys per tile) 128, or 176 for the
  * experimental variant 6 (S by m64n176k16 into 88 registers, P V in 11 k-steps, K/V tiles of
  * 44 KB so only 2 stages fit beside Q: 208 KB; consumers 232 registers, producer 40).
- * Default (cuda_attention.cu): 3 stages, OVL, automatic key split, TMA.
+ * Default (cuda_attention.cu, kernel 10): 3 stages, OVL, PP, TMA, automatic key split.
  * Keys at or past kv_len[b] are zero-filled and masked, queries past Lq zero-filled and not
  * stored; kv_len 0 writes zeros. Optional key split (partials combined by
  * lg_cuda_attn_combine128). q/k/v/o [B, L, heads, 128] with any 16-byte-aligned strides (K/V
