@@ -24,52 +24,12 @@ enum { LAYERS = 6, LH = 8, LW = 8, CHUNKS = 14, FRAME = LH * LW * 16 };
 static char g_dir[256], g_ckpt[300];
 static float g_ctx[512 * 64];
 
-/* The tiny DiT spec with its two blocks replaced by LAYERS blocks (random, seed 7). */
-static void write_model(const char *path) {
-  lg_tensor_spec *sp = NULL;
-  int n = 0;
-  char err[256];
-  assert_int_equal(lg_model_spec("wan-dit", "tiny", &sp, &n, err, sizeof err), 0);
-  int cap = n * LAYERS;
-  char **names = calloc((size_t)cap, sizeof *names);
-  lg_tensor *ts = calloc((size_t)cap, sizeof *ts);
-  lg_rng r;
-  lg_rng_seed(&r, 7);
-  int k = 0;
-  for (int i = 0; i < n; i++) {
-    bool blk = !strncmp(sp[i].name, "blocks.", 7);
-    if (blk && strncmp(sp[i].name, "blocks.0.", 9)) continue; /* blocks.1.*: from blocks.0 */
-    for (int l = 0; l < (blk ? LAYERS : 1); l++) {
-      names[k] = malloc(128);
-      if (blk)
-        snprintf(names[k], 128, "blocks.%d.%s", l, sp[i].name + 9);
-      else
-        snprintf(names[k], 128, "%s", sp[i].name);
-      ts[k] = lg_tensor_make(NULL, NULL, LG_F32, sp[i].ndim, sp[i].shape);
-      size_t ne = (size_t)lg_tensor_numel(&ts[k]);
-      float *b = malloc(ne * sizeof(float));
-      for (size_t j = 0; j < ne; j++)
-        b[j] = sp[i].mean + sp[i].std * (float)lg_rng_normal(&r);
-      ts[k].data = b;
-      k++;
-    }
-  }
-  assert_int_equal(lg_safetensors_write(path, (const char *const *)names, ts, k, NULL, 0), 0);
-  for (int i = 0; i < k; i++) {
-    free(names[i]);
-    free(ts[i].data);
-  }
-  free(names);
-  free(ts);
-  free(sp);
-}
-
 static int setup(void **state) {
   (void)state;
   snprintf(g_dir, sizeof g_dir, "/tmp/lg_test_stages_XXXXXX");
   if (!mkdtemp(g_dir)) return -1;
   snprintf(g_ckpt, sizeof g_ckpt, "%s/dit6.safetensors", g_dir);
-  write_model(g_ckpt);
+  tu_write_tiny_dit(g_ckpt, LAYERS, 7); /* random, seed 7 */
   lg_rng r;
   lg_rng_seed(&r, 11);
   for (int i = 0; i < 512 * 64; i++)

@@ -1,6 +1,9 @@
 /* test_util.c: shared helpers for the cmocka unit tests (see test_util.h). Test thread. */
 #include "test_util.h"
 
+#include "model_spec.h"
+#include "checkpoint.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,4 +158,43 @@ void tu_log_capture(bool on) {
 
 const char *tu_log_text(void) {
   return tu_log_buf;
+}
+
+void tu_write_tiny_dit(const char *path, int layers, uint64_t seed) {
+  lg_tensor_spec *sp = NULL;
+  int n = 0;
+  char err[256];
+  assert_int_equal(lg_model_spec("wan-dit", "tiny", &sp, &n, err, sizeof err), 0);
+  int cap = n * layers;
+  char **names = calloc((size_t)cap, sizeof *names);
+  lg_tensor *ts = calloc((size_t)cap, sizeof *ts);
+  lg_rng r;
+  lg_rng_seed(&r, seed);
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    bool blk = !strncmp(sp[i].name, "blocks.", 7);
+    if (blk && strncmp(sp[i].name, "blocks.0.", 9)) continue; /* blocks.1.*: from blocks.0 */
+    for (int l = 0; l < (blk ? layers : 1); l++) {
+      names[k] = malloc(128);
+      if (blk)
+        snprintf(names[k], 128, "blocks.%d.%s", l, sp[i].name + 9);
+      else
+        snprintf(names[k], 128, "%s", sp[i].name);
+      ts[k] = lg_tensor_make(NULL, NULL, LG_F32, sp[i].ndim, sp[i].shape);
+      size_t ne = (size_t)lg_tensor_numel(&ts[k]);
+      float *b = malloc(ne * sizeof(float));
+      for (size_t j = 0; j < ne; j++)
+        b[j] = sp[i].mean + sp[i].std * (float)lg_rng_normal(&r);
+      ts[k].data = b;
+      k++;
+    }
+  }
+  assert_int_equal(lg_safetensors_write(path, (const char *const *)names, ts, k, NULL, 0), 0);
+  for (int i = 0; i < k; i++) {
+    free(names[i]);
+    free(ts[i].data);
+  }
+  free(names);
+  free(ts);
+  free(sp);
 }

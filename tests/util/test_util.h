@@ -49,6 +49,9 @@ double tu_assert_close(const lg_tensor *t, const double *ref, double tol, const 
 /* Raw little-endian f32 files (fixtures). write returns 0 or LG_EIO; read returns a malloc'ed
  * array and its length, or NULL. */
 int tu_write_f32(const char *path, const float *v, size_t n);
+/* Writes the tiny Wan DiT spec with its blocks replaced by `layers` blocks (f32, values from
+ * the spec's mean/std and lg_rng seeded with seed) as safetensors; asserts on failure. */
+void tu_write_tiny_dit(const char *path, int layers, uint64_t seed);
 float *tu_read_f32(const char *path, size_t *n);
 
 /* Log capture: while on, log lines go to a buffer instead of stderr (so expected errors do not
