@@ -230,11 +230,7 @@ static int bench_nccl(const pargs *a, int n) {
       lg_transport *t = m ? lg_nccl_transport_new(id, r, n, r, maxp) : NULL;
       int krc = t ? lg_stages_rank_main(m, &o, t) : 1;
       lg_transport_free(&t);
-      if (m) {
-        lg_backend *be = lg_wan_dit_backend(m);
-        lg_wan_dit_free(&m);
-        lg_backend_free(&be);
-      }
+      lg_stages_model_free(&m);
       _exit(krc ? 1 : 0);
     }
     if (kids[r] < 0) {
@@ -259,11 +255,7 @@ static int bench_nccl(const pargs *a, int n) {
   }
   lg_stage_free(&s0);
   lg_transport_free(&t);
-  if (m) {
-    lg_backend *be = lg_wan_dit_backend(m);
-    lg_wan_dit_free(&m);
-    lg_backend_free(&be);
-  }
+  lg_stages_model_free(&m);
   for (int r = 1; r < n; r++) {
     int st = 0;
     if (kids[r] > 0 && (waitpid(kids[r], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st))) rc = 1;

@@ -114,13 +114,6 @@ static int send_session(lg_dit_runner *r, int kind, const lg_stages_opts *o) {
 
 /* ------------------------------------------------------------ in-process stages */
 
-static void free_model(lg_wan_dit **m) {
-  if (!*m) return;
-  lg_backend *be = lg_wan_dit_backend(*m);
-  lg_wan_dit_free(m);
-  lg_backend_free(&be);
-}
-
 static void *stage_thread(void *arg) {
   int *rp = arg;
   int rank = *rp;
@@ -143,7 +136,7 @@ static void *stage_thread(void *arg) {
     }
   }
   lg_transport_free(&t);
-  free_model(&m);
+  lg_stages_model_free(&m);
   return NULL;
 }
 

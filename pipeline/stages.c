@@ -1007,8 +1007,8 @@ struct lg_stages_inproc {
   int rank_arg[LG_STAGES_MAX];
 };
 
-static void free_model(lg_wan_dit **m) {
-  if (!*m) return;
+void lg_stages_model_free(lg_wan_dit **m) {
+  if (!m || !*m) return;
   lg_backend *be = lg_wan_dit_backend(*m);
   lg_wan_dit_free(m);
   lg_backend_free(&be);
@@ -1040,7 +1040,7 @@ static void *stage_thread(void *arg) {
   }
   lg_stage_free(&s);
   lg_transport_free(&t);
-  free_model(&m);
+  lg_stages_model_free(&m);
   return NULL;
 }
 
@@ -1112,7 +1112,7 @@ void lg_stages_inproc_free(lg_stages_inproc **pp) {
     if (p->started[r]) pthread_join(p->th[r], NULL);
   lg_stage_free(&p->s0);
   lg_transport_free(&p->t0);
-  free_model(&p->m0);
+  lg_stages_model_free(&p->m0);
   lg_inproc_group_free(&p->g);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);

@@ -92,6 +92,8 @@ size_t lg_stage_bytes(const lg_stage *s);
  * and its backend when the thread ends); rank 0's is loaded on the caller's thread and owned
  * by the returned pipeline too. */
 typedef lg_wan_dit *(*lg_stage_loader)(void *user, int rank);
+/* Frees a loader's model and the backend it was loaded on; NULLs *m (NULL is fine). */
+void lg_stages_model_free(lg_wan_dit **m);
 typedef struct lg_stages_inproc lg_stages_inproc;
 lg_stages_inproc *lg_stages_inproc_new(const lg_stages_opts *o, lg_stage_loader load, void *user,
                                        char *err, size_t n);
