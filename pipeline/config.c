@@ -69,6 +69,8 @@ static const field fields[] = {
     INT("engine.threads", engine.threads, 0, 1024, "CPU backend threads (0 = all)"),
     INT("engine.stages", engine.stages, 1, LG_MAX_GPUS,
         "DiT stages as threads on one device (v2v; 1 = no pipeline)"),
+    INT("engine.balance_ticks", engine.balance_ticks, 0, 1000000,
+        "pipelined DiT: rebalance layer boundaries after this many batches (0: even split)"),
     {"engine.gpus", F_INTLIST, OFF(engine.gpus), sizeof(int), 0, LG_MAX_GPUS, OFF(engine.n_gpus),
      "one process per GPU, DiT pipelined over NCCL (v2v): [0,1,...]; [] = off"},
     STR("engine.launch", engine.launch, "engine.gpus ranks: spawn (on this host) or external"),

@@ -56,6 +56,8 @@ typedef struct lg_engine_config {
    * of this process on the one device; gpus: one process (rank) per listed GPU, NCCL between
    * them, rank 0 (this process) on gpus[0]. At most one of the two. */
   int stages;
+  int balance_ticks; /* pipelined DiT: move layer boundaries to even out the stages' measured
+                        times after this many full batches (0: keep the even split) */
   int gpus[LG_MAX_GPUS];
   int n_gpus;
   char launch[16];                /* "spawn": rank 0 starts the other ranks on this host;

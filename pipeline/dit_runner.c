@@ -47,6 +47,7 @@ struct lg_dit_runner {
   lg_transport *t0;
   bool broken; /* a ring operation failed: no more messages are sent */
   int chunks;
+  int balance_ticks; /* engine.balance_ticks, for every session's stage 0 */
   unsigned char wire[LG_XFER_HDR_BYTES];
   /* in-process stages */
   lg_inproc_group *g;
@@ -388,6 +389,7 @@ lg_dit_runner *lg_dit_runner_new(const lg_config *cfg, lg_wan_dit *m, lg_stage_l
   r->m = m;
   r->load = load;
   r->user = user;
+  r->balance_ticks = c->balance_ticks;
   r->n = c->n_gpus > 1 ? c->n_gpus : c->stages > 1 ? c->stages : 1;
   r->mode = c->n_gpus > 1 ? MODE_NCCL : c->stages > 1 ? MODE_INPROC : MODE_STREAM;
   if (r->mode == MODE_STREAM) return r;
@@ -477,7 +479,7 @@ int lg_dit_runner_configure(lg_dit_runner *r, const lg_stream_opts *o, char *err
     lg_stage_free(&r->s0);
     if (rc < 0) return lg_errf(err, n, broke(r, rc), "stopping the stages failed");
   }
-  lg_stages_opts so = {.stream = *o, .n = r->n};
+  lg_stages_opts so = {.stream = *o, .n = r->n, .balance_ticks = r->balance_ticks};
   int rc = send_session(r, SES_OPEN, &so);
   if (rc < 0) return lg_errf(err, n, broke(r, rc), "starting the stages failed");
   r->s0 = lg_stage_new(r->m, &so, r->t0, err, n);
@@ -538,4 +540,8 @@ int lg_dit_runner_extra_lag(const lg_dit_runner *r) {
 
 size_t lg_dit_runner_bytes(const lg_dit_runner *r) {
   return r->st ? lg_stream_bytes(r->st) : r->s0 ? lg_stage_bytes(r->s0) : 0;
+}
+
+void lg_dit_runner_note_rank0_ms(lg_dit_runner *r, double ms) {
+  if (r && r->s0) lg_stage_note_extra_ms(r->s0, ms);
 }

@@ -54,6 +54,9 @@ int lg_dit_runner_extra_lag(const lg_dit_runner *r);
 /* Rank 0's backend bytes held by the stream, or by stage 0 of the ring (the other stages'
  * memory is on their own devices / backends and not counted). */
 size_t lg_dit_runner_bytes(const lg_dit_runner *r);
+/* The engine's per-chunk time on rank 0 outside the DiT (VAE encode + decode, ms), counted in
+ * stage 0's share when engine.balance_ticks rebalances; nothing on a single stage. */
+void lg_dit_runner_note_rank0_ms(lg_dit_runner *r, double ms);
 
 /* A rank > 0: sessions over transport t with model m until QUIT (0) or an error (LG_E*). */
 int lg_dit_rank_loop(lg_wan_dit *m, lg_transport *t);

@@ -694,6 +694,7 @@ static int push_chunk(lg_engine *e, const uint8_t *const *in, int n_in, uint8_t 
     if (written < 0) return written;
     e->blend_dt += written / (e->cfg.engine.fps > 0 ? e->cfg.engine.fps : 16.0);
   }
+  if (!e->t2v) lg_dit_runner_note_rank0_ms(e->dr, ms_enc + ms_dec); /* for the balancer */
   pthread_mutex_lock(&e->mu_lock);
   e->stats.chunks++;
   e->stats.frames_in += (uint64_t)(e->t2v ? 0 : n_in);

@@ -88,6 +88,8 @@ struct lg_stage {
   bool balanced;
   int target[LG_STAGES_MAX + 1];
   double sum_blocks[LG_STAGES_MAX], sum_fixed[LG_STAGES_MAX];
+  double sum_extra; /* lg_stage_note_extra_ms: rank 0's work outside the stage */
+  int n_extra;
   int measured;
 };
 
@@ -344,6 +346,12 @@ void lg_stage_layers(const lg_stage *s, int *first, int *last) {
 
 void lg_stage_bounds(const lg_stage *s, int *bound) {
   memcpy(bound, s->bound, sizeof(int) * (size_t)(s->n + 1));
+}
+
+void lg_stage_note_extra_ms(lg_stage *s, double ms) {
+  if (!s || s->rank != 0 || !(ms >= 0.0) || ms > 1e6) return;
+  s->sum_extra += ms;
+  s->n_extra++;
 }
 
 int lg_stage_times(const lg_stage *s, double *blocks_ms, double *fixed_ms, int *batches) {
@@ -687,6 +695,7 @@ static void observe(lg_stage *s, tick_rec *r) {
         layer_ms[l] = s->sum_blocks[i] / s->measured / nl;
       fixed[i] = s->sum_fixed[i] / s->measured;
     }
+    if (s->n_extra > 0) fixed[0] += s->sum_extra / s->n_extra;
     if (s->L <= 1024 && lg_stages_balance(s->L, s->n, layer_ms, fixed, s->cap, s->target) == 0) {
       s->balanced = true;
       LG_INFO("stages", "balance: target boundaries computed after %d batches", s->measured);

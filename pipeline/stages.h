@@ -79,6 +79,9 @@ int lg_stage_stop(lg_stage *s);
 /* Any rank: this stage's current layers [first, last), and (rank 0) all boundaries. */
 void lg_stage_layers(const lg_stage *s, int *first, int *last);
 void lg_stage_bounds(const lg_stage *s, int *bound);
+/* Rank 0: time per chunk that rank 0 spends outside the stage (the engine's VAE encode and
+ * decode, ms); its mean is added to stage 0's fixed cost when balancing. */
+void lg_stage_note_extra_ms(lg_stage *s, double ms);
 /* Rank 0: mean stage times over the batches measured so far (ms; blocks and fixed parts). */
 int lg_stage_times(const lg_stage *s, double *blocks_ms, double *fixed_ms, int *batches);
 /* Rank 0: pushes (chunks) after which the ring is full: output lag in chunks beyond the

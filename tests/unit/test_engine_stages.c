@@ -78,10 +78,11 @@ typedef struct seg {
 } seg;
 
 /* Three segments on one engine: 12 chunks; reset, 9 chunks; steps 2 -> 3, 12 chunks. */
-static void run(int stages, seg out[3]) {
-  char err[512] = "", set[64];
+static void run(int stages, int balance, seg out[3]) {
+  char err[512] = "", set[64], bal[64];
   snprintf(set, sizeof set, "engine.stages=%d", stages);
-  const char *sets[] = {set, NULL};
+  snprintf(bal, sizeof bal, "engine.balance_ticks=%d", balance);
+  const char *sets[] = {set, bal, NULL};
   lg_config c;
   if (config(&c, sets, err, sizeof err)) fail_msg("config: %s", err);
   lg_engine *e = lg_engine_new(&c, err, sizeof err);
@@ -113,14 +114,14 @@ static void run(int stages, seg out[3]) {
 static void test_stages_bit_exact_in_order(void **state) {
   (void)state;
   seg one[3], many[3];
-  run(1, one);
+  run(1, 0, one);
   /* frames per segment: 5 (first chunk) + 4 per later chunk once the batch (steps-1 chunks)
    * and the ring ((stages-1)*steps chunks) are full */
   const int chunks[3] = {12, 9, 12}, steps[3] = {2, 2, 3};
   for (int s = 0; s < 3; s++)
     assert_int_equal(one[s].n, 5 + 4 * (chunks[s] - 1 - (steps[s] - 1)));
   for (int n = 2; n <= 3; n++) {
-    run(n, many);
+    run(n, 0, many);
     for (int s = 0; s < 3; s++) {
       int lag = (n - 1) * steps[s];
       assert_int_equal(many[s].n, 5 + 4 * (chunks[s] - 1 - (steps[s] - 1) - lag));
@@ -134,6 +135,33 @@ static void test_stages_bit_exact_in_order(void **state) {
   assert_true(memcmp(one[0].frames + (size_t)5 * PX, one[2].frames + (size_t)5 * PX, PX) != 0);
   for (int s = 0; s < 3; s++)
     free(one[s].frames);
+}
+
+/* engine.balance_ticks: stage 0 times the batches (plus the engine's VAE time on rank 0),
+ * computes target boundaries after 2 and moves layers (with their KV caches) between stages
+ * mid-stream; the frames stay the same. */
+static void test_balanced_stages_bit_exact(void **state) {
+  (void)state;
+  seg one[3], bal[3];
+  run(1, 0, one);
+  tu_log_capture(true);
+  run(3, 2, bal);
+  const char *log = tu_log_text();
+  bool computed = strstr(log, "balance: target boundaries computed") != NULL;
+  int moves = 0;
+  for (const char *q = log; (q = strstr(q, " moves from layer ")) != NULL; q++)
+    moves++;
+  tu_log_capture(false);
+  assert_true(computed);
+  /* the VAE time on rank 0 makes stage 0 the slowest: layers move off it */
+  printf("balanced run: %d boundary moves\n", moves);
+  assert_true(moves > 0);
+  for (int s = 0; s < 3; s++) {
+    assert_true(bal[s].n > 5);
+    assert_memory_equal(bal[s].frames, one[s].frames, (size_t)bal[s].n * PX);
+    free(bal[s].frames);
+    free(one[s].frames);
+  }
 }
 
 static void test_refusals(void **state) {
@@ -215,6 +243,7 @@ int main(void) {
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_gpus_option),
       cmocka_unit_test(test_stages_bit_exact_in_order),
+      cmocka_unit_test(test_balanced_stages_bit_exact),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
