@@ -1279,6 +1279,28 @@ static void t_dit(void) {
       free(ve), free(vr);
       if (rc) goto done;
     }
+    /* context-only weights moved to host memory (model.context_weights: host): the context
+     * pass uploads them per use; the recomputed context K/V and the forward are the same */
+    {
+      int64_t n = lg_tensor_numel(&g.v);
+      float *va = malloc((size_t)n * 4), *vb = malloc((size_t)n * 4);
+      rc = va && vb ? 0 : LG_ENOMEM;
+      if (!rc) rc = lg_wan_dit_forward(g.m, g.ws, g.kv, &g.x, last, &g.v);
+      if (!rc) rc = lg_tensor_download_f32(&g.v, va);
+      if (!rc) rc = lg_wan_dit_context_weights_to_host(g.m, err, sizeof err);
+      if (!rc) rc = lg_wan_dit_set_context(g.m, g.ws, g.kv, ctx);
+      if (!rc) rc = lg_wan_dit_forward(g.m, g.ws, g.kv, &g.x, last, &g.v);
+      if (!rc) rc = lg_tensor_download_f32(&g.v, vb);
+      double num = 0, den = 0;
+      for (int64_t i = 0; !rc && i < n; i++) {
+        double d = (double)vb[i] - va[i];
+        num += d * d, den += (double)va[i] * va[i];
+      }
+      row("dit tiny: context weights on host", "B2 F2 last call", rc ? 0 : sqrt(num / den), 1e-6,
+          rc);
+      free(va), free(vb);
+      if (rc) goto done;
+    }
     /* the caches must agree too: layer 0 and the last layer, K and V, row 1 */
     for (int which = 0; which < 2; which++) {
       int layer = which ? cfg->layers - 1 : 0;
