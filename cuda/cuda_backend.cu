@@ -65,7 +65,16 @@ void lg_cuda_prof_end(lg_backend *be, lg_cuda_prof_class cls, int op) {
   if (!c->prof || c->prof_n >= LG_PROF_EVENTS) return;
   cudaEventRecord(c->prof_ev[2 * c->prof_n + 1], c->stream);
   c->prof_cls[c->prof_n] = (uint8_t)cls;
-  c->prof_op[c->prof_n++] = (uint8_t)op;
+  c->prof_op[c->prof_n] = (uint8_t)op;
+  memcpy(c->prof_tag + 3 * c->prof_n, c->prof_next, sizeof c->prof_next);
+  memset(c->prof_next, 0, sizeof c->prof_next);
+  c->prof_n++;
+}
+
+void lg_cuda_prof_tag(lg_backend *be, int32_t a, int32_t b, int32_t cc) {
+  lg_cuda *c = lg_cu(be);
+  if (!c->prof) return;
+  c->prof_next[0] = a, c->prof_next[1] = b, c->prof_next[2] = cc;
 }
 
 static const char *const op_names[LG_OP_COUNT] = {"copy",
@@ -729,10 +738,19 @@ fail:
     return rc_;                                                                                    \
   }
 
-PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_MATMUL, matmul,
-          (lg_backend * be, lg_tensor *y, const lg_tensor *a, const lg_tensor *b,
-           const lg_tensor *bias, const lg_matmul_opts *o),
-          (be, y, a, b, bias, o))
+/* the profile files each GEMM under M x N x K */
+static int cu_matmul(lg_backend *be, lg_tensor *y, const lg_tensor *a, const lg_tensor *b,
+                     const lg_tensor *bias, const lg_matmul_opts *o) {
+  lg_cuda_prof_begin(be);
+  if (lg_cu(be)->prof && y->ndim >= 1 && a->ndim >= 2) {
+    int64_t n = y->ne[y->ndim - 1], m = n ? lg_tensor_numel(y) / n : 0;
+    int64_t k = o && o->trans_a ? a->ne[a->ndim - 2] : a->ne[a->ndim - 1];
+    lg_cuda_prof_tag(be, (int32_t)m, (int32_t)n, (int32_t)k);
+  }
+  int rc = lg_cuda_matmul(be, y, a, b, bias, o);
+  lg_cuda_prof_end(be, LG_CUDA_PROF_GEMM, LG_OP_MATMUL);
+  return rc;
+}
 PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_LAYER_NORM, layer_norm,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
            const lg_tensor *b, float eps),
@@ -758,6 +776,15 @@ PROF_WRAP(LG_CUDA_PROF_ELEM, LG_OP_ROPE3D, rope3d,
 static int cu_attention(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,
                         const lg_tensor *v, const int32_t *kv_len, float scale) {
   lg_cuda_prof_begin(be);
+  if (lg_cu(be)->prof && q->ndim == 4) { /* filed under B x Lq x the longest kv_len */
+    int32_t lk = (int32_t)k->ne[1];
+    if (kv_len) {
+      lk = 0;
+      for (int64_t i = 0; i < q->ne[0]; i++)
+        lk = kv_len[i] > lk ? kv_len[i] : lk;
+    }
+    lg_cuda_prof_tag(be, (int32_t)q->ne[0], (int32_t)q->ne[1], lk);
+  }
   int rc = lg_cuda_attention_gemm_applies(o, q, k, v, kv_len)
                ? lg_cuda_attention_gemm(be, o, q, k, v, kv_len, scale)
                : lg_cuda_attention(be, o, q, k, v, kv_len, scale);
@@ -802,6 +829,7 @@ static void cu_destroy(lg_backend *be) {
     }
     free(c->prof_cls);
     free(c->prof_op);
+    free(c->prof_tag);
     for (int i = 0; i < 16; i++)
       if (c->marks[i]) cudaEventDestroy(c->marks[i]);
     if (c->stream) cudaStreamSynchronize(c->stream);
@@ -952,12 +980,14 @@ extern "C" int lg_cuda_profile_begin(lg_backend *be) {
     c->prof_ev = (cudaEvent_t *)calloc(2 * LG_PROF_EVENTS, sizeof(cudaEvent_t));
     c->prof_cls = (uint8_t *)calloc(LG_PROF_EVENTS, 1);
     c->prof_op = (uint8_t *)calloc(LG_PROF_EVENTS, 1);
-    LG_CHECK(c->prof_ev && c->prof_cls && c->prof_op, LG_ENOMEM, LG_CUDA_MOD,
+    c->prof_tag = (int32_t *)calloc(3 * LG_PROF_EVENTS, sizeof(int32_t));
+    LG_CHECK(c->prof_ev && c->prof_cls && c->prof_op && c->prof_tag, LG_ENOMEM, LG_CUDA_MOD,
              "profiler: out of memory");
     for (int i = 0; i < 2 * LG_PROF_EVENTS; i++)
       CUDA_CHECK(cudaEventCreate(&c->prof_ev[i]));
   }
   c->prof_n = 0;
+  memset(c->prof_next, 0, sizeof c->prof_next);
   c->prof = true;
   return 0;
 fail:
@@ -999,6 +1029,33 @@ extern "C" int lg_cuda_profile_ops(lg_backend *be, const char **names, double *m
     n++;
   }
   return n;
+}
+
+extern "C" int lg_cuda_profile_shapes(lg_backend *be, lg_cuda_prof_shape *rows, int max) {
+  int err = 0, n = 0;
+  if (!lg_backend_is_cuda(be)) return LG_ENOTSUP;
+  lg_cuda *c = lg_cu(be);
+  if (c->prof || !c->prof_tag) return LG_EINVAL;
+  for (int i = 0; i < c->prof_n; i++) {
+    const int32_t *tg = c->prof_tag + 3 * i;
+    if (!tg[0] && !tg[1] && !tg[2]) continue;
+    float t = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&t, c->prof_ev[2 * i], c->prof_ev[2 * i + 1]));
+    int j = 0;
+    while (j < n && !(rows[j].op == op_names[c->prof_op[i]] && !memcmp(rows[j].shape, tg, 12)))
+      j++;
+    if (j == n) {
+      if (n == max) continue;
+      rows[n].op = op_names[c->prof_op[i]];
+      memcpy(rows[n].shape, tg, 12);
+      rows[n].ms = 0, rows[n].count = 0;
+      n++;
+    }
+    rows[j].ms += t, rows[j].count++;
+  }
+  return n;
+fail:
+  return err;
 }
 
 struct lg_cuda_graph {

@@ -91,6 +91,8 @@ typedef struct lg_cuda {
   int prof_n;
   cudaEvent_t *prof_ev; /* 2*LG_PROF_EVENTS */
   uint8_t *prof_cls, *prof_op;
+  int32_t *prof_tag;     /* 3 per record: the op's shape (matmul M,N,K; attention B,Lq,Lk) */
+  int32_t prof_next[3];  /* the tag of the op being recorded (lg_cuda_prof_tag) */
   double op_ms[LG_OP_COUNT]; /* per op kind, from the last profile_end */
   int op_n[LG_OP_COUNT];
   cudaEvent_t marks[16];
@@ -108,6 +110,8 @@ void *lg_cuda_scratch(lg_backend *be, size_t bytes);
 /* Profiler hooks around an op (no-ops unless profiling). */
 void lg_cuda_prof_begin(lg_backend *be);
 void lg_cuda_prof_end(lg_backend *be, lg_cuda_prof_class cls, int op);
+/* The shape the record of the op now being timed is filed under (0 0 0 unless set). */
+void lg_cuda_prof_tag(lg_backend *be, int32_t a, int32_t b, int32_t c);
 
 /* ---- device helpers ---- */
 __device__ __forceinline__ float lg_ld(const void *p, int dt, int64_t i) {

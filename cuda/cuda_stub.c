@@ -31,6 +31,10 @@ int lg_cuda_profile_ops(lg_backend *be, const char **names, double *ms, int *cou
   (void)be, (void)names, (void)ms, (void)counts, (void)max;
   return LG_ENOTSUP;
 }
+int lg_cuda_profile_shapes(lg_backend *be, lg_cuda_prof_shape *rows, int max) {
+  (void)be, (void)rows, (void)max;
+  return LG_ENOTSUP;
+}
 int lg_cuda_capture_begin(lg_backend *be) {
   (void)be;
   return LG_ENOTSUP;

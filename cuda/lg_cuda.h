@@ -36,6 +36,16 @@ int lg_cuda_profile_end(lg_backend *be, double *ms, int *ops);
 /* After profile_end: per op kind that ran, its name (static), summed ms and call count;
  * returns how many kinds (at most max) or LG_E*. */
 int lg_cuda_profile_ops(lg_backend *be, const char **names, double *ms, int *counts, int max);
+/* After profile_end: the matmuls per M x N x K and the attentions per B x Lq x longest kv_len
+ * (shape[3]), in first-run order, each with its summed ms and call count; returns how many
+ * rows (at most max) or LG_E*. */
+typedef struct lg_cuda_prof_shape {
+  const char *op; /* static */
+  int32_t shape[3];
+  double ms;
+  int count;
+} lg_cuda_prof_shape;
+int lg_cuda_profile_shapes(lg_backend *be, lg_cuda_prof_shape *rows, int max);
 
 /* CUDA graphs: ops enqueued between capture_begin and capture_end are recorded, not run
  * (no op may download or sync in between). graph_launch replays them on the stream; the

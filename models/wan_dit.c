@@ -382,8 +382,16 @@ lg_backend *lg_wan_dit_backend(const lg_wan_dit *m) {
 /* 4096: the 2-row 480x832 chunk (3120 tokens) in one pass, whose M=3120 GEMMs ran 2-3.7 ms
  * per chunk faster on an H100 than passes of 1560 or 832 tokens (docs/PERFORMANCE.md) */
 #define FFN_CAP_DEFAULT 4096
-static int64_t ffn_chunk(int64_t N, int64_t cap) {
+/* Tokens per FFN pass: all N when they fit the cap; else passes of whole frames (HW tokens)
+ * where a frame fits, balanced (the 4-row chunk: 2 passes of 3120, whose ffn.2 then takes the
+ * gated add; passes of 3136 + 3104 ran ~1.5 ms per chunk slower on an H100); else equal
+ * passes rounded up to 64 tokens. Never more than cap (the workspace holds cap rows). */
+static int64_t ffn_chunk(int64_t N, int64_t HW, int64_t cap) {
   if (N <= cap) return N;
+  if (HW >= 1 && HW <= cap && N % HW == 0) {
+    int64_t frames = N / HW, per = cap / HW, passes = (frames + per - 1) / per;
+    return (frames + passes - 1) / passes * HW;
+  }
   int64_t passes = (N + cap - 1) / cap, fc = (N + passes - 1) / passes;
   fc = (fc + 63) / 64 * 64;
   return fc < N ? fc : N;
@@ -725,7 +733,7 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
   /* Buffers, reused within a layer: hb [N,d] holds the modulated input, then the attention
    * output; q [N,d] holds the queries, then the projection output y; fh [fc, ffn] the FFN
    * hidden of fc tokens at a time. K and V go straight into the cache slots (kv_segs). */
-  const int64_t fc = ffn_chunk(N, ws->ffn_cap);
+  const int64_t fc = ffn_chunk(N, HW, ws->ffn_cap);
   lg_tensor mm, hb, q, fh;
   LG_TRY(atensor(ws, &mm, ad, BF, 6 * d));
   LG_TRY(atensor(ws, &hb, ad, N, d));

@@ -229,12 +229,14 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
   }
   double split[LG_CUDA_PROF_N] = {0}, op_ms[32];
   const char *op_name[32];
-  int nops = 0, op_cnt[32], nkinds = 0;
+  int nops = 0, op_cnt[32], nkinds = 0, nshapes = 0;
+  lg_cuda_prof_shape shapes[48];
   bool have_split = false;
   if (cuda && lg_cuda_profile_begin(be) == 0) {
     if (lg_wan_dit_forward(m, ws, kv, &x, rows, &vout) < 0) goto done;
     have_split = lg_cuda_profile_end(be, split, &nops) == 0;
     if (have_split) nkinds = lg_cuda_profile_ops(be, op_name, op_ms, op_cnt, 32);
+    if (have_split) nshapes = lg_cuda_profile_shapes(be, shapes, 48);
   }
   {
     /* the output must be finite: random weights must not hide a NaN */
@@ -295,6 +297,21 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
     printf("\"ops_ms\":{");
     for (int i = 0; i < nkinds; i++)
       printf("%s\"%s\":[%.3f,%d]", i ? "," : "", op_name[i], op_ms[i], op_cnt[i]);
+    printf("},");
+  }
+  if (nshapes > 0) {
+    /* per shape: [ms, calls, TFLOP/s]; matmul M x N x K, attention B x Lq x Lk (keys) with
+     * 4 * Lq * Lk * dim FLOPs per row */
+    printf("\"shapes_ms\":{");
+    for (int i = 0; i < nshapes; i++) {
+      const int32_t *sh = shapes[i].shape;
+      double fl = !strcmp(shapes[i].op, "matmul")
+                      ? 2.0 * sh[0] * sh[1] * sh[2]
+                      : 4.0 * sh[0] * sh[1] * (double)sh[2] * lg_wan_dit_get_config(m)->dim;
+      printf("%s\"%s %dx%dx%d\":[%.3f,%d,%.0f]", i ? "," : "", shapes[i].op, sh[0], sh[1], sh[2],
+             shapes[i].ms, shapes[i].count,
+             shapes[i].ms > 0 ? fl * shapes[i].count / (shapes[i].ms * 1e9) : 0.0);
+    }
     printf("},");
   }
   const char *aw = getenv("LG_ATTN_WARPS"), *ak = getenv("LG_ATTN_KERNEL"),

@@ -304,6 +304,68 @@ static void test_context_weights_on_host(void **state) {
   free(a), free(b), free(c), free(d), free(e);
 }
 
+/* The FFN in passes (LG_DIT_FFN_TOKENS, read when the workspace is made) gives the output of
+ * one pass: passes of whole frames (the gated add in ffn.2) and passes of 64 tokens that cut
+ * frames (the gated add after the last pass). Latents 24x24: 144 tokens per frame, 2 rows of
+ * 2 frames = 576 tokens. */
+static float *ffn_pass_run(const char *cap) {
+  enum { LH = 24, LW = 24 };
+  setenv("LG_DIT_FFN_TOKENS", cap, 1);
+  lg_backend *be = lg_backend_new_cpu(2);
+  lg_ckpt *b = open_ck("tiny.safetensors");
+  char err[512] = "";
+  lg_wan_dit *m = lg_wan_dit_load(be, b, NULL, err, sizeof err);
+  if (!m) fail_msg("load: %s", err);
+  lg_ckpt_free(&b);
+  lg_kv_cache *kv = lg_wan_dit_cache_new(m, 2, 4, LH, LW);
+  lg_dit_ws *ws = lg_dit_ws_new(m, 4, LH, LW);
+  unsetenv("LG_DIT_FFN_TOKENS");
+  assert_non_null(kv);
+  assert_non_null(ws);
+  lg_rng g;
+  lg_rng_seed(&g, 11);
+  float *ctx = calloc(512 * 64, sizeof(float));
+  tu_fill_normal(&g, ctx, 10 * 64, 1.0f);
+  assert_int_equal(lg_wan_dit_set_context(m, ws, kv, ctx), 0);
+  int64_t s[5] = {2, 2, LH, LW, 16};
+  size_t n = 2 * 2 * LH * LW * 16;
+  float *xh = malloc(n * sizeof(float));
+  tu_fill_normal(&g, xh, n, 1.0f);
+  lg_tensor x = tu_tensor(be, LG_F32, 5, s, xh), v = tu_tensor(be, LG_F32, 5, s, NULL);
+  lg_dit_row rows[2];
+  memset(rows, 0, sizeof rows);
+  for (int r = 0; r < 2; r++) {
+    rows[r].t = r ? 500.0f : 700.0f;
+    rows[r].kv_frames = 2;
+    rows[r].slot[0] = 0;
+    rows[r].slot[1] = 1;
+  }
+  assert_int_equal(lg_wan_dit_forward(m, ws, kv, &x, rows, &v), 0);
+  float *out = tu_download(&v);
+  lg_tensor_free(&x);
+  lg_tensor_free(&v);
+  lg_dit_ws_free(&ws);
+  lg_kv_cache_free(&kv);
+  lg_wan_dit_free(&m);
+  lg_backend_free(&be);
+  free(ctx);
+  free(xh);
+  return out;
+}
+
+static void test_ffn_passes(void **state) {
+  (void)state;
+  const size_t n = 2 * 2 * 24 * 24 * 16;
+  float *one = ffn_pass_run("4096"), *frames = ffn_pass_run("320"), *cut = ffn_pass_run("64");
+  double mx = 0;
+  for (size_t i = 0; i < n; i++)
+    mx = fabs(one[i]) > mx ? fabs(one[i]) : mx;
+  assert_true(mx > 1e-3);
+  assert_true(diff(one, frames, n) == 0.0);
+  assert_true(diff(one, cut, n) == 0.0);
+  free(one), free(frames), free(cut);
+}
+
 /* probe dit twice on one input: identical output files */
 static void test_probe_deterministic(void **state) {
   (void)state;
@@ -374,6 +436,7 @@ int main(void) {
       cmocka_unit_test(test_config_from_tensors), cmocka_unit_test(test_bad_tensors_named),
       cmocka_unit_test(test_cache_behaviour),     cmocka_unit_test(test_override_replaces_base),
       cmocka_unit_test(test_probe_deterministic), cmocka_unit_test(test_context_weights_on_host),
+      cmocka_unit_test(test_ffn_passes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
