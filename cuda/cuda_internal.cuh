@@ -91,8 +91,8 @@ typedef struct lg_cuda {
   int prof_n;
   cudaEvent_t *prof_ev; /* 2*LG_PROF_EVENTS */
   uint8_t *prof_cls, *prof_op;
-  int32_t *prof_tag;     /* 3 per record: the op's shape (matmul M,N,K; attention B,Lq,Lk) */
-  int32_t prof_next[3];  /* the tag of the op being recorded (lg_cuda_prof_tag) */
+  int32_t *prof_tag;         /* 3 per record: the op's shape (matmul M,N,K; attention B,Lq,Lk) */
+  int32_t prof_next[3];      /* the tag of the op being recorded (lg_cuda_prof_tag) */
   double op_ms[LG_OP_COUNT]; /* per op kind, from the last profile_end */
   int op_n[LG_OP_COUNT];
   cudaEvent_t marks[16];
