@@ -626,14 +626,21 @@ static bool wg_encode_map(CUtensorMap *m, int *row, const void *base, int64_t sb
 }
 
 /* Key splits for the wgmma kernel: 1 block per SM, so the last wave of
- * ceil(Lq/128) * heads * B blocks is often part-empty; split the keys when that pays. */
-static int wg_pick_split(int blocks, int slots, int ntiles) {
+ * ceil(Lq/128) * heads * B blocks is often part-empty; split the keys when that pays. The
+ * cost in microseconds: waves x key tiles per block x ~1.8 us per 128-key tile (H100), plus for
+ * a split the fp32 partials (rows x splits x 520 bytes) written by the kernel and read back by
+ * the combine pass at ~2.6 TB/s (counted 1.5 times). Nsight Compute on the H100 (1.3B chunk,
+ * 9360 keys, 12 heads): 4 rows took 628 us with 4 splits plus 66 us of combine, where 5 waves
+ * of whole rows model 666 us and no combine; 1 row: 4 splits (171 + 18 us) beat 1 split (2
+ * waves, ~266 us); 2 rows: 2 splits (308 + 23 us). rows = B * Lq * heads. */
+static int wg_pick_split(int blocks, int slots, int ntiles, double rows) {
   int best = 1;
   double best_cost = 1e30;
   for (int ns = 1; ns <= 4; ns++) {
     if (ns > 1 && (ntiles + ns - 1) / ns < 4) break;
     double waves = (double)((blocks * ns + slots - 1) / slots);
-    double cost = waves / ns + (ns > 1 ? 0.1 : 0.0); /* combine pass */
+    double cost =
+        waves * ((ntiles + ns - 1) / ns) * 1.8 + (ns > 1 ? rows * ns * 520.0 / 2.6e6 * 1.5 : 0.0);
     if (cost < best_cost - 1e-9) best = ns, best_cost = cost;
   }
   return best;
@@ -671,7 +678,8 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
     dbg = e ? atoi(e) : 0;
   }
   p.wg_dbg = dbg;
-  int ns = split > 0 ? split : wg_pick_split(qt * p.nh * B, c->sm_count, ntiles);
+  int ns = split > 0 ? split
+                     : wg_pick_split(qt * p.nh * B, c->sm_count, ntiles, (double)B * p.Lq * p.nh);
   if (ns > 1 && (ntiles < ns || B * ns > 65535)) ns = 1;
   /* The automatic split never makes graph capture fail: the scratch cannot grow then, so
    * capture keeps the split only when an earlier uncaptured call (the same shape run eagerly

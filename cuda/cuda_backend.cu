@@ -7,6 +7,8 @@
  * Runs on the thread that owns the backend (the GPU worker, a test or the benchmark). */
 #include "cuda_internal.cuh"
 
+#include <cuda_profiler_api.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -1109,6 +1111,16 @@ extern "C" void lg_cuda_graph_free(lg_cuda_graph **g) {
   if ((*g)->g) cudaGraphDestroy((*g)->g);
   free(*g);
   *g = NULL;
+}
+
+extern "C" int lg_cuda_profiler_range(lg_backend *be, bool on) {
+  int err = 0;
+  if (!lg_backend_is_cuda(be)) return LG_ENOTSUP;
+  CUDA_CHECK(cudaStreamSynchronize(lg_cu(be)->stream));
+  CUDA_CHECK(on ? cudaProfilerStart() : cudaProfilerStop());
+  return 0;
+fail:
+  return err;
 }
 
 extern "C" int lg_cuda_mark(lg_backend *be, int slot) {

@@ -267,6 +267,129 @@ __global__ void k_norm_fast(__nv_bfloat16 *y, lg_rows yr, const __nv_bfloat16 *x
   }
 }
 
+/* Warp per row (D = 256 * C, C <= 8; bf16 rows and parameters, 16-byte aligned): every load of
+ * the row and of its parameters is issued up front (kept packed, 4 registers per 8 values),
+ * the reductions are shuffles only, 8 rows per 256-thread block. More bytes in flight per SM
+ * than a block per row, whose loads wait behind two block-wide reductions. */
+__device__ __forceinline__ void bf8_unpack(const uint4 &u, float *v) {
+  const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    float2 f = __bfloat1622float2(h[j]);
+    v[2 * j] = f.x, v[2 * j + 1] = f.y;
+  }
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+template <int MODE, int C>
+__global__ void __launch_bounds__(256)
+    k_norm_warp(__nv_bfloat16 *y, lg_rows yr, const __nv_bfloat16 *x, lg_rows xr, int64_t R,
+                norm_params p) {
+  const int64_t r = (int64_t)blockIdx.x * 8 + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= R) return;
+  const __nv_bfloat16 *xrow = x + lg_row_off(xr, r);
+  __nv_bfloat16 *yrow = y + lg_row_off(yr, r);
+  const __nv_bfloat16 *pa, *pb; /* w/b, or scale/shift rows */
+  if (MODE == NORM_MOD_LN) {
+    int64_t g = r / p.group;
+    pa = (const __nv_bfloat16 *)p.scale + lg_row_off(p.scr, g);
+    pb = (const __nv_bfloat16 *)p.shift + lg_row_off(p.shr, g);
+  } else {
+    pa = (const __nv_bfloat16 *)p.w;
+    pb = (const __nv_bfloat16 *)p.b;
+  }
+  uint4 xv[C], av[C], bv[C];
+#pragma unroll
+  for (int k = 0; k < C; k++) {
+    const int i = (k * 32 + lane) * 8;
+    xv[k] = *(const uint4 *)(xrow + i);
+    if (pa) av[k] = *(const uint4 *)(pa + i);
+    if (pb) bv[k] = *(const uint4 *)(pb + i);
+  }
+  const float D = 256.f * C;
+  float mean = 0.f, s = 0.f, v[8];
+  if (MODE == NORM_LN || MODE == NORM_MOD_LN) {
+#pragma unroll
+    for (int k = 0; k < C; k++) {
+      bf8_unpack(xv[k], v);
+#pragma unroll
+      for (int j = 0; j < 8; j++)
+        s += v[j];
+    }
+    mean = warp_sum(s) / D;
+    s = 0.f;
+  }
+#pragma unroll
+  for (int k = 0; k < C; k++) {
+    bf8_unpack(xv[k], v);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+      s += (v[j] - mean) * (v[j] - mean);
+  }
+  const float rs = rsqrtf(warp_sum(s) / D + p.eps);
+#pragma unroll
+  for (int k = 0; k < C; k++) {
+    float a[8], b[8];
+    bf8_unpack(xv[k], v);
+    if (pa) bf8_unpack(av[k], a);
+    if (pb) bf8_unpack(bv[k], b);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      float t = (v[j] - mean) * rs;
+      if (MODE == NORM_MOD_LN)
+        t = t * (1.f + a[j]) + b[j];
+      else {
+        if (pa) t *= a[j];
+        if (pb) t += b[j];
+      }
+      v[j] = t;
+    }
+    io<__nv_bfloat16>::st8(yrow + (k * 32 + lane) * 8, v);
+  }
+}
+
+/* Modulation without the norm, elementwise: y = x * (1 + scale[g]) + shift[g], 8 values per
+ * thread over the whole tensor (the DiT's per-block table add is 1-4 rows of 9216). */
+__global__ void k_mod_elem(__nv_bfloat16 *y, lg_rows yr, const __nv_bfloat16 *x, lg_rows xr,
+                           int64_t R, int64_t D8, norm_params p) {
+  const int64_t n = R * D8;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n;
+       e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = e / D8, i = (e - r * D8) * 8, g = r / p.group;
+    float v[8], a[8], b[8];
+    io<__nv_bfloat16>::ld8(x + lg_row_off(xr, r) + i, v);
+    io<__nv_bfloat16>::ld8((const __nv_bfloat16 *)p.scale + lg_row_off(p.scr, g) + i, a);
+    io<__nv_bfloat16>::ld8((const __nv_bfloat16 *)p.shift + lg_row_off(p.shr, g) + i, b);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+      v[j] = v[j] * (1.f + a[j]) + b[j];
+    io<__nv_bfloat16>::st8(y + lg_row_off(yr, r) + i, v);
+  }
+}
+
+/* LG_NORM_WARP=0 keeps the block-per-row kernels for LN / RMS / LN-modulate (A/B); read once. */
+static bool norm_warp_env(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv("LG_NORM_WARP");
+    v = e && !strcmp(e, "0") ? 0 : 1;
+  }
+  return v == 1;
+}
+
+template <int MODE, int C>
+static void launch_norm_warp(lg_backend *be, lg_tensor *y, const lg_tensor *x, int64_t rows,
+                             const norm_params &p) {
+  k_norm_warp<MODE, C><<<(unsigned)((rows + 7) / 8), 256, 0, lg_cu(be)->stream>>>(
+      (__nv_bfloat16 *)y->data, lg_rows_of(y), (const __nv_bfloat16 *)x->data, lg_rows_of(x), rows,
+      p);
+}
+
 static bool param_fast(const void *p, int dt, const lg_rows *r) {
   if (!p) return true;
   if (dt != LG_BF16 || (uintptr_t)p % 16) return false;
@@ -320,9 +443,35 @@ static int launch_norm(lg_backend *be, const char *op, lg_tensor *y, const lg_te
     bool vec = rows_vec_ok(x) && rows_vec_ok(y);
     int64_t D = x->ne[x->ndim - 1];
     bool mod = MODE == NORM_MOD || MODE == NORM_MOD_LN;
-    if (vec && x->dtype == LG_BF16 && y->dtype == LG_BF16 && D / 8 <= NORM_MAXC * 256 &&
+    const bool fastp =
+        vec && x->dtype == LG_BF16 && y->dtype == LG_BF16 &&
         (mod ? param_fast(p.shift, p.shdt, &p.shr) && param_fast(p.scale, p.scdt, &p.scr)
-             : param_fast(p.w, p.wdt, NULL) && param_fast(p.b, p.bdt, NULL))) {
+             : param_fast(p.w, p.wdt, NULL) && param_fast(p.b, p.bdt, NULL));
+    if (fastp && MODE == NORM_MOD && (rows * D) / 8 < (1ll << 40)) {
+      int64_t n = rows * (D / 8);
+      unsigned blocks = (unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096);
+      k_mod_elem<<<blocks, 256, 0, lg_cu(be)->stream>>>((__nv_bfloat16 *)y->data, lg_rows_of(y),
+                                                        (const __nv_bfloat16 *)x->data,
+                                                        lg_rows_of(x), rows, D / 8, p);
+      CUDA_LAUNCH_CHECK();
+      return 0;
+    }
+    if (fastp && (MODE == NORM_LN || MODE == NORM_RMS || MODE == NORM_MOD_LN) && D % 256 == 0 &&
+        D / 256 >= 1 && D / 256 <= 8 && norm_warp_env()) {
+      switch (D / 256) {
+      case 1: launch_norm_warp<MODE, 1>(be, y, x, rows, p); break;
+      case 2: launch_norm_warp<MODE, 2>(be, y, x, rows, p); break;
+      case 3: launch_norm_warp<MODE, 3>(be, y, x, rows, p); break;
+      case 4: launch_norm_warp<MODE, 4>(be, y, x, rows, p); break;
+      case 5: launch_norm_warp<MODE, 5>(be, y, x, rows, p); break;
+      case 6: launch_norm_warp<MODE, 6>(be, y, x, rows, p); break;
+      case 7: launch_norm_warp<MODE, 7>(be, y, x, rows, p); break;
+      default: launch_norm_warp<MODE, 8>(be, y, x, rows, p); break;
+      }
+      CUDA_LAUNCH_CHECK();
+      return 0;
+    }
+    if (fastp && D / 8 <= NORM_MAXC * 256) {
       int th = (int)(D / 8 < 256 ? D / 8 : 256); /* then at most NORM_MAXC chunks each */
       th = (th + 31) / 32 * 32;
       k_norm_fast<MODE><<<(unsigned)rows, th, 0, lg_cu(be)->stream>>>(

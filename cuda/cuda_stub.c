@@ -35,6 +35,10 @@ int lg_cuda_profile_shapes(lg_backend *be, lg_cuda_prof_shape *rows, int max) {
   (void)be, (void)rows, (void)max;
   return LG_ENOTSUP;
 }
+int lg_cuda_profiler_range(lg_backend *be, bool on) {
+  (void)be, (void)on;
+  return LG_ENOTSUP;
+}
 int lg_cuda_capture_begin(lg_backend *be) {
   (void)be;
   return LG_ENOTSUP;

@@ -57,6 +57,10 @@ int lg_cuda_capture_end(lg_backend *be, lg_cuda_graph **out);
 int lg_cuda_graph_launch(lg_backend *be, lg_cuda_graph *g);
 void lg_cuda_graph_free(lg_cuda_graph **g);
 
+/* cudaProfilerStart (on) / cudaProfilerStop after a device sync: bounds what an external
+ * profiler started with its capture off records. */
+int lg_cuda_profiler_range(lg_backend *be, bool on);
+
 /* Milliseconds between two points of the stream, for benchmarks: record returns a marker
  * (an event, created on first use per slot 0..15). */
 int lg_cuda_mark(lg_backend *be, int slot);

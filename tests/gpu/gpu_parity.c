@@ -256,7 +256,9 @@ static void t_unary_axpby(void) {
   pfree(&x);
 }
 
-/* D 328 (the generic block-per-row path), 1536 (the 1.3B DiT's rows) and 1032 */
+/* D 328 (the generic block-per-row path), 1536 (the 1.3B DiT's rows: warp per row), 1032
+ * (block per row, registers), 2048 (warp per row, 8 chunks a lane) and 9216 (the DiT's 6 x 1536
+ * modulation table add: the elementwise no-ln modulate; the norms take the generic path) */
 static void t_norms_d(int64_t D) {
   char shs[32], shm[32];
   snprintf(shs, sizeof shs, "[37,%lld]", (long long)D);
@@ -328,6 +330,8 @@ static void t_norms(void) {
   t_norms_d(328);
   t_norms_d(1536);
   t_norms_d(1032);
+  t_norms_d(2048);
+  t_norms_d(9216);
 }
 
 static void t_rope(void) {
@@ -489,7 +493,7 @@ static void t_attn_wgmma(void) {
     bool all;
   } vs[] = {{8, 1, true},  {8, 2, true},  {4, 1, true},  {4, 2, true},  {3, 1, true},
             {3, 2, false}, {5, 1, false}, {6, 2, true},  {7, 1, false}, {9, 1, true},
-            {9, 2, true},  {10, 2, true}, {11, 1, true}, {11, 2, true}};
+            {9, 2, true},  {10, 2, true}, {11, 1, true}, {11, 2, true}, {10, 0, true}};
   for (int vi = 0; vi < (int)(sizeof vs / sizeof vs[0]); vi++) {
     int kn = vs[vi].kernel, sp = vs[vi].split;
     char only[16];
@@ -509,6 +513,19 @@ static void t_attn_wgmma(void) {
     t_attn_case(nm, 2, 1560, 512, 12, 128, NULL, true, LG_BF16);
     snprintf(nm, sizeof nm, "attention wgmma%d Lq37 shared kv77 s%d", kn, sp);
     t_attn_case(nm, 2, 37, 512, 12, 128, k4, true, LG_BF16);
+    if (sp != 0) continue;
+    /* automatic split: the persistent kernel where it applies (units cut between blocks and
+     * merged by the fix-up pass): 1 row (156 units on 132 SMs), 4 rows with a tail tile,
+     * the cross-attention of 1 and 4 rows; kv 9360/3120 above has rows of unequal length */
+    int32_t k5[1] = {9360}, k6[4] = {9300, 9300, 9300, 9300};
+    snprintf(nm, sizeof nm, "attention wgmma%d 1 row kv 9360 s%d", kn, sp);
+    t_attn_case(nm, 1, 1560, 9360, 12, 128, k5, false, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma%d 4 rows kv 9300 s%d", kn, sp);
+    t_attn_case(nm, 4, 1560, 9360, 12, 128, k6, false, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma%d cross 1 row s%d", kn, sp);
+    t_attn_case(nm, 1, 1560, 512, 12, 128, NULL, true, LG_BF16);
+    snprintf(nm, sizeof nm, "attention wgmma%d cross 4 rows s%d", kn, sp);
+    t_attn_case(nm, 4, 1560, 512, 12, 128, NULL, true, LG_BF16);
   }
   lg_cuda_attn_set_kernel(0, -2);
 }
@@ -1498,6 +1515,7 @@ static void perf_attention(void) {
              {"wgmma TMA (8), auto (default)", 8, 0},
              {"wgmma 176 keys 2st TMA (9), none", 9, 1},
              {"wgmma 176 keys 2st TMA (9), auto", 9, 0},
+             {"wgmma TMA ping-pong (10), split 2", 10, 2},
              {"wgmma TMA ping-pong (10), auto", 10, 0},
              {"wgmma 176 TMA ping-pong (11), none", 11, 1},
              {"wgmma 176 TMA ping-pong (11), auto", 11, 0}};
