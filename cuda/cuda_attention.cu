@@ -631,17 +631,6 @@ extern "C" int lg_cuda_attn_wgmma_active(lg_backend *be) {
   return major == 9 && minor == 0 ? -1 : 0;
 }
 
-int lg_cuda_attn_combine128(lg_backend *be, const att_params &p) {
-  int err = 0;
-  lg_cuda *c = lg_cu(be);
-  int64_t warps = (int64_t)p.B * p.Lq * p.nh;
-  k_flash_combine<128><<<(unsigned)((warps + 7) / 8), 256, 0, c->stream>>>(p);
-  CUDA_LAUNCH_CHECK();
-  return 0;
-fail:
-  return err;
-}
-
 /* attention, or attention_bias when bias ([nh, Lq, Lk] f32) is given: the bias path runs the
  * one-warp-per-query kernel (umT5 runs once per prompt). */
 static int attention_impl(lg_backend *be, lg_tensor *o, const lg_tensor *q, const lg_tensor *k,

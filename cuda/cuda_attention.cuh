@@ -20,28 +20,30 @@ typedef struct att_params {
   int qdt, kdt, vdt, odt;
   int kv_len[ATT_MAX_B];
   int B, nsplit, tps; /* split-KV: nsplit blocks per (query tile, head, row), tps tiles each */
-  float *part_o;      /* [nsplit][B][Lq][nh][dh] fp32, when nsplit > 1 */
-  float *part_ml;     /* [nsplit][B][Lq][nh][2] (max in log2 units, sum) */
-  const float *bias;  /* attention_bias: [nh, Lq, Lk] f32 logit bias, or NULL */
+  /* mma.sync kernels: part_o [nsplit][B][Lq][nh][dh] fp32, part_ml [nsplit][B][Lq][nh][2] (max
+   * in log2 units, sum). wgmma kernel: a 1-d grid over units u0..u0+n-1 (unit = (row b, head,
+   * query tile of 128), query tile fastest; qt tiles per head) times nsplit; part_o [unit - u0]
+   * [split][128 queries][128] fp32 normalised O, part_ml [unit - u0][split][128][2]. */
+  float *part_o;
+  float *part_ml;
+  int u0, qt;
+  const float *bias; /* attention_bias: [nh, Lq, Lk] f32 logit bias, or NULL */
   int64_t bias_h, bias_q;
   int wg_dbg; /* wgmma kernel: 1 swaps the V descriptor's strides (LG_ATTN_WG_DEBUG, bring-up) */
 } att_params;
-
-/* cuda_attention.cu: the split-KV combine pass over p.part_o / p.part_ml into p.o (bf16,
- * head dim 128). */
-int lg_cuda_attn_combine128(lg_backend *be, const att_params &p);
 
 /* cuda_attention_wgmma.cu: true when the wgmma kernel can run on this device (compute
  * capability 9.0 and the sm_90a image was the one loaded); probed once, outside graph capture
  * (false until then). */
 bool lg_cuda_attn_wgmma_ok(lg_backend *be);
 /* The wgmma flash kernel: bf16 q/k/v/o, head dim 128, rows 16-byte aligned. split: key splits
- * (1 = none, 0 = automatic from the wave count). variant: 0 = 2 K/V stages with S of the next
- * tile overlapping P V of this one, 1 = the same with 3 stages, 2 = 2 stages without the
- * overlap, 3 / 4 = variants 1 / 0 with the consumer warpgroups taking turns (ping-pong), 5 =
- * variant 1 with full K/V tiles loaded by TMA (variant 1 when no tensor map fits), 6 =
- * experimental: 176-key tiles (S by m64n176k16), 2 stages, the overlap and TMA (variant 1 when no
- * tensor map fits), 7 / 8 = experimental: variants 5 / 6 with the consumer warpgroups taking
+ * (1 = none; 0 = automatic: whole waves of unsplit units, then the
+ * last part-full wave's units split so that they fill the SMs, when that pays). variant: 0 = 2 K/V
+ * stages with S of the next tile overlapping P V of this one, 1 = the same with 3 stages, 2 = 2
+ * stages without the overlap, 3 / 4 = variants 1 / 0 with the consumer warpgroups taking turns
+ * (ping-pong), 5 = variant 1 with full K/V tiles loaded by TMA (variant 1 when no tensor map fits),
+ * 6 = experimental: 176-key tiles (S by m64n176k16), 2 stages, the overlap and TMA (variant 1 when
+ * no tensor map fits), 7 / 8 = experimental: variants 5 / 6 with the consumer warpgroups taking
  * turns (ping-pong). p.nsplit, p.tps, p.part_* are set here. */
 int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant);
 

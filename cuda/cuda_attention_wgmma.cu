@@ -222,8 +222,10 @@ __global__ void __launch_bounds__(384, 1)
   auto barEV = [&](int s) { return bars + 8u * (1 + 3 * STAGES + s); };
 
   const int tid = threadIdx.x, wg = tid / 128;
-  const int b = blockIdx.z / p.nsplit, split = blockIdx.z % p.nsplit, h = blockIdx.y;
-  const int q0 = blockIdx.x * WG_BM;
+  /* block -> unit (row b, head h, query tile) and key split */
+  const int unit = p.u0 + (int)blockIdx.x / p.nsplit, split = (int)blockIdx.x % p.nsplit;
+  const int h = (unit / p.qt) % p.nh, b = unit / (p.qt * p.nh);
+  const int q0 = (unit % p.qt) * WG_BM;
   const int n = p.kv_len[b];
   const int t_beg = split * p.tps;
   const int t_end = min((n + BN - 1) / BN, t_beg + p.tps);
@@ -502,10 +504,9 @@ __global__ void __launch_bounds__(384, 1)
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
   const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
-  const int r0 = q0 + cw * 64 + warp * 16 + g, r1 = r0 + 8;
+  const int rr = cw * 64 + warp * 16 + g, r0 = q0 + rr, r1 = r0 + 8;
   if (SPLIT) {
-    int64_t row0 = (((int64_t)split * p.B + b) * p.Lq + r0) * p.nh + h;
-    int64_t row1 = row0 + (int64_t)8 * p.nh;
+    int64_t row0 = ((int64_t)(unit - p.u0) * p.nsplit + split) * WG_BM + rr, row1 = row0 + 8;
 #pragma unroll
     for (int nb = 0; nb < 16; nb++) {
       int col = nb * 8 + 2 * t;
@@ -533,6 +534,46 @@ __global__ void __launch_bounds__(384, 1)
           __floats2bfloat162_rn(o[4 * nb + 2] * i1, o[4 * nb + 3] * i1);
   }
 #endif
+}
+
+/* The key-split combine: one warp per query row of a split unit (16 blocks of 8 rows per unit
+ * u0 + blockIdx.x / 16): lane s < nsplit (<= 8) reads partial s's (max, sum), the weights come
+ * by shuffles, then every lane merges 4 dims of the nsplit normalised partials into o (bf16). */
+__global__ void __launch_bounds__(256) k_wg_combine(const __grid_constant__ att_params p) {
+  const int ui = (int)blockIdx.x / 16, r = ((int)blockIdx.x % 16) * 8 + (int)threadIdx.x / 32;
+  const int lane = threadIdx.x % 32, unit = p.u0 + ui, ns = p.nsplit;
+  const int h = (unit / p.qt) % p.nh, b = unit / (p.qt * p.nh), q0 = (unit % p.qt) * WG_BM;
+  if (q0 + r >= p.Lq) return;
+  const int64_t r0 = (int64_t)ui * ns * WG_BM + r; /* partial s: row r0 + s * 128 */
+  const float2 ml = lane < ns ? *(const float2 *)(p.part_ml + 2 * (r0 + (int64_t)lane * WG_BM))
+                              : make_float2(-INFINITY, 0.f);
+  float M = ml.x; /* over the whole warp: every lane needs the max and the sum */
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+  const float base = M == -INFINITY ? 0.f : M;
+  const float w = lane < ns ? ml.y * exp2f(ml.x - base) : 0.f;
+  float L = w;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    L += __shfl_xor_sync(0xffffffffu, L, o);
+  float4 o4[8];
+#pragma unroll
+  for (int s = 0; s < 8; s++)
+    if (s < ns) o4[s] = *(const float4 *)(p.part_o + (r0 + (int64_t)s * WG_BM) * 128 + 4 * lane);
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+  for (int s = 0; s < 8; s++) {
+    const float ws = __shfl_sync(0xffffffffu, w, s);
+    if (s < ns)
+      acc[0] += ws * o4[s].x, acc[1] += ws * o4[s].y, acc[2] += ws * o4[s].z,
+          acc[3] += ws * o4[s].w;
+  }
+  const float inv = L > 0.f ? 1.f / L : 0.f;
+  __nv_bfloat16 *op =
+      (__nv_bfloat16 *)p.o + b * p.ob + (int64_t)(q0 + r) * p.ol + h * p.oh + 4 * lane;
+  *(__nv_bfloat162 *)op = __floats2bfloat162_rn(acc[0] * inv, acc[1] * inv);
+  *(__nv_bfloat162 *)(op + 2) = __floats2bfloat162_rn(acc[2] * inv, acc[3] * inv);
 }
 
 /* 1 when this translation unit's sm_90a image is the one the device loaded */
@@ -625,34 +666,82 @@ static bool wg_encode_map(CUtensorMap *m, int *row, const void *base, int64_t sb
              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/* Key splits for the wgmma kernel: 1 block per SM, so the last wave of
- * ceil(Lq/128) * heads * B blocks is often part-empty; split the keys when that pays. The
- * cost in microseconds: waves x key tiles per block x ~1.8 us per 128-key tile (H100), plus for
- * a split the fp32 partials (rows x splits x 520 bytes) written by the kernel and read back by
- * the combine pass at ~2.6 TB/s (counted 1.5 times). Nsight Compute on the H100 (1.3B chunk,
- * 9360 keys, 12 heads): 4 rows took 628 us with 4 splits plus 66 us of combine, where 5 waves
- * of whole rows model 666 us and no combine; 1 row: 4 splits (171 + 18 us) beat 1 split (2
- * waves, ~266 us); 2 rows: 2 splits (308 + 23 us). rows = B * Lq * heads. */
-static int wg_pick_split(int blocks, int slots, int ntiles, double rows) {
+/* Key splits of the wgmma kernel. One block per SM, so the last wave of units is often
+ * part-full: the automatic choice runs the whole waves unsplit and splits only the units of the
+ * last wave, in as many parts (1..8, at least 4 key tiles each) as minimise its cost in
+ * microseconds: waves x key tiles per block x ~1.8 us per 128-key tile (H100), plus for a split
+ * a combine launch (~4 us) and the fp32 partials (units x splits x rows x 520 bytes) written by
+ * the kernel and read by the combine at ~2.6 TB/s (counted 1.5 times). Nsight Compute on the
+ * H100 (1.3B chunk, 9360 keys, 12 heads): every unit split 4 ways cost 628 us + 66 us of
+ * combine at 4 rows, where 5 unsplit waves (this model: 666 us) were faster. */
+static int wg_pick_split(int units, int slots, int ntiles, int rows_per_unit) {
   int best = 1;
   double best_cost = 1e30;
-  for (int ns = 1; ns <= 4; ns++) {
+  for (int ns = 1; ns <= 8; ns++) {
     if (ns > 1 && (ntiles + ns - 1) / ns < 4) break;
-    double waves = (double)((blocks * ns + slots - 1) / slots);
-    double cost =
-        waves * ((ntiles + ns - 1) / ns) * 1.8 + (ns > 1 ? rows * ns * 520.0 / 2.6e6 * 1.5 : 0.0);
+    double waves = (double)(((int64_t)units * ns + slots - 1) / slots);
+    double cost = waves * ((ntiles + ns - 1) / ns) * 1.8 +
+                  (ns > 1 ? 4.0 + (double)units * ns * rows_per_unit * 520.0 / 2.6e6 * 1.5 : 0.0);
     if (cost < best_cost - 1e-9) best = ns, best_cost = cost;
   }
   return best;
 }
 
-/* Scratch of a key split over `rows` = B * Lq * heads * splits partial rows: O/l fp32
- * [rows][128] (rounded up to 256 bytes), then (m, l) fp32 [rows][2]. */
+/* Scratch of a key split over `rows` = units * splits * 128 partial rows: O fp32 [rows][128]
+ * (rounded up to 256 bytes), then (m, l) fp32 [rows][2]. */
 static size_t wg_split_obytes(size_t rows) {
   return (rows * 128 * 4 + 255) & ~(size_t)255;
 }
 static size_t wg_split_bytes(size_t rows) {
   return wg_split_obytes(rows) + rows * 8;
+}
+
+static void wg_launch_variant(const att_params &p, const wg_maps &m, dim3 grid, cudaStream_t st,
+                              int variant) {
+  if (variant == 8)
+    wg_launch<2, true, true, true, 176>(p, m, grid, st);
+  else if (variant == 7)
+    wg_launch<3, true, true, true>(p, m, grid, st);
+  else if (variant == 6)
+    wg_launch<2, true, false, true, 176>(p, m, grid, st);
+  else if (variant == 5)
+    wg_launch<3, true, false, true>(p, m, grid, st);
+  else if (variant == 1)
+    wg_launch<3, true, false>(p, m, grid, st);
+  else if (variant == 2)
+    wg_launch<2, false, false>(p, m, grid, st);
+  else if (variant == 3)
+    wg_launch<3, true, true>(p, m, grid, st);
+  else if (variant == 4)
+    wg_launch<2, true, true>(p, m, grid, st);
+  else
+    wg_launch<2, true, false>(p, m, grid, st);
+}
+
+/* Units [u0, u0 + n) in ns key splits (ntiles: the longest row's key tiles), then their combine
+ * pass when split. */
+static int wg_run(lg_backend *be, att_params &p, const wg_maps &m, int variant, int u0, int n,
+                  int ns, int ntiles) {
+  int err = 0;
+  lg_cuda *c = lg_cu(be);
+  p.u0 = u0, p.nsplit = ns;
+  p.tps = ns > 1 ? (ntiles + ns - 1) / ns : (ntiles > 0 ? ntiles : 1);
+  if (ns > 1) {
+    size_t rows = (size_t)n * ns * WG_BM;
+    uint8_t *scr = (uint8_t *)lg_cuda_scratch(be, wg_split_bytes(rows));
+    LG_CHECK(scr, LG_ENOMEM, LG_CUDA_MOD, "attention: no scratch for %d key splits", ns);
+    p.part_o = (float *)scr;
+    p.part_ml = (float *)(scr + wg_split_obytes(rows));
+  }
+  wg_launch_variant(p, m, dim3((unsigned)((int64_t)n * ns)), c->stream, variant);
+  CUDA_LAUNCH_CHECK();
+  if (ns > 1) {
+    k_wg_combine<<<(unsigned)((int64_t)n * 16), 256, 0, c->stream>>>(p);
+    CUDA_LAUNCH_CHECK();
+  }
+  return 0;
+fail:
+  return err;
 }
 
 int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
@@ -678,48 +767,27 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
     dbg = e ? atoi(e) : 0;
   }
   p.wg_dbg = dbg;
-  int ns = split > 0 ? split
-                     : wg_pick_split(qt * p.nh * B, c->sm_count, ntiles, (double)B * p.Lq * p.nh);
-  if (ns > 1 && (ntiles < ns || B * ns > 65535)) ns = 1;
-  /* The automatic split never makes graph capture fail: the scratch cannot grow then, so
-   * capture keeps the split only when an earlier uncaptured call (the same shape run eagerly
-   * first, as the bench and the tests do) already grew the scratch to exactly the bytes the
-   * split needs (wg_split_bytes is the one size used for the check and the allocation). */
-  if (split == 0 && ns > 1 && c->capturing &&
-      wg_split_bytes((size_t)B * p.Lq * p.nh * ns) > c->scratch_bytes)
-    ns = 1;
-  p.nsplit = ns;
-  p.tps = ns > 1 ? (ntiles + ns - 1) / ns : (ntiles > 0 ? ntiles : 1);
-  if (ns > 1) {
-    size_t rows = (size_t)B * p.Lq * p.nh * ns;
-    size_t ob = wg_split_obytes(rows);
-    uint8_t *scr = (uint8_t *)lg_cuda_scratch(be, wg_split_bytes(rows));
-    LG_CHECK(scr, LG_ENOMEM, LG_CUDA_MOD, "attention: no scratch for %d key splits", ns);
-    p.part_o = (float *)scr;
-    p.part_ml = (float *)(scr + ob);
-  }
-  {
-    dim3 grid(qt, p.nh, B * ns);
-    if (variant == 8)
-      wg_launch<2, true, true, true, 176>(p, m, grid, c->stream);
-    else if (variant == 7)
-      wg_launch<3, true, true, true>(p, m, grid, c->stream);
-    else if (variant == 6)
-      wg_launch<2, true, false, true, 176>(p, m, grid, c->stream);
-    else if (variant == 5)
-      wg_launch<3, true, false, true>(p, m, grid, c->stream);
-    else if (variant == 1)
-      wg_launch<3, true, false>(p, m, grid, c->stream);
-    else if (variant == 2)
-      wg_launch<2, false, false>(p, m, grid, c->stream);
-    else if (variant == 3)
-      wg_launch<3, true, true>(p, m, grid, c->stream);
-    else if (variant == 4)
-      wg_launch<2, true, true>(p, m, grid, c->stream);
-    else
-      wg_launch<2, true, false>(p, m, grid, c->stream);
-    CUDA_LAUNCH_CHECK();
-    if (ns > 1) LG_TRY(lg_cuda_attn_combine128(be, p));
+  const int units = qt * p.nh * B, G = c->sm_count, rpu = p.Lq < WG_BM ? p.Lq : WG_BM;
+  LG_CHECK((int64_t)units * 8 < (1ll << 31), LG_ENOTSUP, LG_CUDA_MOD,
+           "attention: %d query tiles x heads x rows is too many", units);
+  p.qt = qt;
+  if (split > 0) { /* every unit in `split` parts (tests, LG_ATTN_SPLIT) */
+    int ns = split > ntiles ? 1 : split;
+    LG_TRY(wg_run(be, p, m, variant, 0, units, ns, ntiles));
+  } else {
+    /* whole waves unsplit, then the last wave's units split where that pays */
+    const int tail = units % G, head = units - tail;
+    int ns = tail ? wg_pick_split(tail, G, ntiles, rpu) : 1;
+    /* in graph capture the scratch cannot grow: split only when an earlier (eager) call of the
+     * same shape grew it already, as the bench does */
+    if (ns > 1 && c->capturing && wg_split_bytes((size_t)tail * ns * WG_BM) > c->scratch_bytes)
+      ns = 1;
+    if (ns == 1) {
+      LG_TRY(wg_run(be, p, m, variant, 0, units, 1, ntiles));
+    } else {
+      if (head) LG_TRY(wg_run(be, p, m, variant, 0, head, 1, ntiles));
+      LG_TRY(wg_run(be, p, m, variant, head, tail, ns, ntiles));
+    }
   }
   return 0;
 fail:
