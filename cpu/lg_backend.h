@@ -203,12 +203,32 @@ typedef struct lg_backend_ops {
    * contract as channel_rms_norm (y may alias x). */
   int (*channel_rms_norm_silu)(lg_backend *be, lg_tensor *y, const lg_tensor *x,
                                const lg_tensor *gamma);
+  /* Host memory the backend uploads from fastest (CUDA: page-locked), for bytes kept on the
+   * host and uploaded often; NULL in a backend: call through lg_backend_host_alloc / _free,
+   * which fall back to malloc / free. */
+  void *(*host_alloc)(lg_backend *be, size_t bytes);
+  void (*host_free)(lg_backend *be, void *p);
+  /* linear_gated_add, then the next block's input norm over the updated x: h = LayerNorm(x) *
+   * ln_w + ln_b (ln_w, ln_b [N] or NULL; eps), h [R,N] act dtype, contiguous. */
+  int (*linear_gated_add_ln)(lg_backend *be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
+                             const lg_tensor *bias, const lg_tensor *gate, int64_t group,
+                             lg_tensor *tmp, lg_tensor *h, const lg_tensor *ln_w,
+                             const lg_tensor *ln_b, float eps);
 } lg_backend_ops;
+
+/* be->ops->host_alloc (NULL on failure), or malloc; host_free pairs with it (NULL is a no-op). */
+void *lg_backend_host_alloc(lg_backend *be, size_t bytes);
+void lg_backend_host_free(lg_backend *be, void *p);
 
 /* be->ops->linear_gated_add, or matmul into tmp and gated_add. 0 or LG_E*. */
 int lg_backend_linear_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *a,
                                 const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
                                 int64_t group, lg_tensor *tmp);
+/* be->ops->linear_gated_add_ln, or lg_backend_linear_gated_add then layer_norm. 0 or LG_E*. */
+int lg_backend_linear_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *a,
+                                   const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
+                                   int64_t group, lg_tensor *tmp, lg_tensor *h,
+                                   const lg_tensor *ln_w, const lg_tensor *ln_b, float eps);
 /* be->ops->cosine_mean_n, or cosine_mean per pair (same values). 0 or LG_E*. */
 int lg_backend_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor *a,
                              const lg_tensor *b);

@@ -94,7 +94,8 @@ static const char *const op_names[LG_OP_COUNT] = {"copy",
                                                   "upsample2x",
                                                   "qk_norm_rope",
                                                   "linear_gated_add",
-                                                  "channel_rms_norm_silu"};
+                                                  "channel_rms_norm_silu",
+                                                  "linear_gated_add_ln"};
 
 /* ------------------------------------------------------------------ memory */
 
@@ -124,6 +125,25 @@ static int cu_upload(lg_backend *be, void *dst, const void *src, size_t n) {
   return 0;
 fail:
   return err;
+}
+
+/* page-locked host memory: uploads from it run at the bus's speed, not through a bounce
+ * buffer */
+static void *cu_host_alloc(lg_backend *be, size_t n) {
+  (void)be;
+  void *p = NULL;
+  cudaError_t e = cudaHostAlloc(&p, n ? n : 1, cudaHostAllocDefault);
+  if (e != cudaSuccess) {
+    LG_ERR(LG_CUDA_MOD, "cudaHostAlloc of %zu bytes: %s", n, cudaGetErrorString(e));
+    return NULL;
+  }
+  return p;
+}
+
+static void cu_host_free(lg_backend *be, void *p) {
+  (void)be;
+  cudaError_t e = cudaFreeHost(p);
+  if (e != cudaSuccess) LG_ERR(LG_CUDA_MOD, "cudaFreeHost: %s", cudaGetErrorString(e));
 }
 
 static int cu_download(lg_backend *be, void *dst, const void *src, size_t n) {
@@ -809,6 +829,11 @@ PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_CONV3D, conv3d,
           (lg_backend * be, lg_tensor *y, const lg_tensor *x, const lg_tensor *w,
            const lg_tensor *bias, const lg_conv_opts *o),
           (be, y, x, w, bias, o))
+PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_LINEAR_GATED_ADD_LN, linear_gated_add_ln,
+          (lg_backend * be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
+           const lg_tensor *bias, const lg_tensor *gate, int64_t group, lg_tensor *tmp,
+           lg_tensor *h, const lg_tensor *ln_w, const lg_tensor *ln_b, float eps),
+          (be, x, a, w, bias, gate, group, tmp, h, ln_w, ln_b, eps))
 
 /* ------------------------------------------------------------------ lifetime */
 
@@ -875,6 +900,9 @@ static const lg_backend_ops cuda_ops = {
     /* pixels_from_u8 */ cu_pixels_from_u8,
     /* pixels_to_u8 */ cu_pixels_to_u8,
     /* channel_rms_norm_silu */ cu_channel_rms_norm_silu,
+    /* host_alloc */ cu_host_alloc,
+    /* host_free */ cu_host_free,
+    /* linear_gated_add_ln */ cu_linear_gated_add_ln,
 };
 
 extern "C" int lg_cuda_device_count(void) {

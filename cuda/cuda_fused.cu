@@ -422,6 +422,31 @@ static bool lga_enabled(void) {
   return on == 1;
 }
 
+/* linear_gated_add_ln: the GEMM into tmp, then the gated add and the LayerNorm in one pass
+ * (x is read once instead of twice); tensors that do not fit that pass go through
+ * linear_gated_add + layer_norm. */
+int lg_cuda_linear_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *a,
+                                const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
+                                int64_t group, lg_tensor *tmp, lg_tensor *h, const lg_tensor *ln_w,
+                                const lg_tensor *ln_b, float eps) {
+  int err = 0;
+  LG_TRY(lg_cuda_check_tensor("linear_gated_add_ln", "tmp", tmp, true));
+  LG_TRY(lg_cuda_check_tensor("linear_gated_add_ln", "h", h, true));
+  LG_CHECK(lg_tensor_same_shape(tmp, x) && lg_tensor_same_shape(h, x), LG_EINVAL, LG_CUDA_MOD,
+           "linear_gated_add_ln: tmp and h must have x's shape");
+  {
+    lg_matmul_opts o = {.trans_b = true};
+    LG_TRY(lg_cuda_matmul(be, tmp, a, w, bias, &o));
+    err = lg_cuda_gated_add_ln(be, x, tmp, gate, group, h, ln_w, ln_b, eps);
+    if (err == LG_ENOTSUP) {
+      LG_TRY(lg_cuda_gated_add(be, x, tmp, gate, group));
+      err = lg_cuda_layer_norm(be, h, x, ln_w, ln_b, eps);
+    }
+  }
+fail:
+  return err;
+}
+
 int lg_cuda_linear_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
                              const lg_tensor *bias, const lg_tensor *gate, int64_t group,
                              lg_tensor *tmp) {

@@ -737,6 +737,126 @@ __global__ void k_gated_add(TX *x, lg_rows xr, const TY *y, lg_rows yr, const vo
   }
 }
 
+/* x += gate * y, then h = LayerNorm(x) * w + b, warp per row (D = 256 * C): the sums run over
+ * the bf16-rounded x exactly as k_norm_warp's do, so h has the bits of gated_add + layer_norm. */
+template <int C>
+__global__ void __launch_bounds__(256)
+    k_gated_add_ln(__nv_bfloat16 *x, lg_rows xr, const __nv_bfloat16 *y, lg_rows yr,
+                   const __nv_bfloat16 *gate, lg_rows gr, int64_t group, __nv_bfloat16 *h,
+                   lg_rows hr, const __nv_bfloat16 *lw, const __nv_bfloat16 *lb, int64_t R,
+                   float eps) {
+  typedef io<__nv_bfloat16> B;
+  const int64_t r = (int64_t)blockIdx.x * 8 + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= R) return;
+  __nv_bfloat16 *xrow = x + lg_row_off(xr, r);
+  const __nv_bfloat16 *yrow = y + lg_row_off(yr, r), *grow = gate + lg_row_off(gr, r / group);
+  uint4 xv[C], yv[C], gv[C], wv[C], bv[C];
+#pragma unroll
+  for (int k = 0; k < C; k++) {
+    const int i = (k * 32 + lane) * 8;
+    xv[k] = *(const uint4 *)(xrow + i);
+    yv[k] = *(const uint4 *)(yrow + i);
+    gv[k] = *(const uint4 *)(grow + i);
+    if (lw) wv[k] = *(const uint4 *)(lw + i);
+    if (lb) bv[k] = *(const uint4 *)(lb + i);
+  }
+  float s = 0.f, v[8];
+#pragma unroll
+  for (int k = 0; k < C; k++) {
+    float a[8], bb[8], g[8];
+    bf8_unpack(xv[k], a);
+    bf8_unpack(yv[k], bb);
+    bf8_unpack(gv[k], g);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+      a[j] += g[j] * bb[j];
+    B::st8(xrow + (k * 32 + lane) * 8, a);
+    __nv_bfloat162 *hp = (__nv_bfloat162 *)&xv[k]; /* keep the rounded values */
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+      hp[j] = __floats2bfloat162_rn(a[2 * j], a[2 * j + 1]);
+    bf8_unpack(xv[k], v);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+      s += v[j];
+  }
+  const float D = 256.f * C, mean = warp_sum(s) / D;
+  s = 0.f;
+#pragma unroll
+  for (int k = 0; k < C; k++) {
+    bf8_unpack(xv[k], v);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+      s += (v[j] - mean) * (v[j] - mean);
+  }
+  const float rs = rsqrtf(warp_sum(s) / D + eps);
+  __nv_bfloat16 *hrow = h + lg_row_off(hr, r);
+#pragma unroll
+  for (int k = 0; k < C; k++) {
+    float wf[8], bf[8];
+    bf8_unpack(xv[k], v);
+    if (lw) bf8_unpack(wv[k], wf);
+    if (lb) bf8_unpack(bv[k], bf);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      float t = (v[j] - mean) * rs;
+      if (lw) t *= wf[j];
+      if (lb) t += bf[j];
+      v[j] = t;
+    }
+    B::st8(hrow + (k * 32 + lane) * 8, v);
+  }
+}
+
+template <int C>
+static void launch_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *y,
+                                const lg_tensor *gate, int64_t group, lg_tensor *h,
+                                const lg_tensor *lw, const lg_tensor *lb, int64_t R, float eps) {
+  k_gated_add_ln<C><<<(unsigned)((R + 7) / 8), 256, 0, lg_cu(be)->stream>>>(
+      (__nv_bfloat16 *)x->data, lg_rows_of(x), (const __nv_bfloat16 *)y->data, lg_rows_of(y),
+      (const __nv_bfloat16 *)gate->data, lg_rows_of(gate), group, (__nv_bfloat16 *)h->data,
+      lg_rows_of(h), lw ? (const __nv_bfloat16 *)lw->data : NULL,
+      lb ? (const __nv_bfloat16 *)lb->data : NULL, R, eps);
+}
+
+int lg_cuda_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *y, const lg_tensor *gate,
+                         int64_t group, lg_tensor *h, const lg_tensor *ln_w, const lg_tensor *ln_b,
+                         float eps) {
+  int err = 0;
+  const int64_t R = lg_tensor_rows(x), D = x->ne[x->ndim - 1];
+  if (!gate || group < 1 || R % group || R >= (1ll << 31) || D % 256 || D / 256 < 1 ||
+      D / 256 > 8 || !norm_warp_env() || !lg_tensor_same_shape(x, y) ||
+      !lg_tensor_same_shape(x, h) || x->dtype != LG_BF16 || y->dtype != LG_BF16 ||
+      h->dtype != LG_BF16 || !rows_vec_ok(x) || !rows_vec_ok(y) || !rows_vec_ok(h) ||
+      lg_tensor_rows(gate) != R / group || gate->ne[gate->ndim - 1] != D)
+    return LG_ENOTSUP;
+  {
+    lg_rows gr = lg_rows_of(gate);
+    if (!param_fast(gate->data, gate->dtype, &gr) ||
+        (ln_w && (lg_tensor_numel(ln_w) != D || !lg_tensor_is_contiguous(ln_w) ||
+                  !param_fast(ln_w->data, ln_w->dtype, NULL))) ||
+        (ln_b && (lg_tensor_numel(ln_b) != D || !lg_tensor_is_contiguous(ln_b) ||
+                  !param_fast(ln_b->data, ln_b->dtype, NULL))))
+      return LG_ENOTSUP;
+  }
+  if (R == 0) return 0;
+  switch (D / 256) {
+  case 1: launch_gated_add_ln<1>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
+  case 2: launch_gated_add_ln<2>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
+  case 3: launch_gated_add_ln<3>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
+  case 4: launch_gated_add_ln<4>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
+  case 5: launch_gated_add_ln<5>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
+  case 6: launch_gated_add_ln<6>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
+  case 7: launch_gated_add_ln<7>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
+  default: launch_gated_add_ln<8>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
+  }
+  CUDA_LAUNCH_CHECK();
+  return 0;
+fail:
+  return err;
+}
+
 /* Fast path: bf16 x, y, gate; 8 elements per thread; rows on grid.y (no divisions). */
 __global__ void k_gated_add_fast(__nv_bfloat16 *x, lg_rows xr, const __nv_bfloat16 *y, lg_rows yr,
                                  const __nv_bfloat16 *gate, lg_rows gr, int64_t group, int64_t D,

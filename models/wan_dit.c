@@ -318,10 +318,10 @@ int lg_wan_dit_context_weights_to_host(lg_wan_dit *m, char *err, size_t n) {
   for (int i = 0; i < nw; i++) {
     lg_tensor *w = ctx_w(m, i);
     size_t b = lg_tensor_nbytes(w);
-    m->ctx_host[i] = malloc(b ? b : 1);
+    m->ctx_host[i] = lg_backend_host_alloc(m->be, b);
     if (!m->ctx_host[i] || m->be->ops->download(m->be, m->ctx_host[i], w->data, b) < 0) {
       /* the ones moved so far stay on the host: the model works either way */
-      free(m->ctx_host[i]);
+      lg_backend_host_free(m->be, m->ctx_host[i]);
       m->ctx_host[i] = NULL;
       return lg_errf(err, n, LG_ENOMEM,
                      "wan dit: cannot move %zu bytes of context weights to the host", b);
@@ -355,7 +355,7 @@ void lg_wan_dit_free(lg_wan_dit **pm) {
   lg_wan_dit *m = *pm;
   if (m->ctx_host)
     for (int i = 0; i < ctx_w_count(m); i++)
-      free(m->ctx_host[i]);
+      lg_backend_host_free(m->be, m->ctx_host[i]);
   free(m->ctx_host);
   for (int i = 0; i < T_COUNT; i++)
     lg_tensor_free(&m->top[i]);
@@ -780,11 +780,12 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
       lg_tensor vc = heads_view(&kv->v[kl], B, kv->cap_tokens, nh, kv->cap_tokens * d);
       LG_TRY(LG_OP(be, attention, &o4, &q4, &kc, &vc, kv_len, scale));
     }
-    /* x += gate_msa * o(attn): the gated add in the projection where the backend can */
-    LG_TRY(lg_backend_linear_gated_add(be, xs, &o, &wb[B_SOW], &wb[B_SOB], &ch[2], HW, &y));
+    /* x += gate_msa * o(attn), then the cross-attention's norm3 (affine LN) of the new x into
+     * hb, in one pass over x where the backend can */
+    LG_TRY(lg_backend_linear_gated_add_ln(be, xs, &o, &wb[B_SOW], &wb[B_SOB], &ch[2], HW, &y, &hb,
+                                          &wb[B_N3W], &wb[B_N3B], 1e-6f));
 
-    /* cross-attention: norm3 (affine LN), q with norm_q; K/V of the context from the cache */
-    LG_TRY(LG_OP(be, layer_norm, &hb, xs, &wb[B_N3W], &wb[B_N3B], 1e-6f));
+    /* cross-attention: q with norm_q; K/V of the context from the cache */
     LG_TRY(linear(be, &q, &hb, &wb[B_CQW], &wb[B_CQB], LG_ACT_NONE));
     LG_TRY(LG_OP(be, rms_norm, &q, &q, &wb[B_CNQ], 1e-6f));
     {

@@ -436,6 +436,40 @@ static void t_fused(void) {
       pfree(&x), pfree(&a), pfree(&w), pfree(&b), pfree(&g), pfree(&t);
     }
   }
+  /* linear_gated_add_ln: the gated add, then LayerNorm (affine or not) of the new x into h;
+   * N 1536 and 256 take the one-pass kernel (the DiT's o-projection + norm3), 96 the unfused
+   * pair; both x and h are compared */
+  {
+    struct {
+      int64_t G, group, K, N;
+      bool affine;
+    } cs[] = {{2, 40, 64, 1536, true}, {3, 16, 64, 256, false}, {2, 40, 64, 96, true}};
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+      int64_t R = cs[k].G * cs[k].group, K = cs[k].K, N = cs[k].N;
+      int64_t xsh[2] = {R, N}, ash[2] = {R, K}, wsh[2] = {N, K}, bsh[1] = {N},
+              gsh[2] = {cs[k].G, 3 * N};
+      pair x = mk(LG_BF16, 2, xsh, -3, 3), a = mk(LG_BF16, 2, ash, -1, 1);
+      pair w = mk(LG_BF16, 2, wsh, -0.3f, 0.3f), b = mk(LG_BF16, 1, bsh, -1, 1);
+      pair lw = mk(LG_BF16, 1, bsh, 0.5f, 1.5f), lb = mk(LG_BF16, 1, bsh, -1, 1);
+      pair g = mk(LG_BF16, 2, gsh, -1, 1), t = mk_out(LG_BF16, 2, xsh), h = mk_out(LG_BF16, 2, xsh);
+      lg_tensor gc, gg;
+      int64_t ne[2] = {cs[k].G, N}, nb[2] = {3 * N, 1};
+      view2(&g, &gc, &gg, 2, ne, nb, 2 * N); /* the last third of each row */
+      bool af = cs[k].affine;
+      int rc = lg_backend_linear_gated_add_ln(g_gpu, &x.g, &a.g, &w.g, &b.g, &gg, cs[k].group, &t.g,
+                                              &h.g, af ? &lw.g : NULL, af ? &lb.g : NULL, 1e-6f);
+      if (!rc)
+        rc = lg_backend_linear_gated_add_ln(g_cpu, &x.c, &a.c, &w.c, &b.c, &gc, cs[k].group, &t.c,
+                                            &h.c, af ? &lw.c : NULL, af ? &lb.c : NULL, 1e-6f);
+      char shape[64];
+      snprintf(shape, sizeof shape, "R%lld K%lld N%lld g%lld%s", (long long)R, (long long)K,
+               (long long)N, (long long)cs[k].group, af ? " affine" : "");
+      row("linear_gated_add_ln: x", shape, rc ? 0 : rel_err(&x.g, &x.c), TOL_GEMM, rc);
+      row("linear_gated_add_ln: h", shape, rc ? 0 : rel_err(&h.g, &h.c), TOL_GEMM, rc);
+      pfree(&x), pfree(&a), pfree(&w), pfree(&b), pfree(&lw), pfree(&lb), pfree(&g), pfree(&t),
+          pfree(&h);
+    }
+  }
 }
 
 /* q [B,Lq,nh,dh] contiguous; K/V views [B,cap,nh,dh] of a [B,cap+3,nh,dh] buffer (or one
