@@ -102,7 +102,7 @@ void lg_config_defaults(lg_config *c) {
   snprintf(c->model.dit, sizeof c->model.dit, "tiny");
   snprintf(c->model.vae, sizeof c->model.vae, "tiny");
   snprintf(c->model.decoder, sizeof c->model.decoder, "wan-vae");
-  snprintf(c->model.context_weights, sizeof c->model.context_weights, "device");
+  snprintf(c->model.context_weights, sizeof c->model.context_weights, "host");
   snprintf(c->model.taehv, sizeof c->model.taehv, "tiny");
   snprintf(c->model.text_encoder, sizeof c->model.text_encoder, "none");
   c->model.seed = 42;

@@ -24,7 +24,7 @@ static void test_defaults_valid(void **state) {
   assert_string_equal(c.server.host, "127.0.0.1");
   assert_string_equal(c.model.dit, "tiny");
   assert_true(c.output.gpu_frames);
-  assert_string_equal(c.model.context_weights, "device");
+  assert_string_equal(c.model.context_weights, "host");
 }
 
 static void test_load_values(void **state) {
@@ -35,7 +35,7 @@ static void test_load_values(void **state) {
   const char *y = "engine:\n  steps: 3\n  step_list: [900, 600, 300]\n  noise_scale: 0.5\n"
                   "  motion_noise: false\n  prompt: \"a cat\"\ninput: file:/tmp/x.mp4\n"
                   "server:\n  ice_servers: [\"stun:127.0.0.1:3478\"]\n"
-                  "output:\n  gpu_frames: false\nmodel:\n  context_weights: host\n";
+                  "output:\n  gpu_frames: false\nmodel:\n  context_weights: device\n";
   assert_int_equal(lg_config_load_string(&c, y, "t.yaml", err, sizeof err), 0);
   assert_int_equal(c.engine.steps, 3);
   assert_int_equal(c.engine.n_step_list, 3);
@@ -46,7 +46,7 @@ static void test_load_values(void **state) {
   assert_string_equal(c.input, "file:/tmp/x.mp4");
   assert_int_equal(c.server.n_ice_servers, 1);
   assert_false(c.output.gpu_frames);
-  assert_string_equal(c.model.context_weights, "host");
+  assert_string_equal(c.model.context_weights, "device");
   assert_int_equal(lg_config_validate(&c, err, sizeof err), 0);
 }
 
