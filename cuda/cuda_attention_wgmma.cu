@@ -668,20 +668,21 @@ static bool wg_encode_map(CUtensorMap *m, int *row, const void *base, int64_t sb
 
 /* Key splits of the wgmma kernel. One block per SM, so the last wave of units is often
  * part-full: the automatic choice runs the whole waves unsplit and splits only the units of the
- * last wave, in as many parts (1..8, at least 4 key tiles each) as minimise its cost in
- * microseconds: waves x key tiles per block x ~1.8 us per 128-key tile (H100), plus for a split
- * a combine launch (~4 us) and the fp32 partials (units x splits x rows x 520 bytes) written by
- * the kernel and read by the combine at ~2.6 TB/s (counted 1.5 times). Nsight Compute on the
- * H100 (1.3B chunk, 9360 keys, 12 heads): every unit split 4 ways cost 628 us + 66 us of
- * combine at 4 rows, where 5 unsplit waves (this model: 666 us) were faster. */
+ * last wave, in as many parts (1..8, at least 4 key tiles each) as minimise their cost in
+ * microseconds: waves x (key tiles per block x 1.55 + 3 per block), plus for a split 6 (the
+ * second launch and the combine's) and the fp32 partials (units x splits x rows x 520 bytes)
+ * written by the kernel and read by the combine at ~2.6 TB/s (counted 1.5 times). Fitted to
+ * Nsight Compute times on the H100 (1.3B chunk, 9360 keys, 12 heads, 132 SMs): the last wave of
+ * 24 units (1 row) split 5 ways took 32 + 4 us against ~118 us whole, 48 units (2 rows) 5 ways
+ * 60 + 6 us, 96 units (4 rows) 4 ways 105 + 11 us against ~110 us whole (so: no split). */
 static int wg_pick_split(int units, int slots, int ntiles, int rows_per_unit) {
   int best = 1;
   double best_cost = 1e30;
   for (int ns = 1; ns <= 8; ns++) {
     if (ns > 1 && (ntiles + ns - 1) / ns < 4) break;
     double waves = (double)(((int64_t)units * ns + slots - 1) / slots);
-    double cost = waves * ((ntiles + ns - 1) / ns) * 1.8 +
-                  (ns > 1 ? 4.0 + (double)units * ns * rows_per_unit * 520.0 / 2.6e6 * 1.5 : 0.0);
+    double cost = waves * (((ntiles + ns - 1) / ns) * 1.55 + 3.0) +
+                  (ns > 1 ? 6.0 + (double)units * ns * rows_per_unit * 520.0 / 2.6e6 * 1.5 : 0.0);
     if (cost < best_cost - 1e-9) best = ns, best_cost = cost;
   }
   return best;

@@ -789,10 +789,13 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
     LG_TRY(linear(be, &q, &hb, &wb[B_CQW], &wb[B_CQB], LG_ACT_NONE));
     LG_TRY(LG_OP(be, rms_norm, &q, &q, &wb[B_CNQ], 1e-6f));
     {
+      /* the context K/V serve every row: all B*T queries as one row (fewer part-full query
+       * tiles than B rows of T) */
       int64_t Lc = kv->ctx_len;
       lg_tensor kc = heads_view(&kv->ck[kl], 1, Lc, nh, Lc * d);
       lg_tensor vc = heads_view(&kv->cv[kl], 1, Lc, nh, Lc * d);
-      LG_TRY(LG_OP(be, attention, &o4, &q4, &kc, &vc, NULL, scale));
+      lg_tensor q1 = heads_view(&q, 1, N, nh, N * d), o1 = heads_view(&hb, 1, N, nh, N * d);
+      LG_TRY(LG_OP(be, attention, &o1, &q1, &kc, &vc, NULL, scale));
     }
     {
       /* x += o(attn): the residual add in the GEMM (accumulate) */
