@@ -29,6 +29,7 @@ typedef struct qnr_params {
   double theta[QNR_MAX_PAIRS];
   int32_t frame_start[QNR_MAX_B];
   int npairs, nf, nhp; /* pairs per head; frame pairs; row (= column) pairs */
+  int same_pairs;      /* 256 % dh == 0: a lane meets the same pairs in every chunk */
   uint32_t L, HW, W, dh, D;
   int64_t nb0, nb1;
   float eps;
@@ -53,6 +54,17 @@ __device__ __forceinline__ void qnr_st8(__nv_bfloat16 *p, const float *v) {
   *(uint4 *)p = u;
 }
 
+/* The rotation of pair j of a token: angle pos(j) * theta[j] reduced to [-pi, pi] in double,
+ * then the fast float sine and cosine. */
+__device__ __forceinline__ void qnr_angle(const double *th, int j, const qnr_params &p,
+                                          int64_t fpos, uint32_t hh, uint32_t ww, float *s,
+                                          float *c) {
+  const int64_t pos = j < p.nf ? fpos : (j < p.nf + p.nhp ? (int64_t)hh : (int64_t)ww);
+  double a = (double)pos * th[j];
+  a -= rint(a * 0.15915494309189535) * 6.283185307179586;
+  __sincosf((float)a, s, c);
+}
+
 __global__ void __launch_bounds__(QNR_WARPS * 32)
     k_qk_norm_rope(__nv_bfloat16 *x, const __nv_bfloat16 *w, int64_t ntok, qnr_params p) {
   /* the per-pair frequencies in shared memory: lanes read different pairs, which the
@@ -66,13 +78,35 @@ __global__ void __launch_bounds__(QNR_WARPS * 32)
   if (tok >= ntok) return;
   const uint32_t b = (uint32_t)(tok / p.L), l = (uint32_t)(tok - (int64_t)b * p.L);
   __nv_bfloat16 *row = x + (int64_t)b * p.nb0 + (int64_t)l * p.nb1;
+  /* every load first (the row, then the weight), then what needs no data: the rotations */
   float v[QNR_MAXC][8];
+  uint4 wv[QNR_MAXC];
+#pragma unroll
+  for (int k = 0; k < QNR_MAXC; k++) {
+    uint32_t i = (uint32_t)(lane + 32 * k) * 8;
+    if (i < p.D) qnr_ld8(row + i, v[k]);
+  }
+#pragma unroll
+  for (int k = 0; k < QNR_MAXC; k++) {
+    uint32_t i = (uint32_t)(lane + 32 * k) * 8;
+    if (i < p.D && w) wv[k] = *(const uint4 *)(w + i);
+  }
+  const uint32_t f = l / p.HW, hw = l - f * p.HW, hh = hw / p.W, ww = hw - hh * p.W;
+  const int64_t fpos = (int64_t)p.frame_start[b] + f;
+  /* when 256 % dh == 0 a lane's 8 elements sit at the same place of a head in every chunk:
+   * its 4 rotations are computed once */
+  float sn[4], cs[4];
+  if (p.same_pairs) {
+    const int j0 = (int)(((uint32_t)lane * 8 % p.dh) / 2);
+#pragma unroll
+    for (int q = 0; q < 4; q++)
+      qnr_angle(th, j0 + q, p, fpos, hh, ww, &sn[q], &cs[q]);
+  }
   float ss = 0.f;
 #pragma unroll
   for (int k = 0; k < QNR_MAXC; k++) {
     uint32_t i = (uint32_t)(lane + 32 * k) * 8;
     if (i < p.D) {
-      qnr_ld8(row + i, v[k]);
 #pragma unroll
       for (int j = 0; j < 8; j++)
         ss += v[k][j] * v[k][j];
@@ -82,16 +116,19 @@ __global__ void __launch_bounds__(QNR_WARPS * 32)
   for (int o = 16; o > 0; o >>= 1)
     ss += __shfl_xor_sync(0xffffffffu, ss, o);
   const float rs = rsqrtf(ss / (float)p.D + p.eps);
-  const uint32_t f = l / p.HW, hw = l - f * p.HW, hh = hw / p.W, ww = hw - hh * p.W;
-  const int64_t fpos = (int64_t)p.frame_start[b] + f;
 #pragma unroll
   for (int k = 0; k < QNR_MAXC; k++) {
     uint32_t i = (uint32_t)(lane + 32 * k) * 8;
     if (i < p.D) {
       float g[8];
-      if (w)
-        qnr_ld8(w + i, g);
-      else {
+      if (w) {
+        const __nv_bfloat162 *h2 = (const __nv_bfloat162 *)&wv[k];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          float2 f2 = __bfloat1622float2(h2[j]);
+          g[2 * j] = f2.x, g[2 * j + 1] = f2.y;
+        }
+      } else {
 #pragma unroll
         for (int j = 0; j < 8; j++)
           g[j] = 1.f;
@@ -99,12 +136,11 @@ __global__ void __launch_bounds__(QNR_WARPS * 32)
       const int j0 = (int)((i % p.dh) / 2);
 #pragma unroll
       for (int q = 0; q < 4; q++) {
-        const int j = j0 + q;
-        const int64_t pos = j < p.nf ? fpos : (j < p.nf + p.nhp ? (int64_t)hh : (int64_t)ww);
-        double a = (double)pos * th[j];
-        a -= rint(a * 0.15915494309189535) * 6.283185307179586;
         float s, c;
-        __sincosf((float)a, &s, &c);
+        if (p.same_pairs)
+          s = sn[q], c = cs[q];
+        else
+          qnr_angle(th, j0 + q, p, fpos, hh, ww, &s, &c);
         float x0 = v[k][2 * q] * rs * g[2 * q], x1 = v[k][2 * q + 1] * rs * g[2 * q + 1];
         v[k][2 * q] = x0 * c - x1 * s;
         v[k][2 * q + 1] = x0 * s + x1 * c;
@@ -164,6 +200,7 @@ int lg_cuda_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float
     }
     p.L = (uint32_t)L, p.HW = (uint32_t)(H * W), p.W = (uint32_t)W, p.dh = (uint32_t)dh;
     p.D = (uint32_t)D, p.nb0 = x->nb[0], p.nb1 = x->nb[1], p.eps = eps;
+    p.same_pairs = 256 % dh == 0;
     const int64_t ntok = B * L;
     if (ntok == 0) return 0;
     k_qk_norm_rope<<<(unsigned)((ntok + QNR_WARPS - 1) / QNR_WARPS), QNR_WARPS * 32, 0,
