@@ -118,6 +118,18 @@ const char *lg_tensor_shape_str(const lg_tensor *t, char *buf, size_t n) {
   return buf;
 }
 
+void *lg_backend_host_alloc(lg_backend *be, size_t bytes) {
+  return be->ops->host_alloc ? be->ops->host_alloc(be, bytes) : malloc(bytes ? bytes : 1);
+}
+
+void lg_backend_host_free(lg_backend *be, void *p) {
+  if (!p) return;
+  if (be->ops->host_free)
+    be->ops->host_free(be, p);
+  else
+    free(p);
+}
+
 void lg_backend_free(lg_backend **be) {
   if (!be || !*be) return;
   (*be)->ops->destroy(*be);
