@@ -14,9 +14,10 @@
  * 44 KB so only 2 stages fit beside Q: 208 KB; consumers 232 registers, producer 40).
  * Default (cuda_attention.cu, kernel 10): 3 stages, OVL, PP, TMA, automatic key split.
  * Keys at or past kv_len[b] are zero-filled and masked, queries past Lq zero-filled and not
- * stored; kv_len 0 writes zeros. Optional key split (partials combined by
- * lg_cuda_attn_combine128). q/k/v/o [B, L, heads, 128] with any 16-byte-aligned strides (K/V
- * batch stride 0 allowed). Runs on the backend's thread. */
+ * stored; kv_len 0 writes zeros. A 1-d grid over (row, head, query tile) units; the automatic
+ * key split applies to the last, part-full wave's units only (partials merged by k_wg_combine).
+ * q/k/v/o [B, L, heads, 128] with any 16-byte-aligned strides (K/V batch stride 0 allowed).
+ * Runs on the backend's thread. */
 #include "cuda_attention.cuh"
 
 #include <cuda.h>
