@@ -285,6 +285,44 @@ __device__ __forceinline__ float warp_sum(float v) {
     v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+/* The second half of a warp-per-row norm over a row held packed (xv, D = 256 * C): the variance
+ * around mean, then y = (x - mean) * rsqrt(var + eps), modulated (MOD: * (1 + a) + b) or
+ * affine (* a, + b, each where given), stored as bf16 at yrow. */
+template <int C, bool MOD>
+__device__ __forceinline__ void warp_norm_store(const uint4 *xv, const uint4 *av, const uint4 *bv,
+                                                bool ha, bool hb, float mean, float eps,
+                                                __nv_bfloat16 *yrow, int lane) {
+  const float D = 256.f * C;
+  float s = 0.f, v[8];
+#pragma unroll
+  for (int k = 0; k < C; k++) {
+    bf8_unpack(xv[k], v);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+      s += (v[j] - mean) * (v[j] - mean);
+  }
+  const float rs = rsqrtf(warp_sum(s) / D + eps);
+#pragma unroll
+  for (int k = 0; k < C; k++) {
+    float a[8], b[8];
+    bf8_unpack(xv[k], v);
+    if (ha) bf8_unpack(av[k], a);
+    if (hb) bf8_unpack(bv[k], b);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      float t = (v[j] - mean) * rs;
+      if (MOD)
+        t = t * (1.f + a[j]) + b[j];
+      else {
+        if (ha) t *= a[j];
+        if (hb) t += b[j];
+      }
+      v[j] = t;
+    }
+    io<__nv_bfloat16>::st8(yrow + (k * 32 + lane) * 8, v);
+  }
+}
+
 template <int MODE, int C>
 __global__ void __launch_bounds__(256)
     k_norm_warp(__nv_bfloat16 *y, lg_rows yr, const __nv_bfloat16 *x, lg_rows xr, int64_t R,
@@ -311,9 +349,9 @@ __global__ void __launch_bounds__(256)
     if (pa) av[k] = *(const uint4 *)(pa + i);
     if (pb) bv[k] = *(const uint4 *)(pb + i);
   }
-  const float D = 256.f * C;
-  float mean = 0.f, s = 0.f, v[8];
+  float mean = 0.f;
   if (MODE == NORM_LN || MODE == NORM_MOD_LN) {
+    float s = 0.f, v[8];
 #pragma unroll
     for (int k = 0; k < C; k++) {
       bf8_unpack(xv[k], v);
@@ -321,36 +359,10 @@ __global__ void __launch_bounds__(256)
       for (int j = 0; j < 8; j++)
         s += v[j];
     }
-    mean = warp_sum(s) / D;
-    s = 0.f;
+    mean = warp_sum(s) / (256.f * C);
   }
-#pragma unroll
-  for (int k = 0; k < C; k++) {
-    bf8_unpack(xv[k], v);
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-      s += (v[j] - mean) * (v[j] - mean);
-  }
-  const float rs = rsqrtf(warp_sum(s) / D + p.eps);
-#pragma unroll
-  for (int k = 0; k < C; k++) {
-    float a[8], b[8];
-    bf8_unpack(xv[k], v);
-    if (pa) bf8_unpack(av[k], a);
-    if (pb) bf8_unpack(bv[k], b);
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-      float t = (v[j] - mean) * rs;
-      if (MODE == NORM_MOD_LN)
-        t = t * (1.f + a[j]) + b[j];
-      else {
-        if (pa) t *= a[j];
-        if (pb) t += b[j];
-      }
-      v[j] = t;
-    }
-    io<__nv_bfloat16>::st8(yrow + (k * 32 + lane) * 8, v);
-  }
+  warp_norm_store<C, MODE == NORM_MOD_LN>(xv, av, bv, pa != NULL, pb != NULL, mean, p.eps, yrow,
+                                          lane);
 }
 
 /* Modulation without the norm, elementwise: y = x * (1 + scale[g]) + shift[g], 8 values per
@@ -781,32 +793,8 @@ __global__ void __launch_bounds__(256)
     for (int j = 0; j < 8; j++)
       s += v[j];
   }
-  const float D = 256.f * C, mean = warp_sum(s) / D;
-  s = 0.f;
-#pragma unroll
-  for (int k = 0; k < C; k++) {
-    bf8_unpack(xv[k], v);
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-      s += (v[j] - mean) * (v[j] - mean);
-  }
-  const float rs = rsqrtf(warp_sum(s) / D + eps);
-  __nv_bfloat16 *hrow = h + lg_row_off(hr, r);
-#pragma unroll
-  for (int k = 0; k < C; k++) {
-    float wf[8], bf[8];
-    bf8_unpack(xv[k], v);
-    if (lw) bf8_unpack(wv[k], wf);
-    if (lb) bf8_unpack(bv[k], bf);
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-      float t = (v[j] - mean) * rs;
-      if (lw) t *= wf[j];
-      if (lb) t += bf[j];
-      v[j] = t;
-    }
-    B::st8(hrow + (k * 32 + lane) * 8, v);
-  }
+  warp_norm_store<C, false>(xv, wv, bv, lw != NULL, lb != NULL, warp_sum(s) / (256.f * C), eps,
+                            h + lg_row_off(hr, r), lane);
 }
 
 template <int C>
