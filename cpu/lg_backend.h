@@ -214,6 +214,13 @@ typedef struct lg_backend_ops {
                              const lg_tensor *bias, const lg_tensor *gate, int64_t group,
                              lg_tensor *tmp, lg_tensor *h, const lg_tensor *ln_w,
                              const lg_tensor *ln_b, float eps);
+  /* linear_gated_add, then the next block's modulated input norm over the updated x:
+   * h = modulate(x, shift, scale, group, ln=true, eps), shift/scale [R/group, N] (any row
+   * stride), h [R,N] act dtype, contiguous. */
+  int (*linear_gated_add_mod)(lg_backend *be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
+                              const lg_tensor *bias, const lg_tensor *gate, int64_t group,
+                              lg_tensor *tmp, lg_tensor *h, const lg_tensor *shift,
+                              const lg_tensor *scale, float eps);
 } lg_backend_ops;
 
 /* be->ops->host_alloc (NULL on failure), or malloc; host_free pairs with it (NULL is a no-op). */
@@ -229,6 +236,12 @@ int lg_backend_linear_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor
                                    const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
                                    int64_t group, lg_tensor *tmp, lg_tensor *h,
                                    const lg_tensor *ln_w, const lg_tensor *ln_b, float eps);
+/* be->ops->linear_gated_add_mod, or lg_backend_linear_gated_add then modulate. 0 or LG_E*. */
+int lg_backend_linear_gated_add_mod(lg_backend *be, lg_tensor *x, const lg_tensor *a,
+                                    const lg_tensor *w, const lg_tensor *bias,
+                                    const lg_tensor *gate, int64_t group, lg_tensor *tmp,
+                                    lg_tensor *h, const lg_tensor *shift, const lg_tensor *scale,
+                                    float eps);
 /* be->ops->cosine_mean_n, or cosine_mean per pair (same values). 0 or LG_E*. */
 int lg_backend_cosine_mean_n(lg_backend *be, double *out, int n, const lg_tensor *a,
                              const lg_tensor *b);

@@ -1,5 +1,5 @@
 /* lg_fused.c: the fused ops of lg_backend_ops (qk_norm_rope, cosine_mean_n, linear_gated_add,
- * linear_gated_add_ln, channel_rms_norm_silu): each
+ * linear_gated_add_ln, linear_gated_add_mod, channel_rms_norm_silu): each
  * wrapper calls the backend's fused kernel when it has one, else composes the plain ops, which is
  * what the CPU backend does (so its results are those of the unfused sequence, bit for bit). Runs
  * on the thread that owns the backend. */
@@ -67,6 +67,22 @@ int lg_backend_linear_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor
   int err = lg_backend_linear_gated_add(be, x, a, w, bias, gate, group, tmp);
   if (err) return err;
   return be->ops->layer_norm(be, h, x, ln_w, ln_b, eps);
+}
+
+int lg_backend_linear_gated_add_mod(lg_backend *be, lg_tensor *x, const lg_tensor *a,
+                                    const lg_tensor *w, const lg_tensor *bias,
+                                    const lg_tensor *gate, int64_t group, lg_tensor *tmp,
+                                    lg_tensor *h, const lg_tensor *shift, const lg_tensor *scale,
+                                    float eps) {
+  if (!be || !x || !a || !w || !gate || !tmp || !h || !shift || !scale || group < 1) {
+    LG_ERR("fused", "linear_gated_add_mod: missing tensor or group %lld", (long long)group);
+    return LG_EINVAL;
+  }
+  if (be->ops->linear_gated_add_mod)
+    return be->ops->linear_gated_add_mod(be, x, a, w, bias, gate, group, tmp, h, shift, scale, eps);
+  int err = lg_backend_linear_gated_add(be, x, a, w, bias, gate, group, tmp);
+  if (err) return err;
+  return be->ops->modulate(be, h, x, shift, scale, group, true, eps);
 }
 
 int lg_backend_channel_rms_norm_silu(lg_backend *be, lg_tensor *y, const lg_tensor *x,

@@ -27,6 +27,8 @@ typedef struct att_params {
   float *part_o;
   float *part_ml;
   int u0, qt;
+  int nitems;        /* wgmma kernel: items (unit, split) of this launch; a block takes blockIdx.x,
+                      * + gridDim.x, ... (persistent when the grid is smaller) */
   const float *bias; /* attention_bias: [nh, Lq, Lk] f32 logit bias, or NULL */
   int64_t bias_h, bias_q;
   int wg_dbg; /* wgmma kernel: 1 swaps the V descriptor's strides (LG_ATTN_WG_DEBUG, bring-up) */

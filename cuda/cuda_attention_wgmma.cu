@@ -222,18 +222,29 @@ __global__ void __launch_bounds__(384, 1)
   auto barEK = [&](int s) { return bars + 8u * (1 + 2 * STAGES + s); };
   auto barEV = [&](int s) { return bars + 8u * (1 + 3 * STAGES + s); };
 
+  const uint32_t barQE = bars + 8u * (1 + 4 * STAGES); /* Q free: the consumer warps' last S */
+
   const int tid = threadIdx.x, wg = tid / 128;
-  /* block -> unit (row b, head h, query tile) and key split */
-  const int unit = p.u0 + (int)blockIdx.x / p.nsplit, split = (int)blockIdx.x % p.nsplit;
-  const int h = (unit / p.qt) % p.nh, b = unit / (p.qt * p.nh);
-  const int q0 = (unit % p.qt) * WG_BM;
-  const int n = p.kv_len[b];
-  const int t_beg = split * p.tps;
-  const int t_end = min((n + BN - 1) / BN, t_beg + p.tps);
-  const int ntile = t_end > t_beg ? t_end - t_beg : 0;
+  /* item -> unit (row b, head h, query tile) and key split; the block takes items blockIdx.x,
+   * + gridDim.x, ... (persistent when the grid is smaller than p.nitems) */
+  struct item_t {
+    int unit, split, h, b, q0, n, t_beg, ntile;
+  };
+  auto item_of = [&](int item) {
+    item_t r;
+    r.unit = p.u0 + item / p.nsplit, r.split = item % p.nsplit;
+    r.h = (r.unit / p.qt) % p.nh, r.b = r.unit / (p.qt * p.nh);
+    r.q0 = (r.unit % p.qt) * WG_BM;
+    r.n = p.kv_len[r.b];
+    r.t_beg = r.split * p.tps;
+    const int t_end = min((r.n + BN - 1) / BN, r.t_beg + p.tps);
+    r.ntile = t_end > r.t_beg ? t_end - r.t_beg : 0;
+    return r;
+  };
 
   if (tid == 0) {
     mbar_init(barQ, 64);
+    mbar_init(barQE, 8);
     for (int s = 0; s < STAGES; s++) {
       mbar_init(barK(s), 64); /* the producer's K warps */
       mbar_init(barV(s), 64); /* its V warps */
@@ -250,7 +261,6 @@ __global__ void __launch_bounds__(384, 1)
      * once its own copies of it have landed, and refills a stage once every consumer warp has
      * released it */
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(BN > 128 ? 40 : 56));
-    if (ntile == 0) return;
     const bool isv = tid >= 64;
     const int pt = tid % 64, r4 = pt / 16, c = pt % 16; /* 4 rows x 16 chunks per pass */
     /* rows 8j + r4 and 8j + 4 + r4 of pass pair j: their swizzled offsets within 8 rows */
@@ -258,49 +268,82 @@ __global__ void __launch_bounds__(384, 1)
         (uint32_t)(c / 8) * (BN * 128) + (uint32_t)r4 * 128 + (uint32_t)(((c % 8) ^ r4) * 16);
     const uint32_t off1 = (uint32_t)(c / 8) * (BN * 128) + (uint32_t)(r4 + 4) * 128 +
                           (uint32_t)(((c % 8) ^ (r4 + 4)) * 16);
-    const __nv_bfloat16 *src = isv ? (const __nv_bfloat16 *)p.v + b * p.vb + h * p.vh + c * 8
-                                   : (const __nv_bfloat16 *)p.k + b * p.kb + h * p.kh + c * 8;
+    /* Q's halves are WG_BM rows apart, K/V's BN */
+    const uint32_t qo0 = off0 - (uint32_t)(c / 8) * ((BN - WG_BM) * 128);
+    const uint32_t qo1 = off1 - (uint32_t)(c / 8) * ((BN - WG_BM) * 128);
     const int64_t rs = isv ? p.vl : p.kl;
-    if (!isv) {
-      const __nv_bfloat16 *qp = (const __nv_bfloat16 *)p.q + b * p.qb + h * p.qh + c * 8;
-      /* Q's halves are WG_BM rows apart, K/V's BN */
-      const uint32_t qo0 = off0 - (uint32_t)(c / 8) * ((BN - WG_BM) * 128);
-      const uint32_t qo1 = off1 - (uint32_t)(c / 8) * ((BN - WG_BM) * 128);
-#pragma unroll 4
-      for (int j = 0; j < 16; j++) {
-        int qa = q0 + j * 8 + r4, qb2 = qa + 4;
-        wg_cp16(sQ + qo0 + j * 1024, qa < p.Lq ? qp + (int64_t)qa * p.ql : qp, qa < p.Lq ? 16 : 0);
-        wg_cp16(sQ + qo1 + j * 1024, qb2 < p.Lq ? qp + (int64_t)qb2 * p.ql : qp,
-                qb2 < p.Lq ? 16 : 0);
-      }
-      wg_commit();
-    }
     const uint32_t base = isv ? sV : sK;
-    /* two tiles in flight per warp pair: tile it-1 is signalled once tile it is issued */
-    auto signal = [&](int j) {
-      wg_fence_async();
-      if (!isv && j == 0) mbar_arrive(barQ);
-      mbar_arrive(isv ? barV(j % STAGES) : barK(j % STAGES));
-    };
-    if (TMA) {
-      /* full tiles: one thread arms the barrier and issues two TMA boxes, the other 63 of the
-       * pair arrive; the tail tile (keys past kv_len zero-filled) by cp.async as below. Q's
-       * copies are waited for after tile 0 is issued. */
-      const CUtensorMap *map = isv ? &tm.v : &tm.k;
-      const int mrow = (isv ? tm.rowv : tm.rowk) ? b : 0;
-      for (int it = 0; it < ntile; it++) {
-        const int s = it % STAGES, key0 = (t_beg + it) * BN;
-        const uint32_t fb = isv ? barV(s) : barK(s), dst = base + s * KV_TILE;
-        if (it >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((it / STAGES) + 1) & 1);
-        if (key0 + BN <= n) {
-          if (pt == 0) {
-            mbar_arrive_tx(fb, KV_TILE);
-            wg_tma_load(dst, map, 0, h, key0, mrow, fb);
-            wg_tma_load(dst + BN * 128, map, 64, h, key0, mrow, fb);
+    int gt = 0, qi = 0; /* K/V tiles and Q tiles loaded so far by this block */
+    for (int item = blockIdx.x; item < p.nitems; item += gridDim.x) {
+      const item_t u = item_of(item);
+      if (u.ntile == 0) continue;
+      const int b = u.b, h = u.h, n = u.n, t_beg = u.t_beg, ntile = u.ntile;
+      const __nv_bfloat16 *src = isv ? (const __nv_bfloat16 *)p.v + b * p.vb + h * p.vh + c * 8
+                                     : (const __nv_bfloat16 *)p.k + b * p.kb + h * p.kh + c * 8;
+      /* Q of this item, once every consumer warp has issued its last S of the previous one */
+      auto load_q = [&]() {
+        if (qi > 0) mbar_wait(barQE, (qi - 1) & 1);
+        const __nv_bfloat16 *qp = (const __nv_bfloat16 *)p.q + b * p.qb + h * p.qh + c * 8;
+#pragma unroll 4
+        for (int j = 0; j < 16; j++) {
+          int qa = u.q0 + j * 8 + r4, qb2 = qa + 4;
+          wg_cp16(sQ + qo0 + j * 1024, qa < p.Lq ? qp + (int64_t)qa * p.ql : qp,
+                  qa < p.Lq ? 16 : 0);
+          wg_cp16(sQ + qo1 + j * 1024, qb2 < p.Lq ? qp + (int64_t)qb2 * p.ql : qp,
+                  qb2 < p.Lq ? 16 : 0);
+        }
+        wg_commit();
+      };
+      if (TMA) {
+        /* full tiles: one thread arms the barrier and issues two TMA boxes, the other 63 of
+         * the pair arrive; the tail tile (keys past kv_len zero-filled) by cp.async as below.
+         * Q's copies are issued and waited for after tile 0 is issued. */
+        const CUtensorMap *map = isv ? &tm.v : &tm.k;
+        const int mrow = (isv ? tm.rowv : tm.rowk) ? b : 0;
+        for (int it = 0; it < ntile; it++, gt++) {
+          const int s = gt % STAGES, key0 = (t_beg + it) * BN;
+          const uint32_t fb = isv ? barV(s) : barK(s), dst = base + s * KV_TILE;
+          if (gt >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((gt / STAGES) + 1) & 1);
+          if (key0 + BN <= n) {
+            if (pt == 0) {
+              mbar_arrive_tx(fb, KV_TILE);
+              wg_tma_load(dst, map, 0, h, key0, mrow, fb);
+              wg_tma_load(dst + BN * 128, map, 64, h, key0, mrow, fb);
+            } else {
+              mbar_arrive(fb);
+            }
           } else {
+#pragma unroll 4
+            for (int j = 0; j < BN / 8; j++) {
+              int ka = key0 + j * 8 + r4, kb2 = ka + 4;
+              wg_cp16(dst + off0 + j * 1024, ka < n ? src + (int64_t)ka * rs : src,
+                      ka < n ? 16 : 0);
+              wg_cp16(dst + off1 + j * 1024, kb2 < n ? src + (int64_t)kb2 * rs : src,
+                      kb2 < n ? 16 : 0);
+            }
+            wg_commit();
+            wg_wait_group<0>();
+            wg_fence_async();
             mbar_arrive(fb);
           }
-        } else {
+          if (it == 0 && !isv) {
+            load_q();
+            wg_wait_group<0>();
+            wg_fence_async();
+            mbar_arrive(barQ);
+          }
+        }
+      } else {
+        /* two tiles in flight per warp pair: tile it-1 is signalled once tile it is issued */
+        if (!isv) load_q();
+        auto signal = [&](int g) {
+          wg_fence_async();
+          mbar_arrive(isv ? barV(g % STAGES) : barK(g % STAGES));
+        };
+        for (int it = 0; it < ntile; it++, gt++) {
+          const int s = gt % STAGES, key0 = (t_beg + it) * BN;
+          if (gt >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((gt / STAGES) + 1) & 1);
+          const uint32_t dst = base + s * KV_TILE;
 #pragma unroll 4
           for (int j = 0; j < BN / 8; j++) {
             int ka = key0 + j * 8 + r4, kb2 = ka + 4;
@@ -309,35 +352,23 @@ __global__ void __launch_bounds__(384, 1)
                     kb2 < n ? 16 : 0);
           }
           wg_commit();
-          wg_wait_group<0>();
-          wg_fence_async();
-          mbar_arrive(fb);
+          if (it > 0) {
+            wg_wait_group<1>();
+            if (!isv && it == 1) { /* Q's group landed with tile 0's */
+              wg_fence_async();
+              mbar_arrive(barQ);
+            }
+            signal(gt - 1);
+          }
         }
-        if (it == 0 && !isv) {
-          wg_wait_group<0>();
+        wg_wait_group<0>();
+        if (!isv && ntile == 1) {
           wg_fence_async();
           mbar_arrive(barQ);
         }
+        signal(gt - 1);
       }
-    } else {
-      for (int it = 0; it < ntile; it++) {
-        const int s = it % STAGES, key0 = (t_beg + it) * BN;
-        if (it >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((it / STAGES) + 1) & 1);
-        const uint32_t dst = base + s * KV_TILE;
-#pragma unroll 4
-        for (int j = 0; j < BN / 8; j++) {
-          int ka = key0 + j * 8 + r4, kb2 = ka + 4;
-          wg_cp16(dst + off0 + j * 1024, ka < n ? src + (int64_t)ka * rs : src, ka < n ? 16 : 0);
-          wg_cp16(dst + off1 + j * 1024, kb2 < n ? src + (int64_t)kb2 * rs : src, kb2 < n ? 16 : 0);
-        }
-        wg_commit();
-        if (it > 0) {
-          wg_wait_group<1>();
-          signal(it - 1);
-        }
-      }
-      wg_wait_group<0>();
-      signal(ntile - 1);
+      qi++;
     }
     return;
   }
@@ -348,10 +379,8 @@ __global__ void __launch_bounds__(384, 1)
   const int g = lane / 4, t = lane % 4;
   float o[64], sc[BN / 2];
   uint32_t pf[BN / 4]; /* P as the A operand: BN / 16 k-steps of 16 keys, 4 registers each */
-#pragma unroll
-  for (int i = 0; i < 64; i++)
-    o[i] = 0.f;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f, a0 = 1.f, a1 = 1.f;
+  float m0, m1, l0, l1, a0 = 1.f, a1 = 1.f;
+  int n = 0; /* the current item's keys */
   const float sl2 = p.scale_log2;
   /* V is N-major (transposed B): leading offset = between 64-dim halves, stride = between
    * 8-key groups */
@@ -438,101 +467,122 @@ __global__ void __launch_bounds__(384, 1)
   auto turn_end = [&]() {
     if (PP) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
   };
-  if (ntile > 0) {
-    mbar_wait(barQ, 0);
-    if (PP && cw == 1) turn_end(); /* warpgroup 1 goes first */
-    if (OVL) {
-      /* S of tile it+1 and P V of tile it in flight together; the softmax of tile it+1 runs
-       * while P V of tile it is still on the tensor cores */
-      mbar_wait(barK(0), 0);
-      turn_begin();
-      issue_qk(0);
-      turn_end();
-      wg_wait_mma<0>();
-      wg_reg_fence(sc);
-      if (lane == 0) mbar_arrive(barEK(0));
-      softmax(t_beg * BN);
-      rescale_pack();
-      for (int it = 1; it < ntile; it++) {
-        const int s = it % STAGES, sp = (it - 1) % STAGES;
-        mbar_wait(barK(s), (it / STAGES) & 1);
-        mbar_wait(barV(sp), ((it - 1) / STAGES) & 1);
+  int gt = 0, qi = 0; /* K/V tiles and Q tiles consumed so far by this block */
+  for (int item = blockIdx.x; item < p.nitems; item += gridDim.x) {
+    const item_t u = item_of(item);
+    const int t_beg = u.t_beg, ntile = u.ntile;
+    n = u.n;
+#pragma unroll
+    for (int i = 0; i < 64; i++)
+      o[i] = 0.f;
+    m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    /* stage and phase of this item's tile it */
+    auto stg = [&](int it) { return (gt + it) % STAGES; };
+    auto par = [&](int it) { return (uint32_t)(((gt + it) / STAGES) & 1); };
+    /* after the item's last S: Q may be refilled */
+    auto q_free = [&](int it) {
+      if (it == ntile - 1 && lane == 0) mbar_arrive(barQE);
+    };
+    if (ntile > 0) {
+      mbar_wait(barQ, qi & 1);
+      if (PP && cw == 1 && qi == 0) turn_end(); /* warpgroup 1 goes first */
+      if (OVL) {
+        /* S of tile it+1 and P V of tile it in flight together; the softmax of tile it+1 runs
+         * while P V of tile it is still on the tensor cores */
+        mbar_wait(barK(stg(0)), par(0));
         turn_begin();
-        issue_qk(s);
-        issue_pv(sp);
+        issue_qk(stg(0));
         turn_end();
-        wg_wait_mma<1>(); /* S done; P V may still run */
+        wg_wait_mma<0>();
         wg_reg_fence(sc);
-        if (lane == 0) mbar_arrive(barEK(s));
-        softmax((t_beg + it) * BN);
+        if (lane == 0) mbar_arrive(barEK(stg(0)));
+        q_free(0);
+        softmax(t_beg * BN);
+        rescale_pack();
+        for (int it = 1; it < ntile; it++) {
+          const int s = stg(it), sp = stg(it - 1);
+          mbar_wait(barK(s), par(it));
+          mbar_wait(barV(sp), par(it - 1));
+          turn_begin();
+          issue_qk(s);
+          issue_pv(sp);
+          turn_end();
+          wg_wait_mma<1>(); /* S done; P V may still run */
+          wg_reg_fence(sc);
+          if (lane == 0) mbar_arrive(barEK(s));
+          q_free(it);
+          softmax((t_beg + it) * BN);
+          wg_wait_mma<0>();
+          wg_reg_fence(o);
+          wg_reg_fence_u(pf);
+          if (lane == 0) mbar_arrive(barEV(sp));
+          rescale_pack();
+        }
+        const int sl = stg(ntile - 1);
+        mbar_wait(barV(sl), par(ntile - 1));
+        turn_begin();
+        issue_pv(sl);
+        turn_end();
         wg_wait_mma<0>();
         wg_reg_fence(o);
         wg_reg_fence_u(pf);
-        if (lane == 0) mbar_arrive(barEV(sp));
-        rescale_pack();
+        if (lane == 0) mbar_arrive(barEV(sl));
+      } else {
+        for (int it = 0; it < ntile; it++) {
+          const int s = stg(it);
+          mbar_wait(barK(s), par(it));
+          issue_qk(s);
+          wg_wait_mma<0>();
+          wg_reg_fence(sc);
+          if (lane == 0) mbar_arrive(barEK(s));
+          q_free(it);
+          softmax((t_beg + it) * BN);
+          rescale_pack();
+          mbar_wait(barV(s), par(it));
+          issue_pv(s);
+          wg_wait_mma<0>();
+          wg_reg_fence(o);
+          wg_reg_fence_u(pf);
+          if (lane == 0) mbar_arrive(barEV(s));
+        }
       }
-      const int sl = (ntile - 1) % STAGES;
-      mbar_wait(barV(sl), ((ntile - 1) / STAGES) & 1);
-      turn_begin();
-      issue_pv(sl);
-      turn_end();
-      wg_wait_mma<0>();
-      wg_reg_fence(o);
-      wg_reg_fence_u(pf);
-      if (lane == 0) mbar_arrive(barEV(sl));
-    } else {
-      for (int it = 0; it < ntile; it++) {
-        const int s = it % STAGES;
-        const uint32_t par = (it / STAGES) & 1;
-        mbar_wait(barK(s), par);
-        issue_qk(s);
-        wg_wait_mma<0>();
-        wg_reg_fence(sc);
-        if (lane == 0) mbar_arrive(barEK(s));
-        softmax((t_beg + it) * BN);
-        rescale_pack();
-        mbar_wait(barV(s), par);
-        issue_pv(s);
-        wg_wait_mma<0>();
-        wg_reg_fence(o);
-        wg_reg_fence_u(pf);
-        if (lane == 0) mbar_arrive(barEV(s));
-      }
+      gt += ntile, qi++;
     }
-  }
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
-  const int rr = cw * 64 + warp * 16 + g, r0 = q0 + rr, r1 = r0 + 8;
-  if (SPLIT) {
-    int64_t row0 = ((int64_t)(unit - p.u0) * p.nsplit + split) * WG_BM + rr, row1 = row0 + 8;
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+    const int rr = cw * 64 + warp * 16 + g, r0 = u.q0 + rr, r1 = r0 + 8;
+    if (SPLIT) {
+      int64_t row0 = ((int64_t)(u.unit - p.u0) * p.nsplit + u.split) * WG_BM + rr, row1 = row0 + 8;
+#pragma unroll
+      for (int nb = 0; nb < 16; nb++) {
+        int col = nb * 8 + 2 * t;
+        if (r0 < p.Lq)
+          *(float2 *)(p.part_o + row0 * 128 + col) =
+              make_float2(o[4 * nb] * i0, o[4 * nb + 1] * i0);
+        if (r1 < p.Lq)
+          *(float2 *)(p.part_o + row1 * 128 + col) =
+              make_float2(o[4 * nb + 2] * i1, o[4 * nb + 3] * i1);
+      }
+      if (t == 0) {
+        if (r0 < p.Lq) *(float2 *)(p.part_ml + 2 * row0) = make_float2(m0, l0);
+        if (r1 < p.Lq) *(float2 *)(p.part_ml + 2 * row1) = make_float2(m1, l1);
+      }
+      continue;
+    }
+    __nv_bfloat16 *op = (__nv_bfloat16 *)p.o + u.b * p.ob + u.h * p.oh;
 #pragma unroll
     for (int nb = 0; nb < 16; nb++) {
       int col = nb * 8 + 2 * t;
       if (r0 < p.Lq)
-        *(float2 *)(p.part_o + row0 * 128 + col) = make_float2(o[4 * nb] * i0, o[4 * nb + 1] * i0);
+        *(__nv_bfloat162 *)(op + (int64_t)r0 * p.ol + col) =
+            __floats2bfloat162_rn(o[4 * nb] * i0, o[4 * nb + 1] * i0);
       if (r1 < p.Lq)
-        *(float2 *)(p.part_o + row1 * 128 + col) =
-            make_float2(o[4 * nb + 2] * i1, o[4 * nb + 3] * i1);
+        *(__nv_bfloat162 *)(op + (int64_t)r1 * p.ol + col) =
+            __floats2bfloat162_rn(o[4 * nb + 2] * i1, o[4 * nb + 3] * i1);
     }
-    if (t == 0) {
-      if (r0 < p.Lq) *(float2 *)(p.part_ml + 2 * row0) = make_float2(m0, l0);
-      if (r1 < p.Lq) *(float2 *)(p.part_ml + 2 * row1) = make_float2(m1, l1);
-    }
-    return;
-  }
-  __nv_bfloat16 *op = (__nv_bfloat16 *)p.o + b * p.ob + h * p.oh;
-#pragma unroll
-  for (int nb = 0; nb < 16; nb++) {
-    int col = nb * 8 + 2 * t;
-    if (r0 < p.Lq)
-      *(__nv_bfloat162 *)(op + (int64_t)r0 * p.ol + col) =
-          __floats2bfloat162_rn(o[4 * nb] * i0, o[4 * nb + 1] * i0);
-    if (r1 < p.Lq)
-      *(__nv_bfloat162 *)(op + (int64_t)r1 * p.ol + col) =
-          __floats2bfloat162_rn(o[4 * nb + 2] * i1, o[4 * nb + 3] * i1);
   }
 #endif
 }
@@ -720,6 +770,24 @@ static void wg_launch_variant(const att_params &p, const wg_maps &m, dim3 grid, 
     wg_launch<2, true, false>(p, m, grid, st);
 }
 
+/* Persistent blocks: at most one per SM, each taking items blockIdx.x, + gridDim.x, ..., so a
+ * block loads its next item's Q and K/V while it finishes the current one.
+ * LG_ATTN_PERSIST=0 launches one block per item; tests cap the grid lower
+ * (lg_cuda_attn_set_grid). */
+static int g_wg_grid = -1; /* -1: the environment; 0: one block per item; N: at most N */
+extern "C" void lg_cuda_attn_set_grid(int blocks) {
+  g_wg_grid = blocks >= 0 ? blocks : -1;
+}
+static int wg_grid(int sms, int items) {
+  static int env = -1;
+  if (env < 0) {
+    const char *e = getenv("LG_ATTN_PERSIST");
+    env = e ? atoi(e) != 0 : 1;
+  }
+  const int cap = g_wg_grid >= 0 ? g_wg_grid : env ? sms : 0;
+  return cap && items > cap ? cap : items;
+}
+
 /* Units [u0, u0 + n) in ns key splits (ntiles: the longest row's key tiles), then their combine
  * pass when split. */
 static int wg_run(lg_backend *be, att_params &p, const wg_maps &m, int variant, int u0, int n,
@@ -735,7 +803,8 @@ static int wg_run(lg_backend *be, att_params &p, const wg_maps &m, int variant, 
     p.part_o = (float *)scr;
     p.part_ml = (float *)(scr + wg_split_obytes(rows));
   }
-  wg_launch_variant(p, m, dim3((unsigned)((int64_t)n * ns)), c->stream, variant);
+  p.nitems = n * ns;
+  wg_launch_variant(p, m, dim3((unsigned)wg_grid(c->sm_count, p.nitems)), c->stream, variant);
   CUDA_LAUNCH_CHECK();
   if (ns > 1) {
     k_wg_combine<<<(unsigned)((int64_t)n * 16), 256, 0, c->stream>>>(p);

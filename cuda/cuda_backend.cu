@@ -95,7 +95,8 @@ static const char *const op_names[LG_OP_COUNT] = {"copy",
                                                   "qk_norm_rope",
                                                   "linear_gated_add",
                                                   "channel_rms_norm_silu",
-                                                  "linear_gated_add_ln"};
+                                                  "linear_gated_add_ln",
+                                                  "linear_gated_add_mod"};
 
 /* ------------------------------------------------------------------ memory */
 
@@ -834,6 +835,11 @@ PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_LINEAR_GATED_ADD_LN, linear_gated_add_ln,
            const lg_tensor *bias, const lg_tensor *gate, int64_t group, lg_tensor *tmp,
            lg_tensor *h, const lg_tensor *ln_w, const lg_tensor *ln_b, float eps),
           (be, x, a, w, bias, gate, group, tmp, h, ln_w, ln_b, eps))
+PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_LINEAR_GATED_ADD_MOD, linear_gated_add_mod,
+          (lg_backend * be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,
+           const lg_tensor *bias, const lg_tensor *gate, int64_t group, lg_tensor *tmp,
+           lg_tensor *h, const lg_tensor *shift, const lg_tensor *scale, float eps),
+          (be, x, a, w, bias, gate, group, tmp, h, shift, scale, eps))
 
 /* ------------------------------------------------------------------ lifetime */
 
@@ -903,6 +909,7 @@ static const lg_backend_ops cuda_ops = {
     /* host_alloc */ cu_host_alloc,
     /* host_free */ cu_host_free,
     /* linear_gated_add_ln */ cu_linear_gated_add_ln,
+    /* linear_gated_add_mod */ cu_linear_gated_add_mod,
 };
 
 extern "C" int lg_cuda_device_count(void) {

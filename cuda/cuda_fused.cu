@@ -459,29 +459,46 @@ static bool lga_enabled(void) {
   return on == 1;
 }
 
-/* linear_gated_add_ln: the GEMM into tmp, then the gated add and the LayerNorm in one pass
- * (x is read once instead of twice); tensors that do not fit that pass go through
- * linear_gated_add + layer_norm. */
-int lg_cuda_linear_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *a,
-                                const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
-                                int64_t group, lg_tensor *tmp, lg_tensor *h, const lg_tensor *ln_w,
-                                const lg_tensor *ln_b, float eps) {
+/* linear_gated_add_ln / _mod: the GEMM into tmp, then the gated add and the norm (affine
+ * LayerNorm, or LayerNorm + modulate) in one pass (x is read once instead of twice); tensors
+ * that do not fit that pass go through linear_gated_add + layer_norm / modulate. */
+static int gated_add_norm(lg_backend *be, const char *nm, lg_tensor *x, const lg_tensor *a,
+                          const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
+                          int64_t group, lg_tensor *tmp, lg_tensor *h, const lg_tensor *pa,
+                          const lg_tensor *pb, bool mod, float eps) {
   int err = 0;
-  LG_TRY(lg_cuda_check_tensor("linear_gated_add_ln", "tmp", tmp, true));
-  LG_TRY(lg_cuda_check_tensor("linear_gated_add_ln", "h", h, true));
+  LG_TRY(lg_cuda_check_tensor(nm, "tmp", tmp, true));
+  LG_TRY(lg_cuda_check_tensor(nm, "h", h, true));
   LG_CHECK(lg_tensor_same_shape(tmp, x) && lg_tensor_same_shape(h, x), LG_EINVAL, LG_CUDA_MOD,
-           "linear_gated_add_ln: tmp and h must have x's shape");
+           "%s: tmp and h must have x's shape", nm);
   {
     lg_matmul_opts o = {.trans_b = true};
     LG_TRY(lg_cuda_matmul(be, tmp, a, w, bias, &o));
-    err = lg_cuda_gated_add_ln(be, x, tmp, gate, group, h, ln_w, ln_b, eps);
+    err = lg_cuda_gated_add_ln(be, x, tmp, gate, group, h, pa, pb, mod, eps);
     if (err == LG_ENOTSUP) {
       LG_TRY(lg_cuda_gated_add(be, x, tmp, gate, group));
-      err = lg_cuda_layer_norm(be, h, x, ln_w, ln_b, eps);
+      err = mod ? lg_cuda_modulate(be, h, x, pb, pa, group, true, eps)
+                : lg_cuda_layer_norm(be, h, x, pa, pb, eps);
     }
   }
 fail:
   return err;
+}
+
+int lg_cuda_linear_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *a,
+                                const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
+                                int64_t group, lg_tensor *tmp, lg_tensor *h, const lg_tensor *ln_w,
+                                const lg_tensor *ln_b, float eps) {
+  return gated_add_norm(be, "linear_gated_add_ln", x, a, w, bias, gate, group, tmp, h, ln_w, ln_b,
+                        false, eps);
+}
+
+int lg_cuda_linear_gated_add_mod(lg_backend *be, lg_tensor *x, const lg_tensor *a,
+                                 const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
+                                 int64_t group, lg_tensor *tmp, lg_tensor *h,
+                                 const lg_tensor *shift, const lg_tensor *scale, float eps) {
+  return gated_add_norm(be, "linear_gated_add_mod", x, a, w, bias, gate, group, tmp, h, scale,
+                        shift, true, eps);
 }
 
 int lg_cuda_linear_gated_add(lg_backend *be, lg_tensor *x, const lg_tensor *a, const lg_tensor *w,

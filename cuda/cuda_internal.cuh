@@ -58,6 +58,7 @@ enum {
   LG_OP_LINEAR_GATED_ADD,
   LG_OP_CHANNEL_RMS_NORM_SILU,
   LG_OP_LINEAR_GATED_ADD_LN,
+  LG_OP_LINEAR_GATED_ADD_MOD,
   LG_OP_COUNT
 };
 
@@ -258,12 +259,18 @@ int lg_cuda_linear_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *a
                                 const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
                                 int64_t group, lg_tensor *tmp, lg_tensor *h, const lg_tensor *ln_w,
                                 const lg_tensor *ln_b, float eps);
-/* cuda_norm.cu: x += gate * y, then h = LayerNorm(x) * ln_w + ln_b, one pass (bf16, rows of
- * 256..2048 elements, 16-byte aligned; shapes checked by the caller); LG_ENOTSUP when the
- * tensors do not fit that path. */
+int lg_cuda_linear_gated_add_mod(lg_backend *be, lg_tensor *x, const lg_tensor *a,
+                                 const lg_tensor *w, const lg_tensor *bias, const lg_tensor *gate,
+                                 int64_t group, lg_tensor *tmp, lg_tensor *h,
+                                 const lg_tensor *shift, const lg_tensor *scale, float eps);
+/* cuda_norm.cu: x += gate * y, then h = LayerNorm(x) * ln_w + ln_b (mod false; ln_w, ln_b [D]
+ * or NULL), or h = LayerNorm(x) * (1 + ln_w[r / group]) + ln_b[r / group] (mod true: ln_w the
+ * scale rows, ln_b the shift rows, [R / group, D]), one pass (bf16, rows of 256..2048
+ * elements, 16-byte aligned; shapes checked by the caller); LG_ENOTSUP when the tensors do not
+ * fit that path. */
 int lg_cuda_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *y, const lg_tensor *gate,
                          int64_t group, lg_tensor *h, const lg_tensor *ln_w, const lg_tensor *ln_b,
-                         float eps);
+                         bool mod, float eps);
 void lg_cuda_fused_free(lg_cuda *c); /* the fused ops' state, at backend destroy */
 
 #endif

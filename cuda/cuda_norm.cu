@@ -749,20 +749,23 @@ __global__ void k_gated_add(TX *x, lg_rows xr, const TY *y, lg_rows yr, const vo
   }
 }
 
-/* x += gate * y, then h = LayerNorm(x) * w + b, warp per row (D = 256 * C): the sums run over
- * the bf16-rounded x exactly as k_norm_warp's do, so h has the bits of gated_add + layer_norm. */
-template <int C>
+/* x += gate * y, then h = LayerNorm(x) * w + b (MOD false: lw, lb [D] or NULL) or
+ * h = LayerNorm(x) * (1 + lw[r / group]) + lb[r / group] (MOD: scale and shift rows, row
+ * strides lwr, lbr), warp per row (D = 256 * C): the sums run over the bf16-rounded x exactly
+ * as k_norm_warp's do, so h has the bits of gated_add + layer_norm / modulate. */
+template <int C, bool MOD>
 __global__ void __launch_bounds__(256)
     k_gated_add_ln(__nv_bfloat16 *x, lg_rows xr, const __nv_bfloat16 *y, lg_rows yr,
                    const __nv_bfloat16 *gate, lg_rows gr, int64_t group, __nv_bfloat16 *h,
-                   lg_rows hr, const __nv_bfloat16 *lw, const __nv_bfloat16 *lb, int64_t R,
-                   float eps) {
+                   lg_rows hr, const __nv_bfloat16 *lw, lg_rows lwr, const __nv_bfloat16 *lb,
+                   lg_rows lbr, int64_t R, float eps) {
   typedef io<__nv_bfloat16> B;
   const int64_t r = (int64_t)blockIdx.x * 8 + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (r >= R) return;
   __nv_bfloat16 *xrow = x + lg_row_off(xr, r);
   const __nv_bfloat16 *yrow = y + lg_row_off(yr, r), *grow = gate + lg_row_off(gr, r / group);
+  if (MOD) lw += lg_row_off(lwr, r / group), lb += lg_row_off(lbr, r / group);
   uint4 xv[C], yv[C], gv[C], wv[C], bv[C];
 #pragma unroll
   for (int k = 0; k < C; k++) {
@@ -793,24 +796,29 @@ __global__ void __launch_bounds__(256)
     for (int j = 0; j < 8; j++)
       s += v[j];
   }
-  warp_norm_store<C, false>(xv, wv, bv, lw != NULL, lb != NULL, warp_sum(s) / (256.f * C), eps,
-                            h + lg_row_off(hr, r), lane);
+  warp_norm_store<C, MOD>(xv, wv, bv, lw != NULL, lb != NULL, warp_sum(s) / (256.f * C), eps,
+                          h + lg_row_off(hr, r), lane);
 }
 
 template <int C>
 static void launch_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *y,
                                 const lg_tensor *gate, int64_t group, lg_tensor *h,
-                                const lg_tensor *lw, const lg_tensor *lb, int64_t R, float eps) {
-  k_gated_add_ln<C><<<(unsigned)((R + 7) / 8), 256, 0, lg_cu(be)->stream>>>(
+                                const lg_tensor *lw, const lg_tensor *lb, bool mod, int64_t R,
+                                float eps) {
+  lg_rows none;
+  memset(&none, 0, sizeof none);
+  const lg_rows lwr = mod ? lg_rows_of(lw) : none, lbr = mod ? lg_rows_of(lb) : none;
+  auto k = mod ? k_gated_add_ln<C, true> : k_gated_add_ln<C, false>;
+  k<<<(unsigned)((R + 7) / 8), 256, 0, lg_cu(be)->stream>>>(
       (__nv_bfloat16 *)x->data, lg_rows_of(x), (const __nv_bfloat16 *)y->data, lg_rows_of(y),
       (const __nv_bfloat16 *)gate->data, lg_rows_of(gate), group, (__nv_bfloat16 *)h->data,
-      lg_rows_of(h), lw ? (const __nv_bfloat16 *)lw->data : NULL,
-      lb ? (const __nv_bfloat16 *)lb->data : NULL, R, eps);
+      lg_rows_of(h), lw ? (const __nv_bfloat16 *)lw->data : NULL, lwr,
+      lb ? (const __nv_bfloat16 *)lb->data : NULL, lbr, R, eps);
 }
 
 int lg_cuda_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *y, const lg_tensor *gate,
                          int64_t group, lg_tensor *h, const lg_tensor *ln_w, const lg_tensor *ln_b,
-                         float eps) {
+                         bool mod, float eps) {
   int err = 0;
   const int64_t R = lg_tensor_rows(x), D = x->ne[x->ndim - 1];
   if (!gate || group < 1 || R % group || R >= (1ll << 31) || D % 256 || D / 256 < 1 ||
@@ -821,23 +829,31 @@ int lg_cuda_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *y, const
     return LG_ENOTSUP;
   {
     lg_rows gr = lg_rows_of(gate);
-    if (!param_fast(gate->data, gate->dtype, &gr) ||
-        (ln_w && (lg_tensor_numel(ln_w) != D || !lg_tensor_is_contiguous(ln_w) ||
-                  !param_fast(ln_w->data, ln_w->dtype, NULL))) ||
-        (ln_b && (lg_tensor_numel(ln_b) != D || !lg_tensor_is_contiguous(ln_b) ||
-                  !param_fast(ln_b->data, ln_b->dtype, NULL))))
-      return LG_ENOTSUP;
+    if (!param_fast(gate->data, gate->dtype, &gr)) return LG_ENOTSUP;
+    const lg_tensor *pp[2] = {ln_w, ln_b};
+    for (int i = 0; i < 2; i++) {
+      const lg_tensor *t = pp[i];
+      if (mod) { /* scale / shift rows, one per group */
+        lg_rows tr;
+        if (!t || lg_tensor_rows(t) != R / group || t->ne[t->ndim - 1] != D) return LG_ENOTSUP;
+        tr = lg_rows_of(t);
+        if (!param_fast(t->data, t->dtype, &tr)) return LG_ENOTSUP;
+      } else if (t && (lg_tensor_numel(t) != D || !lg_tensor_is_contiguous(t) ||
+                       !param_fast(t->data, t->dtype, NULL))) {
+        return LG_ENOTSUP;
+      }
+    }
   }
   if (R == 0) return 0;
   switch (D / 256) {
-  case 1: launch_gated_add_ln<1>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
-  case 2: launch_gated_add_ln<2>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
-  case 3: launch_gated_add_ln<3>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
-  case 4: launch_gated_add_ln<4>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
-  case 5: launch_gated_add_ln<5>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
-  case 6: launch_gated_add_ln<6>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
-  case 7: launch_gated_add_ln<7>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
-  default: launch_gated_add_ln<8>(be, x, y, gate, group, h, ln_w, ln_b, R, eps); break;
+  case 1: launch_gated_add_ln<1>(be, x, y, gate, group, h, ln_w, ln_b, mod, R, eps); break;
+  case 2: launch_gated_add_ln<2>(be, x, y, gate, group, h, ln_w, ln_b, mod, R, eps); break;
+  case 3: launch_gated_add_ln<3>(be, x, y, gate, group, h, ln_w, ln_b, mod, R, eps); break;
+  case 4: launch_gated_add_ln<4>(be, x, y, gate, group, h, ln_w, ln_b, mod, R, eps); break;
+  case 5: launch_gated_add_ln<5>(be, x, y, gate, group, h, ln_w, ln_b, mod, R, eps); break;
+  case 6: launch_gated_add_ln<6>(be, x, y, gate, group, h, ln_w, ln_b, mod, R, eps); break;
+  case 7: launch_gated_add_ln<7>(be, x, y, gate, group, h, ln_w, ln_b, mod, R, eps); break;
+  default: launch_gated_add_ln<8>(be, x, y, gate, group, h, ln_w, ln_b, mod, R, eps); break;
   }
   CUDA_LAUNCH_CHECK();
   return 0;

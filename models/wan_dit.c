@@ -80,6 +80,7 @@ struct lg_dit_ws {
   float prep_t[LG_DIT_MAX_ROWS * LG_DIT_MAX_CALL]; /* their timesteps */
   int64_t ffn_cap;                                 /* tokens per FFN pass at most */
   bool kv_per_row;                                 /* no batched K/V GEMM over rows */
+  bool no_fuse_next; /* the FFN's gated add does not also norm the next block's input */
 };
 
 typedef struct wspec {
@@ -399,7 +400,7 @@ static int64_t ffn_chunk(int64_t N, int64_t HW, int64_t cap) {
 
 /* Experiment knobs, read once per workspace: LG_DIT_FFN_TOKENS (tokens per FFN pass, rounded
  * to 64; default FFN_CAP_DEFAULT), LG_DIT_KV_PER_ROW=1 (one K/V GEMM per row even when rows
- * share their slots). */
+ * share their slots), LG_DIT_FUSE_NEXT=0 (the next block's modulated norm as its own pass). */
 static int64_t env_int(const char *name, int64_t def, int64_t lo, int64_t hi) {
   const char *e = getenv(name);
   if (!e || !*e) return def;
@@ -428,7 +429,8 @@ lg_dit_ws *lg_dit_ws_new(lg_wan_dit *m, int max_rf, int lat_h, int lat_w) {
   size_t fc = N < (size_t)cap ? N : (size_t)cap;
   size_t tsin = r256(bf * (size_t)c->freq_dim * 4);
   size_t t_ph = r256(bf * (size_t)c->freq_dim * es) + 2 * r256(bf * d * es);
-  size_t b_ph = r256(bf * 6 * d * es) + 2 * r256(N * d * es) + r256(fc * (size_t)c->ffn_dim * es);
+  size_t b_ph =
+      2 * r256(bf * 6 * d * es) + 2 * r256(N * d * es) + r256(fc * (size_t)c->ffn_dim * es);
   size_t h_ph = 2 * r256(bf * d * es) + r256(N * d * es) + r256(N * 64 * es);
   size_t fwd = r256(bf * d * es) + r256(bf * 6 * d * es) + r256(N * d * es) +
                (t_ph > b_ph ? (t_ph > h_ph ? t_ph : h_ph) : (b_ph > h_ph ? b_ph : h_ph));
@@ -439,6 +441,7 @@ lg_dit_ws *lg_dit_ws_new(lg_wan_dit *m, int max_rf, int lat_h, int lat_w) {
   w->m = m;
   w->ffn_cap = cap;
   w->kv_per_row = env_int("LG_DIT_KV_PER_ROW", 0, 0, 1) != 0;
+  w->no_fuse_next = env_int("LG_DIT_FUSE_NEXT", 1, 0, 1) == 0;
   w->max_rf = max_rf;
   w->lat_h = lat_h;
   w->lat_w = lat_w;
@@ -730,12 +733,17 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
     fstart[b] = rows[b].rope_start;
   }
   if (first == last) return 0;
-  /* Buffers, reused within a layer: hb [N,d] holds the modulated input, then the attention
-   * output; q [N,d] holds the queries, then the projection output y; fh [fc, ffn] the FFN
-   * hidden of fc tokens at a time. K and V go straight into the cache slots (kv_segs). */
+  /* Buffers, reused within a layer: mm / mn [BF, 6d] this block's and the next one's modulation
+   * table; hb [N,d] holds the modulated input, then the attention output; q [N,d] holds the
+   * queries, then the projection output y; fh [fc, ffn] the FFN hidden of fc tokens at a time.
+   * K and V go straight into the cache slots (kv_segs). */
   const int64_t fc = ffn_chunk(N, HW, ws->ffn_cap);
-  lg_tensor mm, hb, q, fh;
+  /* passes of whole frames take the gated add into ffn.2, and with it the next block's
+   * modulated input norm (its table made a block ahead) when that block runs in this call */
+  const bool ffn_gated = fc % HW == 0, fuse_next = ffn_gated && !ws->no_fuse_next;
+  lg_tensor mm, mn, hb, q, fh;
   LG_TRY(atensor(ws, &mm, ad, BF, 6 * d));
+  LG_TRY(atensor(ws, &mn, ad, BF, 6 * d));
   LG_TRY(atensor(ws, &hb, ad, N, d));
   LG_TRY(atensor(ws, &q, ad, N, d));
   LG_TRY(atensor(ws, &fh, ad, fc, c->ffn_dim));
@@ -746,19 +754,29 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
   lg_tensor zero6 = rows_view(&m->zero, 0, 1, 6 * d, 6 * d);
   lg_tensor q4 = heads_view(&q, B, T, nh, T * d), o4 = heads_view(&hb, B, T, nh, T * d);
   lg_tensor y = q, o = hb;
+  /* the modulation table of block l = its modulation + e0: [BF, 6d], chunks shift_msa,
+   * scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp; as a broadcast add x*(1+0) + table */
+#define DIT_TABLE(l, dst)                                                                          \
+  do {                                                                                             \
+    lg_tensor mod_ = rows_view(&m->blk[(size_t)(l)*B_COUNT + B_MOD], 0, 1, 6 * d, 6 * d);          \
+    LG_TRY(LG_OP(be, modulate, (dst), e0, &mod_, &zero6, BF, false, 0.0f));                        \
+  } while (0)
+  lg_tensor *tab = &mm, *tab_next = &mn;
+  DIT_TABLE(first, tab);
+  bool h_ready = false; /* hb holds this block's modulated input already */
   for (int l = first; l < last; l++) {
     const lg_tensor *wb = m->blk + (size_t)l * B_COUNT;
     const int kl = l - kv_first;
-    /* m = modulation + e0: [BF, 6d], chunks shift_msa, scale_msa, gate_msa, shift_mlp,
-     * scale_mlp, gate_mlp; as a broadcast add x*(1+0) + table */
-    lg_tensor mod = rows_view(&wb[B_MOD], 0, 1, 6 * d, 6 * d);
-    LG_TRY(LG_OP(be, modulate, &mm, e0, &mod, &zero6, BF, false, 0.0f));
-    lg_tensor ch[6];
+    const bool fuse = fuse_next && l + 1 < last;
+    lg_tensor ch[6], chn[2];
     for (int j = 0; j < 6; j++)
-      ch[j] = rows_view(&mm, j * d, BF, d, 6 * d);
+      ch[j] = rows_view(tab, j * d, BF, d, 6 * d);
+    if (l + 1 < last) DIT_TABLE(l + 1, tab_next);
+    for (int j = 0; j < 2; j++)
+      chn[j] = rows_view(tab_next, j * d, BF, d, 6 * d);
 
     /* self-attention */
-    LG_TRY(LG_OP(be, modulate, &hb, xs, &ch[0], &ch[1], HW, true, 1e-6f));
+    if (!h_ready) LG_TRY(LG_OP(be, modulate, &hb, xs, &ch[0], &ch[1], HW, true, 1e-6f));
     LG_TRY(linear(be, &q, &hb, &wb[B_SQW], &wb[B_SQB], LG_ACT_NONE));
     LG_TRY(lg_backend_qk_norm_rope(be, &q4, &wb[B_SNQ], 1e-6f, F, H, W, fstart));
     /* K = rope(norm_k(k(hb))) and V = v(hb) straight into the cache slots */
@@ -805,8 +823,6 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
 
     /* FFN */
     LG_TRY(LG_OP(be, modulate, &hb, xs, &ch[3], &ch[4], HW, true, 1e-6f));
-    /* passes of whole frames take the gated add into ffn.2; others add after the last pass */
-    const bool ffn_gated = fc % HW == 0;
     for (int64_t t0 = 0; t0 < N; t0 += fc) {
       const int64_t nt = N - t0 < fc ? N - t0 : fc;
       lg_tensor hc = rows_view(&hb, t0 * d, nt, d, d), yc = rows_view(&y, t0 * d, nt, d, d);
@@ -814,14 +830,26 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
       LG_TRY(linear(be, &fc_h, &hc, &wb[B_F0W], &wb[B_F0B], LG_ACT_GELU_TANH));
       if (ffn_gated) {
         lg_tensor xc = rows_view(xs, t0 * d, nt, d, d);
-        lg_tensor gc = rows_view(&ch[5], (t0 / HW) * 6 * d, nt / HW, d, 6 * d);
-        LG_TRY(lg_backend_linear_gated_add(be, &xc, &fc_h, &wb[B_F2W], &wb[B_F2B], &gc, HW, &yc));
+        const int64_t g0 = (t0 / HW) * 6 * d;
+        lg_tensor gc = rows_view(&ch[5], g0, nt / HW, d, 6 * d);
+        if (fuse) { /* this pass's tokens of hb were read by ffn.0: the next input goes there */
+          lg_tensor shc = rows_view(&chn[0], g0, nt / HW, d, 6 * d);
+          lg_tensor scc = rows_view(&chn[1], g0, nt / HW, d, 6 * d);
+          LG_TRY(lg_backend_linear_gated_add_mod(be, &xc, &fc_h, &wb[B_F2W], &wb[B_F2B], &gc, HW,
+                                                 &yc, &hc, &shc, &scc, 1e-6f));
+        } else {
+          LG_TRY(lg_backend_linear_gated_add(be, &xc, &fc_h, &wb[B_F2W], &wb[B_F2B], &gc, HW, &yc));
+        }
       } else {
         LG_TRY(linear(be, &yc, &fc_h, &wb[B_F2W], &wb[B_F2B], LG_ACT_NONE));
       }
     }
     if (!ffn_gated) LG_TRY(LG_OP(be, gated_add, xs, &y, &ch[5], HW));
+    h_ready = fuse;
+    lg_tensor *t = tab;
+    tab = tab_next, tab_next = t;
   }
+#undef DIT_TABLE
 fail:
   lg_arena_reset(&ws->arena, mark);
   return err;

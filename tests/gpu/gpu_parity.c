@@ -29,6 +29,8 @@ int lg_bench_write_random_ckpt(const char *arch, const char *preset, const char 
  * default; split N, -1 the kernel's default, -2 the environment) and whether the wgmma kernel
  * runs here (1 yes, 0 no Hopper, -1 Hopper but not loaded). */
 void lg_cuda_attn_set_kernel(int kernel, int split);
+/* cuda_attention_wgmma.cu: at most `blocks` persistent blocks (0 one per item, -1 default) */
+void lg_cuda_attn_set_grid(int blocks);
 int lg_cuda_attn_wgmma_active(lg_backend *be);
 
 static lg_backend *g_cpu, *g_gpu;
@@ -470,6 +472,38 @@ static void t_fused(void) {
           pfree(&h);
     }
   }
+  /* linear_gated_add_mod: the gated add, then LayerNorm + modulate of the new x into h, the
+   * gate, shift and scale thirds of one table row per group (the DiT's ffn.2 with the next
+   * block's input norm); N 1536 takes the one-pass kernel, 96 the unfused pair */
+  {
+    struct {
+      int64_t G, group, K, N;
+    } cs[] = {{2, 40, 64, 1536}, {3, 16, 64, 96}};
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+      int64_t R = cs[k].G * cs[k].group, K = cs[k].K, N = cs[k].N;
+      int64_t xsh[2] = {R, N}, ash[2] = {R, K}, wsh[2] = {N, K}, bsh[1] = {N},
+              gsh[2] = {cs[k].G, 3 * N};
+      pair x = mk(LG_BF16, 2, xsh, -3, 3), a = mk(LG_BF16, 2, ash, -1, 1);
+      pair w = mk(LG_BF16, 2, wsh, -0.3f, 0.3f), b = mk(LG_BF16, 1, bsh, -1, 1);
+      pair g = mk(LG_BF16, 2, gsh, -1, 1), t = mk_out(LG_BF16, 2, xsh), h = mk_out(LG_BF16, 2, xsh);
+      lg_tensor gc, gg, shc, shg, scc, scg;
+      int64_t ne[2] = {cs[k].G, N}, nb[2] = {3 * N, 1};
+      view2(&g, &shc, &shg, 2, ne, nb, 0); /* shift, scale, gate: the thirds of each row */
+      view2(&g, &scc, &scg, 2, ne, nb, N);
+      view2(&g, &gc, &gg, 2, ne, nb, 2 * N);
+      int rc = lg_backend_linear_gated_add_mod(g_gpu, &x.g, &a.g, &w.g, &b.g, &gg, cs[k].group,
+                                               &t.g, &h.g, &shg, &scg, 1e-6f);
+      if (!rc)
+        rc = lg_backend_linear_gated_add_mod(g_cpu, &x.c, &a.c, &w.c, &b.c, &gc, cs[k].group, &t.c,
+                                             &h.c, &shc, &scc, 1e-6f);
+      char shape[64];
+      snprintf(shape, sizeof shape, "R%lld K%lld N%lld g%lld", (long long)R, (long long)K,
+               (long long)N, (long long)cs[k].group);
+      row("linear_gated_add_mod: x", shape, rc ? 0 : rel_err(&x.g, &x.c), TOL_GEMM, rc);
+      row("linear_gated_add_mod: h", shape, rc ? 0 : rel_err(&h.g, &h.c), TOL_GEMM, rc);
+      pfree(&x), pfree(&a), pfree(&w), pfree(&b), pfree(&g), pfree(&t), pfree(&h);
+    }
+  }
 }
 
 /* q [B,Lq,nh,dh] contiguous; K/V views [B,cap,nh,dh] of a [B,cap+3,nh,dh] buffer (or one
@@ -560,6 +594,27 @@ static void t_attn_wgmma(void) {
     t_attn_case(nm, 1, 1560, 512, 12, 128, NULL, true, LG_BF16);
     snprintf(nm, sizeof nm, "attention wgmma%d cross 4 rows s%d", kn, sp);
     t_attn_case(nm, 4, 1560, 512, 12, 128, NULL, true, LG_BF16);
+  }
+  /* persistent blocks taking many items each (a grid of 7: 40-90 items per block), with rows
+   * of no keys, masked tails, key splits and shared K/V; then one block per item */
+  if (!g_filter || !strcmp(g_filter, "wgmma10")) {
+    int32_t k1[2] = {9360, 3120}, k2[2] = {77, 0}, k4[2] = {77, 3};
+    const int sp[2] = {0, 2};
+    for (int i = 0; i < 2; i++) {
+      char nm[64];
+      lg_cuda_attn_set_kernel(10, sp[i]);
+      lg_cuda_attn_set_grid(7);
+      snprintf(nm, sizeof nm, "attention wgmma10 grid 7 kv 9360/3120 s%d", sp[i]);
+      t_attn_case(nm, 2, 1560, 9360, 12, 128, k1, false, LG_BF16);
+      snprintf(nm, sizeof nm, "attention wgmma10 grid 7 kv 77/0 s%d", sp[i]);
+      t_attn_case(nm, 2, 1560, 9360, 12, 128, k2, false, LG_BF16);
+      snprintf(nm, sizeof nm, "attention wgmma10 grid 7 Lq37 shared kv77 s%d", sp[i]);
+      t_attn_case(nm, 2, 37, 512, 12, 128, k4, true, LG_BF16);
+      lg_cuda_attn_set_grid(0);
+      snprintf(nm, sizeof nm, "attention wgmma10 block per item kv 9360/3120 s%d", sp[i]);
+      t_attn_case(nm, 2, 1560, 9360, 12, 128, k1, false, LG_BF16);
+    }
+    lg_cuda_attn_set_grid(-1);
   }
   lg_cuda_attn_set_kernel(0, -2);
 }
