@@ -3,6 +3,7 @@
 #include "lg_base.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -28,7 +29,8 @@ static void usage(FILE *f) {
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (commands[i].help) fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
   fprintf(f, "\nprobe kinds: dit, stream, compare, vae-encode, vae-decode, taehv-decode\n"
-             "Run 'livegen <command> --help' for a command's options.\n");
+             "Run 'livegen <command> --help' for a command's options.\n"
+             "LG_LOG_LEVEL=error|warn|info|debug sets the log level until a config sets it.\n");
 }
 
 static int probe(int argc, char **argv) {
@@ -49,6 +51,12 @@ static int probe(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  const char *lv = getenv("LG_LOG_LEVEL");
+  if (lv) {
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+      if (!strcmp(lv, names[i])) lg_log_set_level((lg_log_level)i);
+  }
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
