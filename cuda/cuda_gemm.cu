@@ -1,14 +1,10 @@
 /* cuda_gemm.cu: the matmul op on cuBLASLt: bf16 (or f16/f32) operands, fp32 accumulation,
- * bias and GELU/ReLU epilogues, strided batches, plans (layouts + algorithm) cached per
- * shape so that the hot path makes no heuristic query, and one workspace allocated at
- * backend creation. A plan made outside graph capture for a GEMM that overwrites y times
- * cuBLASLt's first candidates on the real operands and keeps the fastest (LG_GEMM_TUNE=0:
- * the heuristic's first choice; LG_GEMM_TUNE=N: N candidates, default 8). Row-major y[M,N] =
- * op(a)[M,K] @ op(b)[K,N] is computed as the column-major product y^T = op(b)^T op(a)^T. Runs on
- * the backend's thread. */
+ * bias and GELU/ReLU epilogues, strided batches, plans (layouts + heuristic choice) cached
+ * per shape so that the hot path makes no heuristic query, and one workspace allocated at
+ * backend creation. Row-major y[M,N] = op(a)[M,K] @ op(b)[K,N] is computed as the
+ * column-major product y^T = op(b)^T op(a)^T. Runs on the backend's thread. */
 #include "cuda_internal.cuh"
 
-#include <stdlib.h>
 #include <string.h>
 
 static cudaDataType_t cuda_type(int dt) {
@@ -36,55 +32,6 @@ void lg_cuda_gemm_plans_free(lg_cuda *c) {
     cublasLtMatmulDescDestroy(p->desc);
     p->used = false;
   }
-}
-
-#define GEMM_TUNE_MAX 16
-
-static int gemm_tune_count(void) {
-  static int n = -1;
-  if (n < 0) {
-    const char *e = getenv("LG_GEMM_TUNE");
-    n = e ? atoi(e) : 8;
-    n = n < 1 ? 1 : n > GEMM_TUNE_MAX ? GEMM_TUNE_MAX : n;
-  }
-  return n;
-}
-
-/* The fastest of the n candidates on these operands (3 timed runs each after one untimed);
- * y is overwritten (the caller's GEMM runs after), so only for GEMMs with beta 0. Candidates
- * that fail to run are skipped. Returns the index chosen (0 when none could be timed). */
-static int gemm_pick(lg_cuda *c, lg_gemm_plan *p, const cublasLtMatmulHeuristicResult_t *res, int n,
-                     const void *a, const void *b, void *y, int gm, int gn, int gk) {
-  cudaEvent_t e0 = NULL, e1 = NULL;
-  float alpha = 1.f, beta = 0.f, best_ms = 1e30f, first_ms = -1.f;
-  int best = 0;
-  if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) goto done;
-  for (int i = 0; i < n; i++) {
-    if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
-    bool ok = true;
-    for (int r = 0; r < 4 && ok; r++) {
-      if (r == 1) ok = cudaEventRecord(e0, c->stream) == cudaSuccess;
-      ok = ok && cublasLtMatmul(c->lt, p->desc, &alpha, b, p->la, a, p->lb, &beta, y, p->lc, y,
-                                p->lc, &res[i].algo, c->lt_ws, c->lt_ws_bytes,
-                                c->stream) == CUBLAS_STATUS_SUCCESS;
-    }
-    float ms = 0.f;
-    ok = ok && cudaEventRecord(e1, c->stream) == cudaSuccess &&
-         cudaEventSynchronize(e1) == cudaSuccess &&
-         cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess;
-    if (!ok) {
-      cudaGetLastError();
-      continue;
-    }
-    if (i == 0) first_ms = ms / 3;
-    if (ms / 3 < best_ms) best_ms = ms / 3, best = i;
-  }
-  LG_DBG(LG_CUDA_MOD, "matmul m=%d n=%d k=%d: candidate %d of %d, %.1f us (the first: %.1f us)", gm,
-         gn, gk, best, n, best_ms * 1e3f, first_ms * 1e3f);
-done:
-  if (e0) cudaEventDestroy(e0);
-  if (e1) cudaEventDestroy(e1);
-  return best;
 }
 
 static int set_batch(cublasLtMatrixLayout_t l, int batch, int64_t stride) {
@@ -152,8 +99,7 @@ int lg_cuda_gemm_raw(lg_backend *be, int m, int n, int k, const void *a, int64_t
   }
   if (!p->used) {
     cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t res[GEMM_TUNE_MAX];
-    const bool tune = !accumulate && !c->capturing && gemm_tune_count() > 1;
+    cublasLtMatmulHeuristicResult_t res;
     int nres = 0;
     cublasOperation_t opa = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N; /* cublas A = our b */
     cublasOperation_t opb = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N; /* cublas B = our a */
@@ -187,8 +133,8 @@ int lg_cuda_gemm_raw(lg_backend *be, int m, int n, int k, const void *a, int64_t
                                          sizeof c_al);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &c_al,
                                          sizeof c_al);
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
-        c->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, tune ? gemm_tune_count() : 1, res, &nres);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc,
+                                                       pref, 1, &res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     p->used = true; /* the descriptors exist: free them on any path from here */
     memcpy(p->key, key, sizeof key);
@@ -205,13 +151,7 @@ int lg_cuda_gemm_raw(lg_backend *be, int m, int n, int k, const void *a, int64_t
       p->used = false;
       return LG_ENOTSUP;
     }
-    p->algo = res[0].algo;
-    if (tune && nres > 1) {
-      if (bias)
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                    &bias, sizeof bias));
-      p->algo = res[gemm_pick(c, p, res, nres, a, b, y, m, n, k)].algo;
-    }
+    p->algo = res.algo;
   }
   if (bias)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
