@@ -22,13 +22,16 @@ typedef struct att_params {
   int B, nsplit, tps; /* split-KV: nsplit blocks per (query tile, head, row), tps tiles each */
   /* mma.sync kernels: part_o [nsplit][B][Lq][nh][dh] fp32, part_ml [nsplit][B][Lq][nh][2] (max
    * in log2 units, sum). wgmma kernel: a 1-d grid over units u0..u0+n-1 (unit = (row b, head,
-   * query tile of 128), query tile fastest; qt tiles per head) times nsplit; part_o [unit - u0]
-   * [split][128 queries][128] fp32 normalised O, part_ml [unit - u0][split][128][2]. */
+   * query tile of 128), query tile fastest; qt tiles per head), see nitems; part_o [unit - u0 -
+   * whole][split][128 queries][128] fp32 normalised O, part_ml [unit - u0 - whole][split][128]
+   * [2]. */
   float *part_o;
   float *part_ml;
   int u0, qt;
-  int nitems;        /* wgmma kernel: items (unit, split) of this launch; a block takes blockIdx.x,
-                      * + gridDim.x, ... (persistent when the grid is smaller) */
+  /* wgmma kernel: items of this launch: the whole units u0..u0+whole-1, then nsplit key
+   * splits of each unit after them; a block takes items blockIdx.x, + gridDim.x, ...
+   * (persistent when the grid is smaller than nitems) */
+  int nitems, whole;
   const float *bias; /* attention_bias: [nh, Lq, Lk] f32 logit bias, or NULL */
   int64_t bias_h, bias_q;
   int wg_dbg; /* wgmma kernel: 1 swaps the V descriptor's strides (LG_ATTN_WG_DEBUG, bring-up) */

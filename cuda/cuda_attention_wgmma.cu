@@ -225,19 +225,23 @@ __global__ void __launch_bounds__(384, 1)
   const uint32_t barQE = bars + 8u * (1 + 4 * STAGES); /* Q free: the consumer warps' last S */
 
   const int tid = threadIdx.x, wg = tid / 128;
-  /* item -> unit (row b, head h, query tile) and key split; the block takes items blockIdx.x,
-   * + gridDim.x, ... (persistent when the grid is smaller than p.nitems) */
+  /* item -> unit (row b, head h, query tile) and key split (-1: the whole unit): items below
+   * p.whole are units u0.., the rest p.nsplit parts of the units after them; the block takes
+   * items blockIdx.x, + gridDim.x, ... (persistent when the grid is smaller than p.nitems) */
   struct item_t {
     int unit, split, h, b, q0, n, t_beg, ntile;
   };
   auto item_of = [&](int item) {
     item_t r;
-    r.unit = p.u0 + item / p.nsplit, r.split = item % p.nsplit;
+    const int j = item - p.whole;
+    r.unit = j < 0 ? p.u0 + item : p.u0 + p.whole + j / p.nsplit;
+    r.split = j < 0 ? -1 : j % p.nsplit;
     r.h = (r.unit / p.qt) % p.nh, r.b = r.unit / (p.qt * p.nh);
     r.q0 = (r.unit % p.qt) * WG_BM;
     r.n = p.kv_len[r.b];
-    r.t_beg = r.split * p.tps;
-    const int t_end = min((r.n + BN - 1) / BN, r.t_beg + p.tps);
+    const int nt = (r.n + BN - 1) / BN;
+    r.t_beg = j < 0 ? 0 : r.split * p.tps;
+    const int t_end = j < 0 ? nt : min(nt, r.t_beg + p.tps);
     r.ntile = t_end > r.t_beg ? t_end - r.t_beg : 0;
     return r;
   };
@@ -554,8 +558,9 @@ __global__ void __launch_bounds__(384, 1)
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
     const int rr = cw * 64 + warp * 16 + g, r0 = u.q0 + rr, r1 = r0 + 8;
-    if (SPLIT) {
-      int64_t row0 = ((int64_t)(u.unit - p.u0) * p.nsplit + u.split) * WG_BM + rr, row1 = row0 + 8;
+    if (SPLIT && u.split >= 0) {
+      int64_t row0 = ((int64_t)(u.unit - p.u0 - p.whole) * p.nsplit + u.split) * WG_BM + rr,
+              row1 = row0 + 8;
 #pragma unroll
       for (int nb = 0; nb < 16; nb++) {
         int col = nb * 8 + 2 * t;
@@ -719,21 +724,28 @@ static bool wg_encode_map(CUtensorMap *m, int *row, const void *base, int64_t sb
 
 /* Key splits of the wgmma kernel. One block per SM, so the last wave of units is often
  * part-full: the automatic choice runs the whole waves unsplit and splits only the units of the
- * last wave, in as many parts (1..8, at least 4 key tiles each) as minimise their cost in
- * microseconds: waves x (key tiles per block x 1.55 + 3 per block), plus for a split 6 (the
- * second launch and the combine's) and the fp32 partials (units x splits x rows x 520 bytes)
- * written by the kernel and read by the combine at ~2.6 TB/s (counted 1.5 times). Fitted to
- * Nsight Compute times on the H100 (1.3B chunk, 9360 keys, 12 heads, 132 SMs): the last wave of
- * 24 units (1 row) split 5 ways took 32 + 4 us against ~118 us whole, 48 units (2 rows) 5 ways
- * 60 + 6 us, 96 units (4 rows) 4 ways 105 + 11 us against ~110 us whole (so: no split). */
+ * last wave (in the same launch, after the whole ones), in as many parts (1..8, at least 4 key
+ * tiles each) as minimise their cost in microseconds: waves x (key tiles per item x 1.55 + 3
+ * per item), plus for a split 3 (the combine's launch) and the fp32 partials (units x splits x
+ * rows x 520 bytes) written by the kernel and read by the combine at ~2.6 TB/s. Fitted to
+ * Nsight Compute times on the H100 (1.3B chunk, 9360 keys, 12 heads, 132 SMs) with the split
+ * in a second launch: the last wave of 24 units (1 row) split 5 ways took 32 + 4 us against
+ * ~118 us whole, 48 units (2 rows) 5 ways 60 + 6 us, 96 units (4 rows) 4 ways 105 + 11 us
+ * against ~110 us whole; in one launch the 4-row tail is split 4 ways. */
 static int wg_pick_split(int units, int slots, int ntiles, int rows_per_unit) {
   int best = 1;
   double best_cost = 1e30;
+  static int tail_env = -1; /* LG_ATTN_TAIL_SPLIT=N forces N parts for the tail (A/B runs) */
+  if (tail_env < 0) {
+    const char *e = getenv("LG_ATTN_TAIL_SPLIT");
+    tail_env = e ? atoi(e) : 0;
+  }
+  if (tail_env > 0) return tail_env > 8 ? 8 : tail_env;
   for (int ns = 1; ns <= 8; ns++) {
     if (ns > 1 && (ntiles + ns - 1) / ns < 4) break;
     double waves = (double)(((int64_t)units * ns + slots - 1) / slots);
     double cost = waves * (((ntiles + ns - 1) / ns) * 1.55 + 3.0) +
-                  (ns > 1 ? 6.0 + (double)units * ns * rows_per_unit * 520.0 / 2.6e6 * 1.5 : 0.0);
+                  (ns > 1 ? 3.0 + (double)units * ns * rows_per_unit * 520.0 / 2.6e6 : 0.0);
     if (cost < best_cost - 1e-9) best = ns, best_cost = cost;
   }
   return best;
@@ -788,26 +800,29 @@ static int wg_grid(int sms, int items) {
   return cap && items > cap ? cap : items;
 }
 
-/* Units [u0, u0 + n) in ns key splits (ntiles: the longest row's key tiles), then their combine
- * pass when split. */
-static int wg_run(lg_backend *be, att_params &p, const wg_maps &m, int variant, int u0, int n,
+/* One launch: the first `whole` units whole, then the next nsp units in ns key splits each
+ * (ntiles: the longest row's key tiles), then the combine pass of those. */
+static int wg_run(lg_backend *be, att_params &p, const wg_maps &m, int variant, int whole, int nsp,
                   int ns, int ntiles) {
   int err = 0;
   lg_cuda *c = lg_cu(be);
-  p.u0 = u0, p.nsplit = ns;
+  if (ns < 2) whole += nsp, nsp = 0, ns = 1;
+  p.u0 = 0, p.whole = whole, p.nsplit = ns;
   p.tps = ns > 1 ? (ntiles + ns - 1) / ns : (ntiles > 0 ? ntiles : 1);
-  if (ns > 1) {
-    size_t rows = (size_t)n * ns * WG_BM;
+  if (nsp) {
+    size_t rows = (size_t)nsp * ns * WG_BM;
     uint8_t *scr = (uint8_t *)lg_cuda_scratch(be, wg_split_bytes(rows));
     LG_CHECK(scr, LG_ENOMEM, LG_CUDA_MOD, "attention: no scratch for %d key splits", ns);
     p.part_o = (float *)scr;
     p.part_ml = (float *)(scr + wg_split_obytes(rows));
   }
-  p.nitems = n * ns;
+  p.nitems = whole + nsp * ns;
   wg_launch_variant(p, m, dim3((unsigned)wg_grid(c->sm_count, p.nitems)), c->stream, variant);
   CUDA_LAUNCH_CHECK();
-  if (ns > 1) {
-    k_wg_combine<<<(unsigned)((int64_t)n * 16), 256, 0, c->stream>>>(p);
+  if (nsp) {
+    att_params pc = p; /* the combine: units whole.. */
+    pc.u0 = whole;
+    k_wg_combine<<<(unsigned)((int64_t)nsp * 16), 256, 0, c->stream>>>(pc);
     CUDA_LAUNCH_CHECK();
   }
   return 0;
@@ -853,12 +868,7 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
      * same shape grew it already, as the bench does */
     if (ns > 1 && c->capturing && wg_split_bytes((size_t)tail * ns * WG_BM) > c->scratch_bytes)
       ns = 1;
-    if (ns == 1) {
-      LG_TRY(wg_run(be, p, m, variant, 0, units, 1, ntiles));
-    } else {
-      if (head) LG_TRY(wg_run(be, p, m, variant, 0, head, 1, ntiles));
-      LG_TRY(wg_run(be, p, m, variant, head, tail, ns, ntiles));
-    }
+    LG_TRY(wg_run(be, p, m, variant, head, tail, ns, ntiles));
   }
   return 0;
 fail:
