@@ -64,6 +64,7 @@ struct lg_wan_dit {
   lg_tensor top[T_COUNT];
   lg_tensor *blk; /* [layers][B_COUNT] */
   lg_tensor zero; /* [1, 6*dim] zeros (act dtype): the "scale" of a plain broadcast add */
+  lg_tensor mods; /* [layers, 6*dim]: every block's modulation (a copy), for one table pass */
   /* lg_wan_dit_context_weights_to_host: the bytes of the weights only the context pass uses
    * (text_embedding.0/.2 weights, then cross_attn.k/.v weights per layer: ctx_w order), NULL
    * while they live on the backend; their lg_tensors keep shape and dtype, data NULL */
@@ -239,6 +240,19 @@ static int check_ckpt(const lg_ckpt *ck, const char *what, const wspec *s, int n
   return 0;
 }
 
+/* [rows, cols] view with row stride `stride` elements, starting `off` elements into t. */
+static lg_tensor rows_view(const lg_tensor *t, int64_t off, int64_t rows, int64_t cols,
+                           int64_t stride) {
+  lg_tensor v = *t;
+  v.ndim = 2;
+  v.ne[0] = rows;
+  v.ne[1] = cols;
+  v.nb[0] = stride;
+  v.nb[1] = 1;
+  v.data = (uint8_t *)t->data + (size_t)off * lg_dtype_size(t->dtype);
+  return v;
+}
+
 lg_wan_dit *lg_wan_dit_load(lg_backend *be, const lg_ckpt *base, const lg_ckpt *over, char *err,
                             size_t n) {
   wspec *specs = NULL;
@@ -283,11 +297,20 @@ lg_wan_dit *lg_wan_dit_load(lg_backend *be, const lg_ckpt *base, const lg_ckpt *
     }
     if (!specs[i].dst->be) specs[i].dst->be = be;
   }
-  int64_t zs[2] = {1, 6 * (int64_t)m->cfg.dim};
+  int64_t zs[2] = {1, 6 * (int64_t)m->cfg.dim}, ms[2] = {m->cfg.layers, zs[1]};
   if (lg_tensor_alloc(be, &m->zero, be->act_dtype, 2, zs) < 0 ||
-      be->ops->memset0(be, m->zero.data, lg_tensor_nbytes(&m->zero)) < 0) {
+      be->ops->memset0(be, m->zero.data, lg_tensor_nbytes(&m->zero)) < 0 ||
+      lg_tensor_alloc(be, &m->mods, m->blk[B_MOD].dtype, 2, ms) < 0) {
     lg_errf(err, n, LG_ENOMEM, "wan dit: cannot allocate on the backend");
     goto fail;
+  }
+  for (int l = 0; l < m->cfg.layers; l++) {
+    lg_tensor dst = rows_view(&m->mods, l * zs[1], 1, zs[1], zs[1]);
+    lg_tensor src = rows_view(&m->blk[(size_t)l * B_COUNT + B_MOD], 0, 1, zs[1], zs[1]);
+    if (LG_OP(be, copy, &dst, &src) < 0) {
+      lg_errf(err, n, LG_EBACKEND, "wan dit: cannot copy the modulation of block %d", l);
+      goto fail;
+    }
   }
   free(specs);
   LG_INFO("dit", "Wan DiT: dim %d, %d layers, %d heads, ffn %d, text %d, freq %d%s", m->cfg.dim,
@@ -365,6 +388,7 @@ void lg_wan_dit_free(lg_wan_dit **pm) {
       lg_tensor_free(&m->blk[i]);
   free(m->blk);
   lg_tensor_free(&m->zero);
+  lg_tensor_free(&m->mods);
   free(m);
   *pm = NULL;
 }
@@ -429,8 +453,8 @@ lg_dit_ws *lg_dit_ws_new(lg_wan_dit *m, int max_rf, int lat_h, int lat_w) {
   size_t fc = N < (size_t)cap ? N : (size_t)cap;
   size_t tsin = r256(bf * (size_t)c->freq_dim * 4);
   size_t t_ph = r256(bf * (size_t)c->freq_dim * es) + 2 * r256(bf * d * es);
-  size_t b_ph =
-      2 * r256(bf * 6 * d * es) + 2 * r256(N * d * es) + r256(fc * (size_t)c->ffn_dim * es);
+  size_t b_ph = r256((size_t)c->layers * bf * 6 * d * es) + 2 * r256(N * d * es) +
+                r256(fc * (size_t)c->ffn_dim * es);
   size_t h_ph = 2 * r256(bf * d * es) + r256(N * d * es) + r256(N * 64 * es);
   size_t fwd = r256(bf * d * es) + r256(bf * 6 * d * es) + r256(N * d * es) +
                (t_ph > b_ph ? (t_ph > h_ph ? t_ph : h_ph) : (b_ph > h_ph ? b_ph : h_ph));
@@ -470,19 +494,6 @@ size_t lg_dit_ws_bytes(const lg_dit_ws *w) {
 lg_kv_cache *lg_wan_dit_cache_new(lg_wan_dit *m, int rows, int cap_frames, int lat_h, int lat_w) {
   return lg_kv_cache_new(m->be, m->cfg.layers, m->cfg.dim, rows, cap_frames,
                          (lat_h / 2) * (lat_w / 2), LG_DIT_TEXT_LEN);
-}
-
-/* [rows, cols] view with row stride `stride` elements, starting `off` elements into t. */
-static lg_tensor rows_view(const lg_tensor *t, int64_t off, int64_t rows, int64_t cols,
-                           int64_t stride) {
-  lg_tensor v = *t;
-  v.ndim = 2;
-  v.ne[0] = rows;
-  v.ne[1] = cols;
-  v.nb[0] = stride;
-  v.nb[1] = 1;
-  v.data = (uint8_t *)t->data + (size_t)off * lg_dtype_size(t->dtype);
-  return v;
 }
 
 /* [b, L, heads, 128] view of a [.., L*?, dim] buffer whose batch stride is bstride. */
@@ -733,17 +744,17 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
     fstart[b] = rows[b].rope_start;
   }
   if (first == last) return 0;
-  /* Buffers, reused within a layer: mm / mn [BF, 6d] this block's and the next one's modulation
-   * table; hb [N,d] holds the modulated input, then the attention output; q [N,d] holds the
+  /* Buffers: tabs [layers of this call, BF, 6d] the blocks' modulation tables; reused within a
+   * layer: hb [N,d] holds the modulated input, then the attention output; q [N,d] holds the
    * queries, then the projection output y; fh [fc, ffn] the FFN hidden of fc tokens at a time.
    * K and V go straight into the cache slots (kv_segs). */
   const int64_t fc = ffn_chunk(N, HW, ws->ffn_cap);
   /* passes of whole frames take the gated add into ffn.2, and with it the next block's
    * modulated input norm (its table made a block ahead) when that block runs in this call */
   const bool ffn_gated = fc % HW == 0, fuse_next = ffn_gated && !ws->no_fuse_next;
-  lg_tensor mm, mn, hb, q, fh;
-  LG_TRY(atensor(ws, &mm, ad, BF, 6 * d));
-  LG_TRY(atensor(ws, &mn, ad, BF, 6 * d));
+  const int nl = last - first;
+  lg_tensor tabs, hb, q, fh;
+  LG_TRY(atensor(ws, &tabs, ad, nl * BF, 6 * d));
   LG_TRY(atensor(ws, &hb, ad, N, d));
   LG_TRY(atensor(ws, &q, ad, N, d));
   LG_TRY(atensor(ws, &fh, ad, fc, c->ffn_dim));
@@ -751,47 +762,50 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
   const int nseg = kv_segs(rows, B, F, ws->kv_per_row, seg);
 
   const float scale = 1.0f / sqrtf((float)LG_DIT_HEAD_DIM);
-  lg_tensor zero6 = rows_view(&m->zero, 0, 1, 6 * d, 6 * d);
   lg_tensor q4 = heads_view(&q, B, T, nh, T * d), o4 = heads_view(&hb, B, T, nh, T * d);
   lg_tensor y = q, o = hb;
   /* the modulation table of block l = its modulation + e0: [BF, 6d], chunks shift_msa,
-   * scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp; as a broadcast add x*(1+0) + table */
-#define DIT_TABLE(l, dst)                                                                          \
-  do {                                                                                             \
-    lg_tensor mod_ = rows_view(&m->blk[(size_t)(l)*B_COUNT + B_MOD], 0, 1, 6 * d, 6 * d);          \
-    LG_TRY(LG_OP(be, modulate, (dst), e0, &mod_, &zero6, BF, false, 0.0f));                        \
-  } while (0)
-  lg_tensor *tab = &mm, *tab_next = &mn;
-  DIT_TABLE(first, tab);
+   * scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp; every block's in one broadcast add
+   * x*(1+0) + table over [nl, BF, 6d], e0 repeated per block (stride 0) */
+  {
+    lg_tensor x3 = *e0, y3 = tabs, mods = rows_view(&m->mods, first * 6 * d, nl, 6 * d, 6 * d);
+    lg_tensor zeros = rows_view(&m->zero, 0, nl, 6 * d, 0);
+    x3.ndim = y3.ndim = 3;
+    x3.ne[0] = y3.ne[0] = nl, x3.ne[1] = y3.ne[1] = BF, x3.ne[2] = y3.ne[2] = 6 * d;
+    x3.nb[0] = 0, y3.nb[0] = BF * 6 * d;
+    x3.nb[1] = y3.nb[1] = 6 * d, x3.nb[2] = y3.nb[2] = 1;
+    LG_TRY(LG_OP(be, modulate, &y3, &x3, &mods, &zeros, BF, false, 0.0f));
+  }
   bool h_ready = false; /* hb holds this block's modulated input already */
   for (int l = first; l < last; l++) {
     const lg_tensor *wb = m->blk + (size_t)l * B_COUNT;
     const int kl = l - kv_first;
     const bool fuse = fuse_next && l + 1 < last;
-    lg_tensor ch[6], chn[2];
+    lg_tensor ch[6], chn[2]; /* this block's table chunks; the next block's shift/scale_msa */
+    const int64_t tb = (int64_t)(l - first) * BF * 6 * d;
     for (int j = 0; j < 6; j++)
-      ch[j] = rows_view(tab, j * d, BF, d, 6 * d);
-    if (l + 1 < last) DIT_TABLE(l + 1, tab_next);
-    for (int j = 0; j < 2; j++)
-      chn[j] = rows_view(tab_next, j * d, BF, d, 6 * d);
+      ch[j] = rows_view(&tabs, tb + j * d, BF, d, 6 * d);
+    for (int j = 0; j < 2 && fuse; j++)
+      chn[j] = rows_view(&tabs, tb + BF * 6 * d + j * d, BF, d, 6 * d);
 
     /* self-attention */
     if (!h_ready) LG_TRY(LG_OP(be, modulate, &hb, xs, &ch[0], &ch[1], HW, true, 1e-6f));
     LG_TRY(linear(be, &q, &hb, &wb[B_SQW], &wb[B_SQB], LG_ACT_NONE));
     LG_TRY(lg_backend_qk_norm_rope(be, &q4, &wb[B_SNQ], 1e-6f, F, H, W, fstart));
-    /* K = rope(norm_k(k(hb))) and V = v(hb) straight into the cache slots */
+    /* K = rope(norm_k(k(hb))) and V = v(hb) straight into the cache slots; K's norm right after
+     * its GEMM, while K is still in L2 */
     for (int s = 0; s < nseg; s++) {
       const kv_seg *g = &seg[s];
       lg_tensor src = seg_view(&hb, g->b, g->nb, g->f, g->nf, HW, d, T * d);
       lg_tensor kd = seg_view(&kv->k[kl], g->b, g->nb, g->slot, g->nf, HW, d, kv->cap_tokens * d);
       lg_tensor vd = seg_view(&kv->v[kl], g->b, g->nb, g->slot, g->nf, HW, d, kv->cap_tokens * d);
       LG_TRY(linear(be, &kd, &src, &wb[B_SKW], &wb[B_SKB], LG_ACT_NONE));
-      LG_TRY(linear(be, &vd, &src, &wb[B_SVW], &wb[B_SVB], LG_ACT_NONE));
       lg_tensor k4 = heads_view(&kd, g->nb, g->nf * HW, nh, kv->cap_tokens * d);
       int32_t kfs[LG_DIT_MAX_ROWS];
       for (int i = 0; i < g->nb; i++)
         kfs[i] = fstart[g->b + i] + g->f;
       LG_TRY(lg_backend_qk_norm_rope(be, &k4, &wb[B_SNK], 1e-6f, g->nf, H, W, kfs));
+      LG_TRY(linear(be, &vd, &src, &wb[B_SVW], &wb[B_SVB], LG_ACT_NONE));
     }
     {
       lg_tensor kc = heads_view(&kv->k[kl], B, kv->cap_tokens, nh, kv->cap_tokens * d);
@@ -846,10 +860,7 @@ int lg_wan_dit_blocks(lg_wan_dit *m, lg_dit_ws *ws, lg_kv_cache *kv, int kv_firs
     }
     if (!ffn_gated) LG_TRY(LG_OP(be, gated_add, xs, &y, &ch[5], HW));
     h_ready = fuse;
-    lg_tensor *t = tab;
-    tab = tab_next, tab_next = t;
   }
-#undef DIT_TABLE
 fail:
   lg_arena_reset(&ws->arena, mark);
   return err;
