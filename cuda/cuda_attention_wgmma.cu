@@ -9,13 +9,17 @@
  * tile j so the softmax overlaps the products; PP makes the consumers take turns issuing; TMA
  * loads every full K/V tile with cp.async.bulk.tensor (one thread, two 64-dim boxes of a tensor
  * map per K and V, mbarrier expect_tx) and only the tail tile by cp.async (TMA would read keys
- * past kv_len, which the cache may hold as anything). BN (keys per tile) 128, or 176 for the
- * experimental variant 6 (S by m64n176k16 into 88 registers, P V in 11 k-steps, K/V tiles of
- * 44 KB so only 2 stages fit beside Q: 208 KB; consumers 232 registers, producer 40).
+ * past kv_len, which the cache may hold as anything), and Q too (zero-filled past Lq; issued as
+ * soon as the previous item's last S is done, LG_ATTN_TMA_Q=0 for cp.async). BN (keys per
+ * tile) 128, or 176 for the experimental variant 6 (S by m64n176k16 into 88 registers, P V in
+ * 11 k-steps, K/V tiles of 44 KB so only 2 stages fit beside Q: 208 KB; consumers 232
+ * registers, producer 40).
  * Default (cuda_attention.cu, kernel 10): 3 stages, OVL, PP, TMA, automatic key split.
  * Keys at or past kv_len[b] are zero-filled and masked, queries past Lq zero-filled and not
- * stored; kv_len 0 writes zeros. A 1-d grid over (row, head, query tile) units; the automatic
- * key split applies to the last, part-full wave's units only (partials merged by k_wg_combine).
+ * stored; kv_len 0 writes zeros. Persistent blocks (at most one per SM) take items (row, head,
+ * query tile, key split) in turn, loading the next item's Q and K/V while finishing the
+ * current one; the automatic key split applies to the last, part-full wave's units only
+ * (partials merged by k_wg_combine).
  * q/k/v/o [B, L, heads, 128] with any 16-byte-aligned strides (K/V batch stride 0 allowed).
  * Runs on the backend's thread. */
 #include "cuda_attention.cuh"
@@ -185,8 +189,9 @@ __device__ __forceinline__ uint32_t wg_pack(float lo, float hi) {
  * box {64, 1, 128, 1}, 128-byte swizzle; rowk / rowv: 1 when the row index is the batch row,
  * 0 for batch stride 0. */
 struct wg_maps {
-  CUtensorMap k, v;
-  int rowk, rowv;
+  CUtensorMap k, v, q;
+  int rowk, rowv, rowq;
+  int hasq; /* Q by TMA too (boxes of 128 queries; rows past Lq zero-filled) */
 };
 
 /* Shared memory: Q [2 halves of 64 dims][128 rows][128 B], then K[STAGES], V[STAGES] alike
@@ -246,8 +251,9 @@ __global__ void __launch_bounds__(384, 1)
     return r;
   };
 
+  const bool tq = TMA && tm.hasq; /* Q by TMA: one arrival with its bytes */
   if (tid == 0) {
-    mbar_init(barQ, 64);
+    mbar_init(barQ, tq ? 1 : 64);
     mbar_init(barQE, 8);
     for (int s = 0; s < STAGES; s++) {
       mbar_init(barK(s), 64); /* the producer's K warps */
@@ -258,6 +264,7 @@ __global__ void __launch_bounds__(384, 1)
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
+  lg_pdl_wait();
 
   if (wg == 0) {
     /* ------------------------------------------------ producer warpgroup: warps 0-1 load Q
@@ -304,9 +311,18 @@ __global__ void __launch_bounds__(384, 1)
          * Q's copies are issued and waited for after tile 0 is issued. */
         const CUtensorMap *map = isv ? &tm.v : &tm.k;
         const int mrow = (isv ? tm.rowv : tm.rowk) ? b : 0;
+        /* Q by TMA goes out just before tile q_it, whose stage frees when the last S of the
+         * previous item is done, as Q's buffer does: the tiles before it are not held up */
+        const int q_it = min(STAGES - 1, ntile - 1);
         for (int it = 0; it < ntile; it++, gt++) {
           const int s = gt % STAGES, key0 = (t_beg + it) * BN;
           const uint32_t fb = isv ? barV(s) : barK(s), dst = base + s * KV_TILE;
+          if (tq && !isv && pt == 0 && it == q_it) {
+            if (qi > 0) mbar_wait(barQE, (qi - 1) & 1);
+            mbar_arrive_tx(barQ, WG_TILE);
+            wg_tma_load(sQ, &tm.q, 0, h, u.q0, tm.rowq ? b : 0, barQ);
+            wg_tma_load(sQ + WG_BM * 128, &tm.q, 64, h, u.q0, tm.rowq ? b : 0, barQ);
+          }
           if (gt >= STAGES) mbar_wait(isv ? barEV(s) : barEK(s), ((gt / STAGES) + 1) & 1);
           if (key0 + BN <= n) {
             if (pt == 0) {
@@ -330,7 +346,7 @@ __global__ void __launch_bounds__(384, 1)
             wg_fence_async();
             mbar_arrive(fb);
           }
-          if (it == 0 && !isv) {
+          if (it == 0 && !isv && !tq) {
             load_q();
             wg_wait_group<0>();
             wg_fence_async();
@@ -598,6 +614,7 @@ __global__ void __launch_bounds__(384, 1)
 __global__ void __launch_bounds__(256) k_wg_combine(const __grid_constant__ att_params p) {
   const int ui = (int)blockIdx.x / 16, r = ((int)blockIdx.x % 16) * 8 + (int)threadIdx.x / 32;
   const int lane = threadIdx.x % 32, unit = p.u0 + ui, ns = p.nsplit;
+  lg_pdl_wait();
   const int h = (unit / p.qt) % p.nh, b = unit / (p.qt * p.nh), q0 = (unit % p.qt) * WG_BM;
   if (q0 + r >= p.Lq) return;
   const int64_t r0 = (int64_t)ui * ns * WG_BM + r; /* partial s: row r0 + s * 128 */
@@ -689,10 +706,9 @@ bool lg_cuda_attn_wgmma_ok(lg_backend *be) {
 
 template <int ST, bool OVL, bool PP, bool TMA = false, int BN = WG_BN>
 static void wg_launch(const att_params &p, const wg_maps &m, dim3 grid, cudaStream_t st) {
-  if (p.nsplit > 1)
-    k_flash_wg<ST, true, OVL, PP, TMA, BN><<<grid, 384, wg_smem_bytes<ST, BN>(), st>>>(p, m);
-  else
-    k_flash_wg<ST, false, OVL, PP, TMA, BN><<<grid, 384, wg_smem_bytes<ST, BN>(), st>>>(p, m);
+  lg_cuda_launch_pdl(p.nsplit > 1 ? k_flash_wg<ST, true, OVL, PP, TMA, BN>
+                                  : k_flash_wg<ST, false, OVL, PP, TMA, BN>,
+                     grid, dim3(384), wg_smem_bytes<ST, BN>(), st, p, m);
 }
 
 /* The TMA variants' tensor map of K or V ([B, L, heads, 128] bf16, strides in elements; batch
@@ -822,8 +838,8 @@ static int wg_run(lg_backend *be, att_params &p, const wg_maps &m, int variant, 
   if (nsp) {
     att_params pc = p; /* the combine: units whole.. */
     pc.u0 = whole;
-    k_wg_combine<<<(unsigned)((int64_t)nsp * 16), 256, 0, c->stream>>>(pc);
-    CUDA_LAUNCH_CHECK();
+    CUDA_CHECK(lg_cuda_launch_pdl(k_wg_combine, dim3((unsigned)((int64_t)nsp * 16)), dim3(256), 0,
+                                  c->stream, pc));
   }
   return 0;
 fail:
@@ -841,9 +857,16 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
   memset(&m, 0, sizeof m);
   if (variant >= 5 && variant <= 8) { /* the TMA variants */
     const int bn = variant == 6 || variant == 8 ? 176 : WG_BN;
+    static int tma_q = -1; /* LG_ATTN_TMA_Q=0: Q by cp.async (A/B runs) */
+    if (tma_q < 0) {
+      const char *e = getenv("LG_ATTN_TMA_Q");
+      tma_q = e ? atoi(e) != 0 : 1;
+    }
     if (!(wg_encode_map(&m.k, &m.rowk, p.k, p.kb, p.kl, p.kh, B, p.Lk, p.nh, bn) &&
           wg_encode_map(&m.v, &m.rowv, p.v, p.vb, p.vl, p.vh, B, p.Lk, p.nh, bn)))
       variant = 1; /* no tensor map: variant 1, the cp.async kernel of 128-key tiles */
+    else
+      m.hasq = tma_q && wg_encode_map(&m.q, &m.rowq, p.q, p.qb, p.ql, p.qh, B, p.Lq, p.nh, WG_BM);
   }
   const int bn = variant == 6 || variant == 8 ? 176 : WG_BN; /* keys per tile */
   int ntiles = (maxn + bn - 1) / bn;

@@ -841,6 +841,13 @@ PROF_WRAP(LG_CUDA_PROF_GEMM, LG_OP_LINEAR_GATED_ADD_MOD, linear_gated_add_mod,
            lg_tensor *h, const lg_tensor *shift, const lg_tensor *scale, float eps),
           (be, x, a, w, bias, gate, group, tmp, h, shift, scale, eps))
 
+/* Programmatic dependent launch: Hopper and later, unless LG_PDL=0 (set at backend creation;
+ * every backend of a process shares it). */
+static int g_pdl;
+bool lg_cuda_pdl_on(void) {
+  return g_pdl == 1;
+}
+
 /* ------------------------------------------------------------------ lifetime */
 
 static void cu_destroy(lg_backend *be) {
@@ -940,6 +947,10 @@ extern "C" lg_backend *lg_backend_new_cuda(int device) {
   CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   snprintf(c->name, sizeof c->name, "%s", prop.name);
   c->sm_count = prop.multiProcessorCount;
+  {
+    const char *e = getenv("LG_PDL");
+    g_pdl = prop.major >= 9 && !(e && !strcmp(e, "0"));
+  }
   CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
   memset(&pp, 0, sizeof pp);
   pp.allocType = cudaMemAllocationTypePinned;

@@ -73,6 +73,7 @@ __global__ void __launch_bounds__(QNR_WARPS * 32)
   for (int j = threadIdx.x; j < p.npairs; j += blockDim.x)
     th[j] = p.theta[j];
   __syncthreads();
+  lg_pdl_wait();
   const int lane = threadIdx.x & 31;
   const int64_t tok = (int64_t)blockIdx.x * QNR_WARPS + (threadIdx.x >> 5);
   if (tok >= ntok) return;
@@ -203,10 +204,10 @@ int lg_cuda_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float
     p.same_pairs = 256 % dh == 0;
     const int64_t ntok = B * L;
     if (ntok == 0) return 0;
-    k_qk_norm_rope<<<(unsigned)((ntok + QNR_WARPS - 1) / QNR_WARPS), QNR_WARPS * 32, 0,
-                     c->stream>>>((__nv_bfloat16 *)x->data,
-                                  w ? (const __nv_bfloat16 *)w->data : NULL, ntok, p);
-    CUDA_LAUNCH_CHECK();
+    CUDA_CHECK(lg_cuda_launch_pdl(k_qk_norm_rope,
+                                  dim3((unsigned)((ntok + QNR_WARPS - 1) / QNR_WARPS)),
+                                  dim3(QNR_WARPS * 32), 0, c->stream, (__nv_bfloat16 *)x->data,
+                                  w ? (const __nv_bfloat16 *)w->data : NULL, ntok, p));
   }
   return 0;
 fail:

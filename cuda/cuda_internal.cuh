@@ -39,6 +39,29 @@
 /* After a kernel launch: catch launch errors at once (bad config, missing image). */
 #define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
+/* Programmatic dependent launch (Hopper on): a kernel launched by lg_cuda_launch_pdl may be
+ * scheduled while the kernel before it in the stream is still finishing, so its launch and
+ * prologue overlap that kernel's tail. Such a kernel must call lg_pdl_wait() before it touches
+ * global memory: that waits until the kernel before it has completed and its writes are
+ * visible (a no-op when launched without the attribute). LG_PDL=0 launches plainly. */
+__device__ __forceinline__ void lg_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+bool lg_cuda_pdl_on(void);
+template <typename... KArgs, typename... Args>
+static inline cudaError_t lg_cuda_launch_pdl(void (*k)(KArgs...), dim3 grid, dim3 block,
+                                             size_t smem, cudaStream_t st, Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cudaLaunchAttribute at[1];
+  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = st;
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = at, cfg.numAttrs = lg_cuda_pdl_on() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, k, ((KArgs)args)...);
+}
+
 /* Op ids for the profiler's per-op table (names in cuda_backend.cu). */
 enum {
   LG_OP_COPY = 0,

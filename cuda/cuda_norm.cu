@@ -329,6 +329,7 @@ __global__ void __launch_bounds__(256)
                 norm_params p) {
   const int64_t r = (int64_t)blockIdx.x * 8 + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
+  lg_pdl_wait();
   if (r >= R) return;
   const __nv_bfloat16 *xrow = x + lg_row_off(xr, r);
   __nv_bfloat16 *yrow = y + lg_row_off(yr, r);
@@ -397,9 +398,9 @@ static bool norm_warp_env(void) {
 template <int MODE, int C>
 static void launch_norm_warp(lg_backend *be, lg_tensor *y, const lg_tensor *x, int64_t rows,
                              const norm_params &p) {
-  k_norm_warp<MODE, C><<<(unsigned)((rows + 7) / 8), 256, 0, lg_cu(be)->stream>>>(
-      (__nv_bfloat16 *)y->data, lg_rows_of(y), (const __nv_bfloat16 *)x->data, lg_rows_of(x), rows,
-      p);
+  lg_cuda_launch_pdl(k_norm_warp<MODE, C>, dim3((unsigned)((rows + 7) / 8)), dim3(256), 0,
+                     lg_cu(be)->stream, (__nv_bfloat16 *)y->data, lg_rows_of(y),
+                     (const __nv_bfloat16 *)x->data, lg_rows_of(x), rows, p);
 }
 
 static bool param_fast(const void *p, int dt, const lg_rows *r) {
@@ -762,6 +763,7 @@ __global__ void __launch_bounds__(256)
   typedef io<__nv_bfloat16> B;
   const int64_t r = (int64_t)blockIdx.x * 8 + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
+  lg_pdl_wait();
   if (r >= R) return;
   __nv_bfloat16 *xrow = x + lg_row_off(xr, r);
   const __nv_bfloat16 *yrow = y + lg_row_off(yr, r), *grow = gate + lg_row_off(gr, r / group);
@@ -808,12 +810,13 @@ static void launch_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *y
   lg_rows none;
   memset(&none, 0, sizeof none);
   const lg_rows lwr = mod ? lg_rows_of(lw) : none, lbr = mod ? lg_rows_of(lb) : none;
-  auto k = mod ? k_gated_add_ln<C, true> : k_gated_add_ln<C, false>;
-  k<<<(unsigned)((R + 7) / 8), 256, 0, lg_cu(be)->stream>>>(
-      (__nv_bfloat16 *)x->data, lg_rows_of(x), (const __nv_bfloat16 *)y->data, lg_rows_of(y),
-      (const __nv_bfloat16 *)gate->data, lg_rows_of(gate), group, (__nv_bfloat16 *)h->data,
-      lg_rows_of(h), lw ? (const __nv_bfloat16 *)lw->data : NULL, lwr,
-      lb ? (const __nv_bfloat16 *)lb->data : NULL, lbr, R, eps);
+  lg_cuda_launch_pdl(mod ? k_gated_add_ln<C, true> : k_gated_add_ln<C, false>,
+                     dim3((unsigned)((R + 7) / 8)), dim3(256), 0, lg_cu(be)->stream,
+                     (__nv_bfloat16 *)x->data, lg_rows_of(x), (const __nv_bfloat16 *)y->data,
+                     lg_rows_of(y), (const __nv_bfloat16 *)gate->data, lg_rows_of(gate), group,
+                     (__nv_bfloat16 *)h->data, lg_rows_of(h),
+                     lw ? (const __nv_bfloat16 *)lw->data : NULL, lwr,
+                     lb ? (const __nv_bfloat16 *)lb->data : NULL, lbr, R, eps);
 }
 
 int lg_cuda_gated_add_ln(lg_backend *be, lg_tensor *x, const lg_tensor *y, const lg_tensor *gate,
