@@ -32,10 +32,6 @@ typedef struct att_params {
    * splits of each unit after them; a block takes items blockIdx.x, + gridDim.x, ...
    * (persistent when the grid is smaller than nitems) */
   int nitems, whole;
-  /* stream-K tail (the wgmma kernel's walk_next): sk key tiles after the whole units, cut into
-   * skg (= the grid) equal ranges; skp partial slots per unit; skbn keys per tile */
-  int64_t sk;
-  int skp, skg, skbn;
   const float *bias; /* attention_bias: [nh, Lq, Lk] f32 logit bias, or NULL */
   int64_t bias_h, bias_q;
   int wg_dbg; /* wgmma kernel: 1 swaps the V descriptor's strides (LG_ATTN_WG_DEBUG, bring-up) */

@@ -230,68 +230,25 @@ __global__ void __launch_bounds__(384, 1)
   const uint32_t barQE = bars + 8u * (1 + 4 * STAGES); /* Q free: the consumer warps' last S */
 
   const int tid = threadIdx.x, wg = tid / 128;
-  /* The block's items: unit (row b, head h, query tile), its key tiles [t_beg, t_beg + ntile)
-   * and the partial slot it writes (prow, -1: the whole unit, written as the output). Items
-   * below p.whole are units u0.., the rest p.nsplit parts of the units after them; the block
-   * takes items blockIdx.x, + gridDim.x, ... (persistent when the grid is smaller than
-   * p.nitems). With p.sk the units after the whole ones are instead cut as one run of key
-   * tiles (p.sk tiles) into gridDim.x equal ranges, one per block ("stream-K" tail): the block
-   * takes the pieces of units its range covers; the piece of unit k that block j holds goes to
-   * slot k * p.skp + j - (the block holding the unit's first tile). */
+  /* item -> unit (row b, head h, query tile) and key split (-1: the whole unit): items below
+   * p.whole are units u0.., the rest p.nsplit parts of the units after them; the block takes
+   * items blockIdx.x, + gridDim.x, ... (persistent when the grid is smaller than p.nitems) */
   struct item_t {
-    int unit, prow, h, b, q0, n, t_beg, ntile;
-  };
-  auto set_unit = [&](item_t &r, int unit) {
-    r.unit = unit;
-    r.h = (unit / p.qt) % p.nh, r.b = unit / (p.qt * p.nh);
-    r.q0 = (unit % p.qt) * WG_BM;
-    r.n = p.kv_len[r.b];
+    int unit, split, h, b, q0, n, t_beg, ntile;
   };
   auto item_of = [&](int item) {
     item_t r;
     const int j = item - p.whole;
-    set_unit(r, j < 0 ? p.u0 + item : p.u0 + p.whole + j / p.nsplit);
-    r.prow = j < 0 ? -1 : j;
+    r.unit = j < 0 ? p.u0 + item : p.u0 + p.whole + j / p.nsplit;
+    r.split = j < 0 ? -1 : j % p.nsplit;
+    r.h = (r.unit / p.qt) % p.nh, r.b = r.unit / (p.qt * p.nh);
+    r.q0 = (r.unit % p.qt) * WG_BM;
+    r.n = p.kv_len[r.b];
     const int nt = (r.n + BN - 1) / BN;
-    r.t_beg = j < 0 ? 0 : (j % p.nsplit) * p.tps;
+    r.t_beg = j < 0 ? 0 : r.split * p.tps;
     const int t_end = j < 0 ? nt : min(nt, r.t_beg + p.tps);
     r.ntile = t_end > r.t_beg ? t_end - r.t_beg : 0;
     return r;
-  };
-  /* the walk over this block's items: round-robin ones first, then its stream-K pieces */
-  struct walk_t {
-    int i, k, base; /* tiles: the host keeps p.sk at most 2^21 */
-  };
-  auto walk_begin = [&]() {
-    walk_t w;
-    w.i = blockIdx.x, w.k = 0, w.base = 0;
-    return w;
-  };
-  auto block_of = [&](int tile) { /* the block whose range holds tile */
-                                  return (int)(((int64_t)(tile + 1) * gridDim.x - 1) / p.sk);
-  };
-  auto walk_next = [&](walk_t &w, item_t &r) {
-    if (w.i < (p.sk ? p.whole : p.nitems)) {
-      r = item_of(w.i);
-      w.i += gridDim.x;
-      return true;
-    }
-    /* this block's range of the tail's tiles: [t0, t1) */
-    const int t0 = (int)((int64_t)blockIdx.x * p.sk / gridDim.x);
-    const int t1 = (int)((int64_t)(blockIdx.x + 1) * p.sk / gridDim.x);
-    for (; p.sk && w.base < t1; w.k++) {
-      set_unit(r, p.u0 + p.whole + w.k);
-      const int nt = (r.n + BN - 1) / BN, base = w.base;
-      const int lo = max(t0, base), hi = min(t1, base + nt);
-      w.base += nt;
-      if (lo < hi) {
-        r.t_beg = lo - base, r.ntile = hi - lo;
-        r.prow = w.k * p.skp + (int)blockIdx.x - block_of(base);
-        w.k++;
-        return true;
-      }
-    }
-    return false;
   };
 
   const bool tq = TMA && tm.hasq; /* Q by TMA: one arrival with its bytes */
@@ -328,9 +285,8 @@ __global__ void __launch_bounds__(384, 1)
     const int64_t rs = isv ? p.vl : p.kl;
     const uint32_t base = isv ? sV : sK;
     int gt = 0, qi = 0; /* K/V tiles and Q tiles loaded so far by this block */
-    walk_t w = walk_begin();
-    item_t u;
-    while (walk_next(w, u)) {
+    for (int item = blockIdx.x; item < p.nitems; item += gridDim.x) {
+      const item_t u = item_of(item);
       if (u.ntile == 0) continue;
       const int b = u.b, h = u.h, n = u.n, t_beg = u.t_beg, ntile = u.ntile;
       const __nv_bfloat16 *src = isv ? (const __nv_bfloat16 *)p.v + b * p.vb + h * p.vh + c * 8
@@ -532,9 +488,8 @@ __global__ void __launch_bounds__(384, 1)
     if (PP) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
   };
   int gt = 0, qi = 0; /* K/V tiles and Q tiles consumed so far by this block */
-  walk_t w = walk_begin();
-  item_t u;
-  while (walk_next(w, u)) {
+  for (int item = blockIdx.x; item < p.nitems; item += gridDim.x) {
+    const item_t u = item_of(item);
     const int t_beg = u.t_beg, ntile = u.ntile;
     n = u.n;
 #pragma unroll
@@ -619,8 +574,9 @@ __global__ void __launch_bounds__(384, 1)
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
     const int rr = cw * 64 + warp * 16 + g, r0 = u.q0 + rr, r1 = r0 + 8;
-    if (SPLIT && u.prow >= 0) {
-      int64_t row0 = (int64_t)u.prow * WG_BM + rr, row1 = row0 + 8;
+    if (SPLIT && u.split >= 0) {
+      int64_t row0 = ((int64_t)(u.unit - p.u0 - p.whole) * p.nsplit + u.split) * WG_BM + rr,
+              row1 = row0 + 8;
 #pragma unroll
       for (int nb = 0; nb < 16; nb++) {
         int col = nb * 8 + 2 * t;
@@ -657,23 +613,11 @@ __global__ void __launch_bounds__(384, 1)
  * by shuffles, then every lane merges 4 dims of the nsplit normalised partials into o (bf16). */
 __global__ void __launch_bounds__(256) k_wg_combine(const __grid_constant__ att_params p) {
   const int ui = (int)blockIdx.x / 16, r = ((int)blockIdx.x % 16) * 8 + (int)threadIdx.x / 32;
-  const int lane = threadIdx.x % 32, unit = p.u0 + ui;
-  int ns = p.nsplit, slots = p.nsplit; /* the unit's partials; slots per unit */
+  const int lane = threadIdx.x % 32, unit = p.u0 + ui, ns = p.nsplit;
   lg_pdl_wait();
   const int h = (unit / p.qt) % p.nh, b = unit / (p.qt * p.nh), q0 = (unit % p.qt) * WG_BM;
   if (q0 + r >= p.Lq) return;
-  if (p.sk) { /* stream-K tail: the blocks whose ranges meet the unit's tiles */
-    int64_t base = 0;
-    for (int k = 0; k < ui; k++) {
-      const int bk = (p.u0 + k) / (p.qt * p.nh);
-      base += (p.kv_len[bk] + p.skbn - 1) / p.skbn;
-    }
-    const int64_t nt = (p.kv_len[b] + p.skbn - 1) / p.skbn;
-    auto block_of = [&](int64_t t) { return (int)(((t + 1) * p.skg - 1) / p.sk); };
-    ns = nt > 0 ? block_of(base + nt - 1) - block_of(base) + 1 : 0;
-    slots = p.skp;
-  }
-  const int64_t r0 = (int64_t)ui * slots * WG_BM + r; /* partial s: row r0 + s * 128 */
+  const int64_t r0 = (int64_t)ui * ns * WG_BM + r; /* partial s: row r0 + s * 128 */
   const float2 ml = lane < ns ? *(const float2 *)(p.part_ml + 2 * (r0 + (int64_t)lane * WG_BM))
                               : make_float2(-INFINITY, 0.f);
   float M = ml.x; /* over the whole warp: every lane needs the max and the sum */
@@ -762,8 +706,8 @@ bool lg_cuda_attn_wgmma_ok(lg_backend *be) {
 
 template <int ST, bool OVL, bool PP, bool TMA = false, int BN = WG_BN>
 static void wg_launch(const att_params &p, const wg_maps &m, dim3 grid, cudaStream_t st) {
-  lg_cuda_launch_pdl(p.nsplit > 1 || p.sk ? k_flash_wg<ST, true, OVL, PP, TMA, BN>
-                                          : k_flash_wg<ST, false, OVL, PP, TMA, BN>,
+  lg_cuda_launch_pdl(p.nsplit > 1 ? k_flash_wg<ST, true, OVL, PP, TMA, BN>
+                                  : k_flash_wg<ST, false, OVL, PP, TMA, BN>,
                      grid, dim3(384), wg_smem_bytes<ST, BN>(), st, p, m);
 }
 
@@ -804,23 +748,15 @@ static bool wg_encode_map(CUtensorMap *m, int *row, const void *base, int64_t sb
  * in a second launch: the last wave of 24 units (1 row) split 5 ways took 32 + 4 us against
  * ~118 us whole, 48 units (2 rows) 5 ways 60 + 6 us, 96 units (4 rows) 4 ways 105 + 11 us
  * against ~110 us whole; in one launch the 4-row tail is split 4 ways. */
-/* LG_ATTN_TAIL_SPLIT=N forces N parts for the tail (A/B runs); 0 when unset */
-static int wg_pick_split_forced(void) {
-  static int tail_env = -1;
+static int wg_pick_split(int units, int slots, int ntiles, int rows_per_unit) {
+  int best = 1;
+  double best_cost = 1e30;
+  static int tail_env = -1; /* LG_ATTN_TAIL_SPLIT=N forces N parts for the tail (A/B runs) */
   if (tail_env < 0) {
     const char *e = getenv("LG_ATTN_TAIL_SPLIT");
     tail_env = e ? atoi(e) : 0;
-    tail_env = tail_env < 0 ? 0 : tail_env > 8 ? 8 : tail_env;
   }
-  return tail_env;
-}
-static int wg_pick_split(int units, int slots, int ntiles, int rows_per_unit, double *cost_out) {
-  int best = 1;
-  double best_cost = 1e30;
-  if (wg_pick_split_forced() > 0) {
-    *cost_out = 0;
-    return wg_pick_split_forced();
-  }
+  if (tail_env > 0) return tail_env > 8 ? 8 : tail_env;
   for (int ns = 1; ns <= 8; ns++) {
     if (ns > 1 && (ntiles + ns - 1) / ns < 4) break;
     double waves = (double)(((int64_t)units * ns + slots - 1) / slots);
@@ -828,7 +764,6 @@ static int wg_pick_split(int units, int slots, int ntiles, int rows_per_unit, do
                   (ns > 1 ? 3.0 + (double)units * ns * rows_per_unit * 520.0 / 2.6e6 : 0.0);
     if (cost < best_cost - 1e-9) best = ns, best_cost = cost;
   }
-  *cost_out = best_cost;
   return best;
 }
 
@@ -881,56 +816,24 @@ static int wg_grid(int sms, int items) {
   return cap && items > cap ? cap : items;
 }
 
-/* The stream-K tail of units [u, u + n) (a grid of G blocks, keys per tile 128): its key tiles
- * and the most partial slots a unit needs; tiles 0 when the tail does not fit it (under 4
- * tiles per block, or more than 8 pieces of one unit, the combine's limit). */
-struct wg_sk {
-  int64_t tiles;
-  int slots;
-};
-static wg_sk wg_sk_plan(const att_params &p, int u, int n, int G) {
-  wg_sk s = {0, 0};
-  int64_t T = 0;
-  for (int k = 0; k < n; k++)
-    T += (p.kv_len[(u + k) / (p.qt * p.nh)] + WG_BN - 1) / WG_BN;
-  if (T < 4ll * G || T > (1ll << 21)) return s;
-  int64_t base = 0;
-  for (int k = 0; k < n; k++) {
-    const int64_t nt = (p.kv_len[(u + k) / (p.qt * p.nh)] + WG_BN - 1) / WG_BN;
-    if (nt > 0) {
-      const int pieces = (int)(((base + nt) * G - 1) / T - ((base + 1) * G - 1) / T + 1);
-      s.slots = pieces > s.slots ? pieces : s.slots;
-    }
-    base += nt;
-  }
-  if (s.slots > 8)
-    s.slots = 0;
-  else
-    s.tiles = T;
-  return s;
-}
-
 /* One launch: the first `whole` units whole, then the next nsp units in ns key splits each
- * (ntiles: the longest row's key tiles) or as a stream-K tail (sk), then the combine pass of
- * those. */
+ * (ntiles: the longest row's key tiles), then the combine pass of those. */
 static int wg_run(lg_backend *be, att_params &p, const wg_maps &m, int variant, int whole, int nsp,
-                  int ns, int ntiles, const wg_sk *sk) {
+                  int ns, int ntiles) {
   int err = 0;
   lg_cuda *c = lg_cu(be);
-  if (!sk && ns < 2) whole += nsp, nsp = 0, ns = 1;
-  p.u0 = 0, p.whole = whole, p.nsplit = sk ? 1 : ns;
-  p.sk = sk ? sk->tiles : 0, p.skp = sk ? sk->slots : 0, p.skg = c->sm_count, p.skbn = WG_BN;
+  if (ns < 2) whole += nsp, nsp = 0, ns = 1;
+  p.u0 = 0, p.whole = whole, p.nsplit = ns;
   p.tps = ns > 1 ? (ntiles + ns - 1) / ns : (ntiles > 0 ? ntiles : 1);
   if (nsp) {
-    size_t rows = (size_t)nsp * (sk ? sk->slots : ns) * WG_BM;
+    size_t rows = (size_t)nsp * ns * WG_BM;
     uint8_t *scr = (uint8_t *)lg_cuda_scratch(be, wg_split_bytes(rows));
     LG_CHECK(scr, LG_ENOMEM, LG_CUDA_MOD, "attention: no scratch for %d key splits", ns);
     p.part_o = (float *)scr;
     p.part_ml = (float *)(scr + wg_split_obytes(rows));
   }
-  p.nitems = whole + (sk ? 0 : nsp * ns);
-  wg_launch_variant(p, m, dim3((unsigned)(sk ? c->sm_count : wg_grid(c->sm_count, p.nitems))),
-                    c->stream, variant);
+  p.nitems = whole + nsp * ns;
+  wg_launch_variant(p, m, dim3((unsigned)wg_grid(c->sm_count, p.nitems)), c->stream, variant);
   CUDA_LAUNCH_CHECK();
   if (nsp) {
     att_params pc = p; /* the combine: units whole.. */
@@ -979,33 +882,16 @@ int lg_cuda_attn_wgmma(lg_backend *be, att_params &p, int split, int variant) {
   p.qt = qt;
   if (split > 0) { /* every unit in `split` parts (tests, LG_ATTN_SPLIT) */
     int ns = split > ntiles ? 1 : split;
-    LG_TRY(wg_run(be, p, m, variant, 0, units, ns, ntiles, NULL));
+    LG_TRY(wg_run(be, p, m, variant, 0, units, ns, ntiles));
   } else {
     /* whole waves unsplit, then the last wave's units split where that pays */
     const int tail = units % G, head = units - tail;
-    double cost = 0;
-    int ns = tail ? wg_pick_split(tail, G, ntiles, rpu, &cost) : 1;
-    /* or the tail as one run of key tiles cut evenly over the SMs (persistent blocks of 128-key
-     * tiles only), when its cost in the same model is lower: ceil(tiles / G) per block, up to
-     * 2 items, the combine and the partials of ~G + tail pieces */
-    wg_sk sk = {0, 0};
-    static int sk_env = -1; /* LG_ATTN_SK=0: never (A/B runs) */
-    if (sk_env < 0) {
-      const char *e = getenv("LG_ATTN_SK");
-      sk_env = e ? atoi(e) != 0 : 1;
-    }
-    if (tail && sk_env && bn == WG_BN && wg_grid(G, units) == G && wg_pick_split_forced() == 0) {
-      sk = wg_sk_plan(p, head, tail, G);
-      const double sk_cost = (double)((sk.tiles + G - 1) / G) * 1.55 + 2 * 3.0 + 3.0 +
-                             (double)(G + tail) * rpu * 520.0 / 2.6e6;
-      if (!sk.tiles || sk_cost >= cost) sk.tiles = 0;
-    }
+    int ns = tail ? wg_pick_split(tail, G, ntiles, rpu) : 1;
     /* in graph capture the scratch cannot grow: split only when an earlier (eager) call of the
      * same shape grew it already, as the bench does */
-    const size_t rows = (size_t)tail * (sk.tiles ? sk.slots : ns) * WG_BM;
-    if ((ns > 1 || sk.tiles) && c->capturing && wg_split_bytes(rows) > c->scratch_bytes)
-      ns = 1, sk.tiles = 0;
-    LG_TRY(wg_run(be, p, m, variant, head, tail, ns, ntiles, sk.tiles ? &sk : NULL));
+    if (ns > 1 && c->capturing && wg_split_bytes((size_t)tail * ns * WG_BM) > c->scratch_bytes)
+      ns = 1;
+    LG_TRY(wg_run(be, p, m, variant, head, tail, ns, ntiles));
   }
   return 0;
 fail:
