@@ -35,8 +35,7 @@ typedef struct qnr_params {
   float eps;
 } qnr_params;
 
-__device__ __forceinline__ void qnr_ld8(const __nv_bfloat16 *p, float *v) {
-  uint4 u = *(const uint4 *)p;
+__device__ __forceinline__ void qnr_unpack8(uint4 u, float *v) {
   const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
 #pragma unroll
   for (int j = 0; j < 4; j++) {
@@ -65,7 +64,9 @@ __device__ __forceinline__ void qnr_angle(const double *th, int j, const qnr_par
   __sincosf((float)a, s, c);
 }
 
-__global__ void __launch_bounds__(QNR_WARPS * 32)
+/* C: chunks of 8 elements per lane, ceil(D / 256) (registers for just those) */
+template <int C>
+__global__ void __launch_bounds__(QNR_WARPS * 32, 5)
     k_qk_norm_rope(__nv_bfloat16 *x, const __nv_bfloat16 *w, int64_t ntok, qnr_params p) {
   /* the per-pair frequencies in shared memory: lanes read different pairs, which the
    * constant bank (kernel parameters) would serve one address at a time */
@@ -80,15 +81,14 @@ __global__ void __launch_bounds__(QNR_WARPS * 32)
   const uint32_t b = (uint32_t)(tok / p.L), l = (uint32_t)(tok - (int64_t)b * p.L);
   __nv_bfloat16 *row = x + (int64_t)b * p.nb0 + (int64_t)l * p.nb1;
   /* every load first (the row, then the weight), then what needs no data: the rotations */
-  float v[QNR_MAXC][8];
-  uint4 wv[QNR_MAXC];
+  uint4 xv[C], wv[C]; /* packed bf16: 4 registers per 8 values */
 #pragma unroll
-  for (int k = 0; k < QNR_MAXC; k++) {
+  for (int k = 0; k < C; k++) {
     uint32_t i = (uint32_t)(lane + 32 * k) * 8;
-    if (i < p.D) qnr_ld8(row + i, v[k]);
+    if (i < p.D) xv[k] = *(const uint4 *)(row + i);
   }
 #pragma unroll
-  for (int k = 0; k < QNR_MAXC; k++) {
+  for (int k = 0; k < C; k++) {
     uint32_t i = (uint32_t)(lane + 32 * k) * 8;
     if (i < p.D && w) wv[k] = *(const uint4 *)(w + i);
   }
@@ -105,12 +105,14 @@ __global__ void __launch_bounds__(QNR_WARPS * 32)
   }
   float ss = 0.f;
 #pragma unroll
-  for (int k = 0; k < QNR_MAXC; k++) {
+  for (int k = 0; k < C; k++) {
     uint32_t i = (uint32_t)(lane + 32 * k) * 8;
     if (i < p.D) {
+      float v[8];
+      qnr_unpack8(xv[k], v);
 #pragma unroll
       for (int j = 0; j < 8; j++)
-        ss += v[k][j] * v[k][j];
+        ss += v[j] * v[j];
     }
   }
 #pragma unroll
@@ -118,10 +120,11 @@ __global__ void __launch_bounds__(QNR_WARPS * 32)
     ss += __shfl_xor_sync(0xffffffffu, ss, o);
   const float rs = rsqrtf(ss / (float)p.D + p.eps);
 #pragma unroll
-  for (int k = 0; k < QNR_MAXC; k++) {
+  for (int k = 0; k < C; k++) {
     uint32_t i = (uint32_t)(lane + 32 * k) * 8;
     if (i < p.D) {
-      float g[8];
+      float g[8], v[8];
+      qnr_unpack8(xv[k], v);
       if (w) {
         const __nv_bfloat162 *h2 = (const __nv_bfloat162 *)&wv[k];
 #pragma unroll
@@ -142,11 +145,11 @@ __global__ void __launch_bounds__(QNR_WARPS * 32)
           s = sn[q], c = cs[q];
         else
           qnr_angle(th, j0 + q, p, fpos, hh, ww, &s, &c);
-        float x0 = v[k][2 * q] * rs * g[2 * q], x1 = v[k][2 * q + 1] * rs * g[2 * q + 1];
-        v[k][2 * q] = x0 * c - x1 * s;
-        v[k][2 * q + 1] = x0 * s + x1 * c;
+        float x0 = v[2 * q] * rs * g[2 * q], x1 = v[2 * q + 1] * rs * g[2 * q + 1];
+        v[2 * q] = x0 * c - x1 * s;
+        v[2 * q + 1] = x0 * s + x1 * c;
       }
-      qnr_st8(row + i, v[k]);
+      qnr_st8(row + i, v);
     }
   }
 }
@@ -204,8 +207,18 @@ int lg_cuda_qk_norm_rope(lg_backend *be, lg_tensor *x, const lg_tensor *w, float
     p.same_pairs = 256 % dh == 0;
     const int64_t ntok = B * L;
     if (ntok == 0) return 0;
-    CUDA_CHECK(lg_cuda_launch_pdl(k_qk_norm_rope,
-                                  dim3((unsigned)((ntok + QNR_WARPS - 1) / QNR_WARPS)),
+    void (*k)(__nv_bfloat16 *, const __nv_bfloat16 *, int64_t, qnr_params);
+    switch ((D + 255) / 256) {
+    case 1: k = k_qk_norm_rope<1>; break;
+    case 2: k = k_qk_norm_rope<2>; break;
+    case 3: k = k_qk_norm_rope<3>; break;
+    case 4: k = k_qk_norm_rope<4>; break;
+    case 5: k = k_qk_norm_rope<5>; break;
+    case 6: k = k_qk_norm_rope<6>; break;
+    case 7: k = k_qk_norm_rope<7>; break;
+    default: k = k_qk_norm_rope<8>; break;
+    }
+    CUDA_CHECK(lg_cuda_launch_pdl(k, dim3((unsigned)((ntok + QNR_WARPS - 1) / QNR_WARPS)),
                                   dim3(QNR_WARPS * 32), 0, c->stream, (__nv_bfloat16 *)x->data,
                                   w ? (const __nv_bfloat16 *)w->data : NULL, ntok, p));
   }
