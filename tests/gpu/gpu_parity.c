@@ -438,14 +438,21 @@ static void t_fused(void) {
       pfree(&x), pfree(&a), pfree(&w), pfree(&b), pfree(&g), pfree(&t);
     }
   }
-  /* linear_gated_add_ln: the gated add, then LayerNorm (affine or not) of the new x into h;
-   * N 1536 and 256 take the one-pass kernel (the DiT's o-projection + norm3), 96 the unfused
-   * pair; both x and h are compared */
+  /* linear_gated_add_ln / _mod: the gated add, then LayerNorm (affine or not; _ln) or
+   * LayerNorm + modulate (_mod: shift and scale from the same table rows as the gate, as the
+   * DiT's ffn.2 with the next block's input norm) of the new x into h; N 1536 and 256 take the
+   * one-pass kernel (the DiT's o-projection + norm3, ffn.2 + norm1), 96 the unfused pair; both
+   * x and h are compared. A table row per group: [shift | scale | gate]. */
   {
+    enum { LN, LN_AFFINE, MOD };
     struct {
       int64_t G, group, K, N;
-      bool affine;
-    } cs[] = {{2, 40, 64, 1536, true}, {3, 16, 64, 256, false}, {2, 40, 64, 96, true}};
+      int mode;
+    } cs[] = {{2, 40, 64, 1536, LN_AFFINE},
+              {3, 16, 64, 256, LN},
+              {2, 40, 64, 96, LN_AFFINE},
+              {2, 40, 64, 1536, MOD},
+              {3, 16, 64, 96, MOD}};
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
       int64_t R = cs[k].G * cs[k].group, K = cs[k].K, N = cs[k].N;
       int64_t xsh[2] = {R, N}, ash[2] = {R, K}, wsh[2] = {N, K}, bsh[1] = {N},
@@ -454,54 +461,36 @@ static void t_fused(void) {
       pair w = mk(LG_BF16, 2, wsh, -0.3f, 0.3f), b = mk(LG_BF16, 1, bsh, -1, 1);
       pair lw = mk(LG_BF16, 1, bsh, 0.5f, 1.5f), lb = mk(LG_BF16, 1, bsh, -1, 1);
       pair g = mk(LG_BF16, 2, gsh, -1, 1), t = mk_out(LG_BF16, 2, xsh), h = mk_out(LG_BF16, 2, xsh);
-      lg_tensor gc, gg;
+      lg_tensor gc, gg, shc, shg, scc, scg;
       int64_t ne[2] = {cs[k].G, N}, nb[2] = {3 * N, 1};
-      view2(&g, &gc, &gg, 2, ne, nb, 2 * N); /* the last third of each row */
-      bool af = cs[k].affine;
-      int rc = lg_backend_linear_gated_add_ln(g_gpu, &x.g, &a.g, &w.g, &b.g, &gg, cs[k].group, &t.g,
-                                              &h.g, af ? &lw.g : NULL, af ? &lb.g : NULL, 1e-6f);
-      if (!rc)
-        rc = lg_backend_linear_gated_add_ln(g_cpu, &x.c, &a.c, &w.c, &b.c, &gc, cs[k].group, &t.c,
-                                            &h.c, af ? &lw.c : NULL, af ? &lb.c : NULL, 1e-6f);
+      view2(&g, &shc, &shg, 2, ne, nb, 0);
+      view2(&g, &scc, &scg, 2, ne, nb, N);
+      view2(&g, &gc, &gg, 2, ne, nb, 2 * N);
+      const int md = cs[k].mode;
+      const bool af = md == LN_AFFINE;
+      int rc;
+      if (md == MOD) {
+        rc = lg_backend_linear_gated_add_mod(g_gpu, &x.g, &a.g, &w.g, &b.g, &gg, cs[k].group, &t.g,
+                                             &h.g, &shg, &scg, 1e-6f);
+        if (!rc)
+          rc = lg_backend_linear_gated_add_mod(g_cpu, &x.c, &a.c, &w.c, &b.c, &gc, cs[k].group,
+                                               &t.c, &h.c, &shc, &scc, 1e-6f);
+      } else {
+        rc = lg_backend_linear_gated_add_ln(g_gpu, &x.g, &a.g, &w.g, &b.g, &gg, cs[k].group, &t.g,
+                                            &h.g, af ? &lw.g : NULL, af ? &lb.g : NULL, 1e-6f);
+        if (!rc)
+          rc = lg_backend_linear_gated_add_ln(g_cpu, &x.c, &a.c, &w.c, &b.c, &gc, cs[k].group, &t.c,
+                                              &h.c, af ? &lw.c : NULL, af ? &lb.c : NULL, 1e-6f);
+      }
       char shape[64];
       snprintf(shape, sizeof shape, "R%lld K%lld N%lld g%lld%s", (long long)R, (long long)K,
                (long long)N, (long long)cs[k].group, af ? " affine" : "");
-      row("linear_gated_add_ln: x", shape, rc ? 0 : rel_err(&x.g, &x.c), TOL_GEMM, rc);
-      row("linear_gated_add_ln: h", shape, rc ? 0 : rel_err(&h.g, &h.c), TOL_GEMM, rc);
+      const char *nx = md == MOD ? "linear_gated_add_mod: x" : "linear_gated_add_ln: x";
+      const char *nh = md == MOD ? "linear_gated_add_mod: h" : "linear_gated_add_ln: h";
+      row(nx, shape, rc ? 0 : rel_err(&x.g, &x.c), TOL_GEMM, rc);
+      row(nh, shape, rc ? 0 : rel_err(&h.g, &h.c), TOL_GEMM, rc);
       pfree(&x), pfree(&a), pfree(&w), pfree(&b), pfree(&lw), pfree(&lb), pfree(&g), pfree(&t),
           pfree(&h);
-    }
-  }
-  /* linear_gated_add_mod: the gated add, then LayerNorm + modulate of the new x into h, the
-   * gate, shift and scale thirds of one table row per group (the DiT's ffn.2 with the next
-   * block's input norm); N 1536 takes the one-pass kernel, 96 the unfused pair */
-  {
-    struct {
-      int64_t G, group, K, N;
-    } cs[] = {{2, 40, 64, 1536}, {3, 16, 64, 96}};
-    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
-      int64_t R = cs[k].G * cs[k].group, K = cs[k].K, N = cs[k].N;
-      int64_t xsh[2] = {R, N}, ash[2] = {R, K}, wsh[2] = {N, K}, bsh[1] = {N},
-              gsh[2] = {cs[k].G, 3 * N};
-      pair x = mk(LG_BF16, 2, xsh, -3, 3), a = mk(LG_BF16, 2, ash, -1, 1);
-      pair w = mk(LG_BF16, 2, wsh, -0.3f, 0.3f), b = mk(LG_BF16, 1, bsh, -1, 1);
-      pair g = mk(LG_BF16, 2, gsh, -1, 1), t = mk_out(LG_BF16, 2, xsh), h = mk_out(LG_BF16, 2, xsh);
-      lg_tensor gc, gg, shc, shg, scc, scg;
-      int64_t ne[2] = {cs[k].G, N}, nb[2] = {3 * N, 1};
-      view2(&g, &shc, &shg, 2, ne, nb, 0); /* shift, scale, gate: the thirds of each row */
-      view2(&g, &scc, &scg, 2, ne, nb, N);
-      view2(&g, &gc, &gg, 2, ne, nb, 2 * N);
-      int rc = lg_backend_linear_gated_add_mod(g_gpu, &x.g, &a.g, &w.g, &b.g, &gg, cs[k].group,
-                                               &t.g, &h.g, &shg, &scg, 1e-6f);
-      if (!rc)
-        rc = lg_backend_linear_gated_add_mod(g_cpu, &x.c, &a.c, &w.c, &b.c, &gc, cs[k].group, &t.c,
-                                             &h.c, &shc, &scc, 1e-6f);
-      char shape[64];
-      snprintf(shape, sizeof shape, "R%lld K%lld N%lld g%lld", (long long)R, (long long)K,
-               (long long)N, (long long)cs[k].group);
-      row("linear_gated_add_mod: x", shape, rc ? 0 : rel_err(&x.g, &x.c), TOL_GEMM, rc);
-      row("linear_gated_add_mod: h", shape, rc ? 0 : rel_err(&h.g, &h.c), TOL_GEMM, rc);
-      pfree(&x), pfree(&a), pfree(&w), pfree(&b), pfree(&g), pfree(&t), pfree(&h);
     }
   }
 }
