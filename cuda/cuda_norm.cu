@@ -287,14 +287,11 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 /* The second half of a warp-per-row norm over a row held packed (xv, D = 256 * C): the variance
  * around mean, then y = (x - mean) * rsqrt(var + eps), modulated (MOD: * (1 + a) + b) or
- * affine (* a, + b, each where given), stored as bf16 at yrow. The parameter rows pa / pb (or
- * NULL) are read chunk by chunk here, not held through the sums: fewer registers, more rows
- * in flight (they are shared by many rows, so they come from cache). */
+ * affine (* a, + b, each where given), stored as bf16 at yrow. */
 template <int C, bool MOD>
-__device__ __forceinline__ void warp_norm_store(const uint4 *xv, const __nv_bfloat16 *pa,
-                                                const __nv_bfloat16 *pb, float mean, float eps,
+__device__ __forceinline__ void warp_norm_store(const uint4 *xv, const uint4 *av, const uint4 *bv,
+                                                bool ha, bool hb, float mean, float eps,
                                                 __nv_bfloat16 *yrow, int lane) {
-  const bool ha = pa != NULL, hb = pb != NULL;
   const float D = 256.f * C;
   float s = 0.f, v[8];
 #pragma unroll
@@ -308,10 +305,9 @@ __device__ __forceinline__ void warp_norm_store(const uint4 *xv, const __nv_bflo
 #pragma unroll
   for (int k = 0; k < C; k++) {
     float a[8], b[8];
-    const int i = (k * 32 + lane) * 8;
     bf8_unpack(xv[k], v);
-    if (ha) bf8_unpack(*(const uint4 *)(pa + i), a);
-    if (hb) bf8_unpack(*(const uint4 *)(pb + i), b);
+    if (ha) bf8_unpack(av[k], a);
+    if (hb) bf8_unpack(bv[k], b);
 #pragma unroll
     for (int j = 0; j < 8; j++) {
       float t = (v[j] - mean) * rs;
@@ -346,10 +342,14 @@ __global__ void __launch_bounds__(256)
     pa = (const __nv_bfloat16 *)p.w;
     pb = (const __nv_bfloat16 *)p.b;
   }
-  uint4 xv[C];
+  uint4 xv[C], av[C], bv[C];
 #pragma unroll
-  for (int k = 0; k < C; k++)
-    xv[k] = *(const uint4 *)(xrow + (k * 32 + lane) * 8);
+  for (int k = 0; k < C; k++) {
+    const int i = (k * 32 + lane) * 8;
+    xv[k] = *(const uint4 *)(xrow + i);
+    if (pa) av[k] = *(const uint4 *)(pa + i);
+    if (pb) bv[k] = *(const uint4 *)(pb + i);
+  }
   float mean = 0.f;
   if (MODE == NORM_LN || MODE == NORM_MOD_LN) {
     float s = 0.f, v[8];
@@ -362,7 +362,8 @@ __global__ void __launch_bounds__(256)
     }
     mean = warp_sum(s) / (256.f * C);
   }
-  warp_norm_store<C, MODE == NORM_MOD_LN>(xv, pa, pb, mean, p.eps, yrow, lane);
+  warp_norm_store<C, MODE == NORM_MOD_LN>(xv, av, bv, pa != NULL, pb != NULL, mean, p.eps, yrow,
+                                          lane);
 }
 
 /* Modulation without the norm, elementwise: y = x * (1 + scale[g]) + shift[g], 8 values per
@@ -767,13 +768,15 @@ __global__ void __launch_bounds__(256)
   __nv_bfloat16 *xrow = x + lg_row_off(xr, r);
   const __nv_bfloat16 *yrow = y + lg_row_off(yr, r), *grow = gate + lg_row_off(gr, r / group);
   if (MOD) lw += lg_row_off(lwr, r / group), lb += lg_row_off(lbr, r / group);
-  uint4 xv[C], yv[C], gv[C];
+  uint4 xv[C], yv[C], gv[C], wv[C], bv[C];
 #pragma unroll
   for (int k = 0; k < C; k++) {
     const int i = (k * 32 + lane) * 8;
     xv[k] = *(const uint4 *)(xrow + i);
     yv[k] = *(const uint4 *)(yrow + i);
     gv[k] = *(const uint4 *)(grow + i);
+    if (lw) wv[k] = *(const uint4 *)(lw + i);
+    if (lb) bv[k] = *(const uint4 *)(lb + i);
   }
   float s = 0.f, v[8];
 #pragma unroll
@@ -795,7 +798,8 @@ __global__ void __launch_bounds__(256)
     for (int j = 0; j < 8; j++)
       s += v[j];
   }
-  warp_norm_store<C, MOD>(xv, lw, lb, warp_sum(s) / (256.f * C), eps, h + lg_row_off(hr, r), lane);
+  warp_norm_store<C, MOD>(xv, wv, bv, lw != NULL, lb != NULL, warp_sum(s) / (256.f * C), eps,
+                          h + lg_row_off(hr, r), lane);
 }
 
 template <int C>
