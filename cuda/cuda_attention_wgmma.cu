@@ -308,7 +308,7 @@ __global__ void __launch_bounds__(384, 1)
       if (TMA) {
         /* full tiles: one thread arms the barrier and issues two TMA boxes, the other 63 of
          * the pair arrive; the tail tile (keys past kv_len zero-filled) by cp.async as below.
-         * Q's copies are issued and waited for after tile 0 is issued. */
+         * Q: by TMA before tile q_it (below), or (LG_ATTN_TMA_Q=0) by cp.async after tile 0. */
         const CUtensorMap *map = isv ? &tm.v : &tm.k;
         const int mrow = (isv ? tm.rowv : tm.rowk) ? b : 0;
         /* Q by TMA goes out just before tile q_it, whose stage frees when the last S of the
