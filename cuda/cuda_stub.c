@@ -63,6 +63,11 @@ int lg_cuda_elapsed_ms(lg_backend *be, int a, int b, float *ms) {
   (void)be, (void)a, (void)b, (void)ms;
   return LG_ENOTSUP;
 }
+int lg_cuda_power_read(lg_backend *be, lg_cuda_power *p) {
+  (void)be;
+  if (p) p->energy_mj = 0, p->power_mw = p->sm_mhz = 0;
+  return LG_ENOTSUP;
+}
 #else
 typedef int lg_cuda_stub_unused; /* ISO C wants a declaration in every file */
 #endif

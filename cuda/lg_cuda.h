@@ -66,6 +66,15 @@ int lg_cuda_profiler_range(lg_backend *be, bool on);
 int lg_cuda_mark(lg_backend *be, int slot);
 int lg_cuda_elapsed_ms(lg_backend *be, int slot_a, int slot_b, float *ms);
 
+/* The board's power (mW; NVML's 1-second average on Hopper), SM clock now (MHz) and energy
+ * counter (mJ since the driver loaded, 0 where the board has none) by NVML, opened at run time;
+ * LG_ENOTSUP where NVML or the power reading is missing. */
+typedef struct lg_cuda_power {
+  unsigned long long energy_mj;
+  unsigned power_mw, sm_mhz;
+} lg_cuda_power;
+int lg_cuda_power_read(lg_backend *be, lg_cuda_power *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -85,6 +85,10 @@ static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
 }
+static int cmp_unsigned(const void *a, const void *b) {
+  unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+  return x < y ? -1 : x > y;
+}
 
 static void usage(FILE *f) {
   fprintf(
@@ -126,6 +130,9 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
   double *ms = NULL, *ms_eager = NULL;
   lg_cuda_graph *graph = NULL;
   double graph_err = -1, ctx_ms = 0;
+  /* back-to-back replays (NVML): J per chunk, median W, median SM clock */
+  double pw_j = -1, pw_w = 0, pw_ms = 0; /* pw_ms: ms per chunk of the back-to-back replays */
+  unsigned pw_mhz = 0;
   bool cuda = lg_backend_is_cuda(be);
   const bool use_graph = cuda && a->graph != 0;
   if (cuda) lg_cuda_mem_reset_peak(be);
@@ -207,13 +214,43 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
     }
     for (int i = 0; !rc && i < a->warmup; i++)
       rc = lg_cuda_graph_launch(be, graph);
+    double sum_ms = 0;
     for (int i = 0; !rc && i < iters; i++) {
       float e = 0;
       rc = lg_cuda_mark(be, 0);
       if (!rc) rc = lg_cuda_graph_launch(be, graph);
       if (!rc) rc = lg_cuda_mark(be, 1);
       if (!rc) rc = lg_cuda_elapsed_ms(be, 0, 1, &e);
-      ms[i] = e;
+      ms[i] = e, sum_ms += e;
+    }
+    /* power (NVML, where there is one): at least 3 s more of replays queued back to back, as a
+     * stream runs them; board power (NVML's 1-second average) and SM clock polled from the host
+     * from 40% of the run on, so that the average covers these replays only; nothing is added
+     * between the replays. J per chunk = median W x ms per chunk. */
+    lg_cuda_power pm;
+    if (!rc && sum_ms > 0 && lg_cuda_power_read(be, &pm) == 0) {
+      enum { NPOLL = 512 };
+      static unsigned mhz[NPOLL], mw[NPOLL];
+      const double per = sum_ms / iters;
+      const int nb = (int)fmax(iters, ceil(3000.0 / per));
+      int np = 0;
+      const double t0 = lg_now(), dur = nb * per * 1e-3;
+      for (int i = 0; !rc && i < nb; i++)
+        rc = lg_cuda_graph_launch(be, graph);
+      while (!rc && np < NPOLL && lg_now() < t0 + 0.95 * dur) {
+        if (lg_now() > t0 + 0.4 * dur && lg_cuda_power_read(be, &pm) == 0 && pm.power_mw)
+          mw[np] = pm.power_mw, mhz[np++] = pm.sm_mhz;
+        usleep(10000);
+      }
+      if (!rc) rc = be->ops->sync(be);
+      if (!rc && np > 0) {
+        qsort(mw, (size_t)np, sizeof *mw, cmp_unsigned);
+        qsort(mhz, (size_t)np, sizeof *mhz, cmp_unsigned);
+        pw_ms = (lg_now() - t0) * 1e3 / nb;
+        pw_w = mw[np / 2] * 1e-3;
+        pw_mhz = mhz[np / 2];
+        pw_j = pw_w * pw_ms * 1e-3;
+      }
     }
     if (!rc) rc = lg_tensor_download_f32(&vout, vg);
     if (!rc) {
@@ -300,6 +337,15 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
     printf("\"peak_mem_gib\":%.3f,", peak / 1073741824.0);
   else
     printf("\"peak_mem_gib\":null,");
+  if (pw_j >= 0)
+    printf("\"energy_j_per_chunk\":%.3f,\"power_w\":%.0f,\"ms_back_to_back\":%.3f,", pw_j,
+           pw_w, pw_ms);
+  else
+    printf("\"energy_j_per_chunk\":null,\"power_w\":null,\"ms_back_to_back\":null,");
+  if (pw_mhz)
+    printf("\"sm_mhz_median\":%u,", pw_mhz);
+  else
+    printf("\"sm_mhz_median\":null,");
   if (have_split)
     printf("\"split_ms\":{\"gemm\":%.3f,\"attention\":%.3f,\"elementwise\":%.3f,\"ops\":%d},",
            split[LG_CUDA_PROF_GEMM], split[LG_CUDA_PROF_ATTN], split[LG_CUDA_PROF_ELEM], nops);
