@@ -338,8 +338,8 @@ static int bench_one(const bench_args *a, lg_backend *be, lg_wan_dit *m, int ste
   else
     printf("\"peak_mem_gib\":null,");
   if (pw_j >= 0)
-    printf("\"energy_j_per_chunk\":%.3f,\"power_w\":%.0f,\"ms_back_to_back\":%.3f,", pw_j,
-           pw_w, pw_ms);
+    printf("\"energy_j_per_chunk\":%.3f,\"power_w\":%.0f,\"ms_back_to_back\":%.3f,", pw_j, pw_w,
+           pw_ms);
   else
     printf("\"energy_j_per_chunk\":null,\"power_w\":null,\"ms_back_to_back\":null,");
   if (pw_mhz)
